@@ -1,0 +1,1 @@
+"""Side-by-side timing scripts; ``python -m benchmarks.run_all`` writes BENCHMARKS.md."""

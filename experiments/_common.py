@@ -1,0 +1,206 @@
+"""Shared plumbing for experiments: command line, checks, metrics.json, figures.
+
+An experiment module defines
+
+.. code-block:: python
+
+    def run(cfg: Config) -> Result: ...
+    def main(argv=None): return cli(run, __doc__, argv)
+
+where ``run`` does the work at ``cfg.quick`` size, saves figures with
+:func:`save_figure` into ``cfg.out`` and returns a :class:`Result`. ``cli``
+parses arguments, times the run and writes ``metrics.json`` with the config,
+seed, library versions, hardware, every measured number and the ``checks``
+list ``{name, theory, measured, tolerance, pass}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Run configuration shared by every experiment."""
+
+    name: str
+    quick: bool
+    seed: int
+    out: Path
+    quiet: bool
+
+
+@dataclasses.dataclass
+class Result:
+    """What an experiment returns: numbers, checks against theory, figures."""
+
+    metrics: dict[str, Any]
+    checks: list[dict[str, Any]]
+    figures: list[str]
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    summary: str = ""
+
+
+def check(
+    name: str,
+    theory: Any,
+    measured: Any,
+    tolerance: float | None,
+    *,
+    relative: bool = False,
+    passed: bool | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """One claim compared to theory or to a published number.
+
+    By default ``pass = |measured - theory| <= tolerance`` (``relative=True``:
+    ``<= tolerance * |theory|``). Give ``passed`` explicitly for claims that are
+    not a distance (orderings, inequalities); then say what was compared in
+    ``theory`` (a string is fine) and ``note``.
+    """
+    if passed is None:
+        t, m = float(theory), float(measured)
+        scale = abs(t) if relative else 1.0
+        passed = bool(math.isfinite(m) and abs(m - t) <= float(tolerance) * scale)
+    out = {
+        "name": name,
+        "theory": _jsonable(theory),
+        "measured": _jsonable(measured),
+        "tolerance": _jsonable(tolerance),
+        "relative": relative,
+        "pass": bool(passed),
+    }
+    if note:
+        out["note"] = note
+    return out
+
+
+def save_figure(fig: Any, cfg: Config, name: str) -> str:
+    """Save a matplotlib figure as ``cfg.out/name.png`` and close it."""
+    import matplotlib.pyplot as plt
+
+    path = cfg.out / f"{name}.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path.name
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries an experiment depends on."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("wideth", "jax", "jaxlib", "flax", "optax", "neural-tangents", "numpy", "scipy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def hardware() -> dict[str, Any]:
+    """The machine and JAX devices the experiment ran on."""
+    import jax
+
+    devices = jax.devices()
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in devices],
+        "device_kind": devices[0].device_kind if devices else "none",
+    }
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "tolist") and hasattr(x, "dtype"):  # numpy / jax arrays and scalars
+        return _jsonable(np.asarray(x).tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, bool | int | float | str) or x is None:
+        return x
+    return str(x)
+
+
+def write_metrics(cfg: Config, result: Result, runtime_s: float, description: str) -> Path:
+    """Write ``cfg.out/metrics.json`` and return its path."""
+    payload = {
+        "experiment": cfg.name,
+        "description": description.strip(),
+        "summary": result.summary,
+        "mode": "quick" if cfg.quick else "full",
+        "seed": cfg.seed,
+        "config": result.config,
+        "versions": versions(),
+        "hardware": hardware(),
+        "runtime_s": round(runtime_s, 2),
+        "metrics": result.metrics,
+        "checks": result.checks,
+        "figures": result.figures,
+        "all_pass": all(c["pass"] for c in result.checks),
+    }
+    path = cfg.out / "metrics.json"
+    path.write_text(json.dumps(_jsonable(payload), indent=2))
+    return path
+
+
+def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> Config:
+    """Parse the common experiment command line."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m experiments.{name}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes, minutes on a CPU")
+    mode.add_argument("--full", action="store_true", help="full sizes (default), for a GPU")
+    parser.add_argument("--out", type=Path, default=Path("results") / name, help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    return Config(name=name, quick=args.quick, seed=args.seed, out=args.out, quiet=args.quiet)
+
+
+def cli(
+    run: Callable[[Config], Result], description: str | None, argv: Sequence[str] | None = None
+) -> Result:
+    """Entry point of an experiment module: parse, run, write metrics.json."""
+    module = sys.modules[run.__module__]
+    name = module.__name__.rsplit(".", 1)[-1]
+    cfg = parse_args(name, description or "", argv)
+    return execute(run, cfg, description or "")
+
+
+def execute(run: Callable[[Config], Result], cfg: Config, description: str = "") -> Result:
+    """Run an experiment with a given config (used by ``cli`` and by tests)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = run(cfg)
+    runtime = time.perf_counter() - t0
+    path = write_metrics(cfg, result, runtime, description)
+    if not cfg.quiet:
+        n_pass = sum(c["pass"] for c in result.checks)
+        print(f"{cfg.name}: {n_pass}/{len(result.checks)} checks pass, {runtime:.1f} s -> {path}")
+    return result

@@ -1,0 +1,1 @@
+"""wideth.scaling."""

@@ -1,0 +1,323 @@
+r"""Infinite-width predictions: gradient descent on MSE, ensembles, GP inference.
+
+Conventions (shared with :func:`wideth.train.mse`): the training loss is
+
+.. math::
+
+    \mathcal L(f) = \frac{1}{2n}\sum_{i=1}^n \|f(x_i) - y_i\|^2 ,
+
+so gradient descent with step :math:`\eta` moves the train outputs by
+:math:`f \leftarrow f - \tfrac{\eta}{n}\,\Theta\,(f - y)` in the linearised
+(infinite-width) regime, and gradient flow solves
+:math:`f_t - y = e^{-\eta\Theta t/n}(f_0 - y)`. ``normalization="sum"`` drops the
+:math:`1/n`. Kernels are *per output*: an infinite-width kernel from
+:mod:`wideth.kernels.analytic`, or an empirical output-traced NTK divided by the
+number of outputs. For one output this matches neural-tangents'
+``predict.gradient_descent_mse`` (which normalises by ``y_train.size``).
+
+Everything is eigendecomposition based (one ``eigh`` of the train kernel),
+float64-safe (pass float64 kernels with x64 enabled), jittable, and batched
+over test points (``batch_size``) so large test sets fit in memory.
+
+References:
+  Jacot, Gabriel, Hongler, `Neural Tangent Kernel: Convergence and Generalization
+  in Neural Networks <https://arxiv.org/abs/1806.07572>`_, 2018.
+  Lee et al., `Wide Neural Networks of Any Depth Evolve as Linear Models Under
+  Gradient Descent <https://arxiv.org/abs/1902.06720>`_, 2019 (Eqs. 15-16).
+  Rasmussen & Williams, Gaussian Processes for Machine Learning, 2006 (Alg. 2.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "Gaussian",
+    "gradient_descent_mse",
+    "gradient_descent_mse_ensemble",
+    "gp_inference",
+    "max_learning_rate",
+]
+
+Normalization = Literal["mean", "sum"]
+
+
+class Gaussian(NamedTuple):
+    """Mean ``(n_test, k)`` and covariance ``(n_test, n_test)`` of predictions."""
+
+    mean: jax.Array
+    covariance: jax.Array
+
+
+def _check_kernel(name: str, k: jax.Array, shape: tuple[int | None, int | None]) -> jax.Array:
+    k = jnp.asarray(k)
+    if k.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D kernel matrix, got shape {k.shape}")
+    for axis, want in enumerate(shape):
+        if want is not None and k.shape[axis] != want:
+            raise ValueError(f"{name} must have shape {shape} (None = any), got {k.shape}")
+    return k
+
+
+def _check_targets(y_train: jax.Array, n: int) -> tuple[jax.Array, bool]:
+    y = jnp.asarray(y_train)
+    squeeze = y.ndim == 1
+    y = y[:, None] if squeeze else y
+    if y.ndim != 2 or y.shape[0] != n:
+        raise ValueError(f"y_train must have shape ({n},) or ({n}, k), got {jnp.shape(y_train)}")
+    return y, squeeze
+
+
+def _time_scale(n: int, normalization: Normalization) -> float:
+    if normalization not in ("mean", "sum"):
+        raise ValueError(f"normalization must be 'mean' or 'sum', got {normalization!r}")
+    return float(n) if normalization == "mean" else 1.0
+
+
+def _filter(
+    evals: jax.Array,
+    learning_rate: float,
+    t: jax.Array | float | None,
+    scale: float,
+    discrete: bool,
+) -> jax.Array:
+    r"""Spectral filter :math:`g(\lambda) = (1 - e^{-\eta\lambda t/s})/\lambda`.
+
+    ``t=None`` is :math:`t=\infty` (:math:`1/\lambda`); ``discrete`` uses
+    :math:`(1 - (1-\eta\lambda/s)^t)/\lambda`. Zero eigenvalues take the limit
+    :math:`\eta t/s`, so the filter is finite on singular kernels.
+    """
+    lam = jnp.maximum(evals, 0.0)
+    tiny = jnp.finfo(evals.dtype).eps * jnp.max(jnp.abs(evals)) * evals.shape[0]
+    safe = jnp.where(lam > tiny, lam, 1.0)
+    if t is None:
+        return jnp.where(lam > tiny, 1.0 / safe, 0.0)
+    rate = learning_rate / scale
+    if discrete:
+        decay = jnp.power(1.0 - rate * lam, t)
+        limit = rate * t
+        return jnp.where(lam > tiny, (1.0 - decay) / safe, limit)
+    return jnp.where(lam > tiny, -jnp.expm1(-rate * lam * t) / safe, rate * t)
+
+
+def _batched_rows(fn: Callable[[jax.Array], jax.Array], k_test: jax.Array, batch_size: int | None):
+    """Apply ``fn`` to row blocks of ``k_test`` (pads the last block)."""
+    n = k_test.shape[0]
+    if not batch_size or batch_size >= n:
+        return fn(k_test)
+    pad = (-n) % batch_size
+    blocks = jnp.pad(k_test, ((0, pad), (0, 0))).reshape(-1, batch_size, k_test.shape[1])
+    out = jax.lax.map(fn, blocks)
+    return out.reshape(-1, *out.shape[2:])[:n]
+
+
+def gradient_descent_mse(
+    k_train_train: jax.Array,
+    y_train: jax.Array,
+    learning_rate: float = 1.0,
+    diag_reg: float = 0.0,
+    normalization: Normalization = "mean",
+    discrete: bool = False,
+    batch_size: int | None = None,
+) -> Callable[..., tuple[jax.Array, jax.Array | None]]:
+    r"""Outputs of a linearised (infinite-width) network trained by GD on MSE.
+
+    With :math:`\Theta = V\Lambda V^\top` the train kernel and :math:`s = n`
+    (``normalization="mean"``) or :math:`1`,
+
+    .. math::
+
+        f_t(X) &= y + V e^{-\eta\Lambda t/s} V^\top (f_0(X) - y), \\
+        f_t(x_*) &= f_0(x_*) - \Theta_{*X}\, V\,
+            \frac{I - e^{-\eta\Lambda t/s}}{\Lambda}\, V^\top (f_0(X) - y),
+
+    for gradient flow (``discrete=False``; :math:`t` in steps of size
+    :math:`\eta`), or with :math:`e^{-\eta\lambda t/s}` replaced by
+    :math:`(1-\eta\lambda/s)^t` for ``t`` discrete GD steps. ``t=None`` is the
+    end of training: kernel (ridgeless, or ``diag_reg``) regression.
+
+    Args:
+      k_train_train: ``(n, n)`` per-output NTK on the training inputs.
+      y_train: ``(n,)`` or ``(n, k)`` targets.
+      learning_rate: step size :math:`\eta`.
+      diag_reg: added to the diagonal of ``k_train_train``.
+      normalization: ``"mean"`` (loss :math:`\frac{1}{2n}\sum\|f-y\|^2`) or ``"sum"``.
+      discrete: predict discrete GD steps instead of gradient flow.
+      batch_size: test rows processed at a time (``None``: all).
+
+    Returns:
+      ``predict_fn(t=None, k_test_train=None, fx_train_0=0., fx_test_0=0.)``
+      returning ``(fx_train_t, fx_test_t)``; ``fx_test_t`` is ``None`` when
+      ``k_test_train`` is not given. Shapes follow ``y_train``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> k = jnp.array([[2.0, 0.5], [0.5, 1.0]])
+      >>> predict = gradient_descent_mse(k, jnp.array([1.0, -1.0]))
+      >>> train, _ = predict(t=None)
+      >>> [round(float(v), 4) for v in train]
+      [1.0, -1.0]
+    """
+    k = _check_kernel("k_train_train", k_train_train, (None, None))
+    n = k.shape[0]
+    if k.shape[1] != n:
+        raise ValueError(f"k_train_train must be square, got shape {k.shape}")
+    y, squeeze = _check_targets(y_train, n)
+    scale = _time_scale(n, normalization)
+    k = k + diag_reg * jnp.eye(n, dtype=k.dtype)
+    evals, evecs = jnp.linalg.eigh(k)
+    y = y.astype(evals.dtype)
+
+    def predict_fn(t=None, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0):
+        r0 = jnp.broadcast_to(jnp.asarray(fx_train_0, evals.dtype), y.shape)
+        r0 = (r0[:, None] if r0.ndim == 1 else r0) - y
+        coef = evecs.T @ r0
+        g = _filter(evals, learning_rate, t, scale, discrete)
+        train = y + evecs @ ((1.0 - evals[:, None] * g[:, None]) * coef)
+        test = None
+        if k_test_train is not None:
+            kt = _check_kernel("k_test_train", k_test_train, (None, n))
+            alpha = evecs @ (g[:, None] * coef)
+            delta = _batched_rows(lambda rows: rows @ alpha, kt.astype(evals.dtype), batch_size)
+            f0 = jnp.asarray(fx_test_0, evals.dtype)
+            test = (f0[:, None] if f0.ndim == 1 else f0) - delta
+            test = test[:, 0] if squeeze else test
+        return (train[:, 0] if squeeze else train), test
+
+    return predict_fn
+
+
+def gradient_descent_mse_ensemble(
+    ntk_train_train: jax.Array,
+    nngp_train_train: jax.Array,
+    ntk_test_train: jax.Array,
+    nngp_test_train: jax.Array,
+    nngp_test_test: jax.Array,
+    y_train: jax.Array,
+    t: float | None = None,
+    learning_rate: float = 1.0,
+    diag_reg: float = 0.0,
+    normalization: Normalization = "mean",
+) -> Gaussian:
+    r"""Mean and covariance over random inits of infinite-width nets after GD.
+
+    With the NTK :math:`\Theta`, the NNGP :math:`K` (the prior of the outputs
+    at initialisation) and
+    :math:`M = \Theta_{*X}\,V\,\frac{I-e^{-\eta\Lambda t/s}}{\Lambda}\,V^\top`
+    (:math:`\Theta_{XX} = V\Lambda V^\top`), Lee et al. (2019, Eqs. 15-16) give
+
+    .. math::
+
+        \mu_t(x_*) = M y, \qquad
+        \Sigma_t = K_{**} + M K_{XX} M^\top - M K_{X*} - K_{*X} M^\top .
+
+    ``t=None`` is :math:`t\to\infty` (:math:`M = \Theta_{*X}\Theta_{XX}^{-1}`).
+
+    Args:
+      ntk_train_train: ``(n, n)`` NTK on train inputs.
+      nngp_train_train: ``(n, n)`` NNGP on train inputs.
+      ntk_test_train: ``(m, n)`` NTK between test and train inputs.
+      nngp_test_train: ``(m, n)`` NNGP between test and train inputs.
+      nngp_test_test: ``(m, m)`` NNGP on test inputs.
+      y_train: ``(n,)`` or ``(n, k)`` targets.
+      t: training time in units of ``learning_rate`` (``None``: infinity).
+      learning_rate: step size :math:`\eta`.
+      diag_reg: added to the diagonal of the train NTK.
+      normalization: ``"mean"`` or ``"sum"``, as in :func:`gradient_descent_mse`.
+
+    Returns:
+      :class:`Gaussian` with mean shaped like the test outputs and the
+      ``(m, m)`` covariance (identical for every output dimension).
+    """
+    theta = _check_kernel("ntk_train_train", ntk_train_train, (None, None))
+    n = theta.shape[0]
+    kxx = _check_kernel("nngp_train_train", nngp_train_train, (n, n))
+    theta_t = _check_kernel("ntk_test_train", ntk_test_train, (None, n))
+    m = theta_t.shape[0]
+    k_t = _check_kernel("nngp_test_train", nngp_test_train, (m, n))
+    ktt = _check_kernel("nngp_test_test", nngp_test_test, (m, m))
+    y, squeeze = _check_targets(y_train, n)
+    scale = _time_scale(n, normalization)
+    evals, evecs = jnp.linalg.eigh(theta + diag_reg * jnp.eye(n, dtype=theta.dtype))
+    g = _filter(evals, learning_rate, t, scale, discrete=False)
+    mmat = ((theta_t @ evecs) * g) @ evecs.T
+    mean = mmat @ y.astype(evals.dtype)
+    cross = mmat @ k_t.T
+    cov = ktt + mmat @ kxx @ mmat.T - cross - cross.T
+    return Gaussian(mean[:, 0] if squeeze else mean, 0.5 * (cov + cov.T))
+
+
+def gp_inference(
+    k_train_train: jax.Array,
+    y_train: jax.Array,
+    k_test_train: jax.Array,
+    k_test_test: jax.Array | None = None,
+    diag_reg: float = 0.0,
+) -> Gaussian:
+    r"""Exact Gaussian-process posterior (NNGP or NTK kernel).
+
+    .. math::
+
+        \mu = K_{*X}(K_{XX} + \sigma^2 I)^{-1} y, \qquad
+        \Sigma = K_{**} - K_{*X}(K_{XX} + \sigma^2 I)^{-1} K_{X*},
+
+    computed by a Cholesky factorisation (Rasmussen & Williams 2006, Alg. 2.1),
+    :math:`\sigma^2` = ``diag_reg``. With the NTK this is the *NTK-GP*
+    posterior; its mean equals :func:`gradient_descent_mse` at ``t=None``.
+
+    Args:
+      k_train_train: ``(n, n)`` kernel on train inputs.
+      y_train: ``(n,)`` or ``(n, k)`` targets.
+      k_test_train: ``(m, n)`` kernel between test and train inputs.
+      k_test_test: ``(m, m)`` kernel on test inputs; ``None`` skips the covariance.
+      diag_reg: observation noise variance :math:`\sigma^2`.
+
+    Returns:
+      :class:`Gaussian`; ``covariance`` is ``None`` without ``k_test_test``.
+    """
+    k = _check_kernel("k_train_train", k_train_train, (None, None))
+    n = k.shape[0]
+    kt = _check_kernel("k_test_train", k_test_train, (None, n))
+    y, squeeze = _check_targets(y_train, n)
+    chol = jax.scipy.linalg.cho_factor(k + diag_reg * jnp.eye(n, dtype=k.dtype), lower=True)
+    mean = kt @ jax.scipy.linalg.cho_solve(chol, y.astype(k.dtype))
+    cov = None
+    if k_test_test is not None:
+        ktt = _check_kernel("k_test_test", k_test_test, (kt.shape[0], kt.shape[0]))
+        cov = ktt - kt @ jax.scipy.linalg.cho_solve(chol, kt.T)
+        cov = 0.5 * (cov + cov.T)
+    return Gaussian(mean[:, 0] if squeeze else mean, cov)
+
+
+def max_learning_rate(
+    ntk_train_train: jax.Array, normalization: Normalization = "mean", momentum: float = 0.0
+) -> jax.Array:
+    r"""Largest stable GD step for a linearised network on MSE.
+
+    For the loss :math:`\frac{1}{2n}\sum_i\|f_i-y_i\|^2` (``"mean"``) GD
+    contracts iff :math:`\eta\lambda_{\max}(\Theta)/n < 2`, so
+
+    .. math:: \eta_{\max} = \frac{2(1+\mu)\,n}{\lambda_{\max}(\Theta)}
+
+    (:math:`n \to 1` for ``"sum"``; heavy-ball momentum :math:`\mu`, Goh 2017).
+    Above :math:`\eta_{\max}` the linearised dynamics diverge; a finite network
+    may still converge up to about :math:`2\eta_{\max}` through the catapult
+    mechanism (Lewkowycz et al. 2020). Computed with ``jnp.linalg.eigvalsh``
+    (neural-tangents' version calls a SciPy argument that no longer exists).
+
+    Args:
+      ntk_train_train: ``(n, n)`` per-output NTK on the training batch.
+      normalization: ``"mean"`` or ``"sum"``.
+      momentum: heavy-ball momentum :math:`\mu \in [0, 1)`.
+
+    Returns:
+      Scalar :math:`\eta_{\max}`.
+    """
+    k = _check_kernel("ntk_train_train", ntk_train_train, (None, None))
+    scale = _time_scale(k.shape[0], normalization)
+    lam = jnp.linalg.eigvalsh(k)[-1]
+    return 2.0 * (1.0 + momentum) * scale / lam

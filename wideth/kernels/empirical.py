@@ -1,0 +1,678 @@
+r"""Finite-width (empirical) neural tangent and NNGP kernels.
+
+The empirical NTK of a network :math:`f(\theta, x) \in \mathbb{R}^k` is
+
+.. math::
+
+    \Theta_{kk'}(x, x') = \sum_p \frac{\partial f_k(\theta, x)}{\partial \theta_p}
+                                  \frac{\partial f_{k'}(\theta, x')}{\partial \theta_p},
+
+and :func:`ntk` returns its trace over outputs, :math:`\Theta(x, x') = \sum_k
+\Theta_{kk}(x, x')` (a *sum*, exactly neural-tangents' ``empirical_ntk_fn(...,
+trace_axes=(-1,))``), or the full ``(n1, n2, k, k)`` array with ``full=True``.
+
+Three methods compute the same kernel:
+
+* ``"jvp"``: NTK-vector products :math:`\Theta v = J(x_1) (J(x_2)^\top v)`, a vjp
+  then a jvp, vmapped over the columns of an identity; no Jacobian is stored.
+* ``"jacobian"``: per-block Jacobians (``jax.jacrev``) contracted over parameters.
+* ``"structured"``: for every dense product :math:`y = a W` inside the network the
+  Jacobian block is the outer product :math:`a\,\delta^\top` with
+  :math:`\delta = \partial f / \partial y`, so its contribution is
+
+  .. math::
+
+      \Theta_l(x, x') = \sum_{t, t'} \langle a_t(x), a_{t'}(x') \rangle
+                        \langle \delta_t(x), \delta_{t'}(x') \rangle,
+
+  (:math:`t` runs over positions that share the weight; one for an MLP). The
+  network's jaxpr is traced once; every ``dot_general`` whose one operand is a
+  parameter matrix (optionally scaled by a parameter-free scalar, transposed or
+  cast) and used nowhere else is handled this way, the inputs :math:`a` are
+  recorded and :math:`\delta` is the derivative with respect to a zero
+  perturbation added to the product. All other parameters (biases, convolution
+  filters, norms) go through the ``"jacobian"`` route. The Jacobian with respect
+  to the dense weights is never formed. This is the idea of neural-tangents'
+  "structured derivatives" (implementation 3), restricted to what dense layers
+  need.
+
+References:
+  Jacot et al., `Neural Tangent Kernel: Convergence and Generalization in Neural
+  Networks <https://arxiv.org/abs/1806.07572>`_, 2018.
+  Novak et al., `Fast Finite Width Neural Tangent Kernel
+  <https://arxiv.org/abs/2206.08720>`_, 2022.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.extend.core as jex
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+__all__ = ["ntk", "nngp", "ntk_matvec", "structured_report", "METHODS"]
+
+#: Methods accepted by :func:`ntk`.
+METHODS = ("auto", "jvp", "jacobian", "structured")
+
+#: ``auto`` uses ``"jacobian"`` when two Jacobian blocks fit in this many bytes.
+_JACOBIAN_BUDGET_BYTES = 1 << 30
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+
+
+# --------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------
+
+
+def _as_functional(apply_fn: Any, params: Any) -> tuple[ApplyFn, Any]:
+    """Turn an ``nnx.Module`` into ``(apply_fn, params)``; pass functions through."""
+    if isinstance(apply_fn, nnx.Module):
+        if params is not None:
+            raise TypeError("params: must be None when an nnx.Module is given (it holds them).")
+        graphdef, p, rest = nnx.split(apply_fn, nnx.Param, ...)
+        return _ModuleApply(graphdef, rest), p
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn: expected a callable or an nnx.Module, got {type(apply_fn)}.")
+    return apply_fn, params
+
+
+class _ModuleApply:
+    """Hashable ``apply_fn(params, x)`` for a split nnx module (merge inside)."""
+
+    def __init__(self, graphdef: Any, rest: Any):
+        self.graphdef, self.rest = graphdef, rest
+
+    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+        return nnx.merge(self.graphdef, params, self.rest)(x)
+
+    def __hash__(self) -> int:
+        return hash(self.graphdef)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _ModuleApply)
+            and self.graphdef == other.graphdef
+            and self.rest is other.rest
+        )
+
+
+def _check_inputs(x1: Any, x2: Any) -> tuple[jax.Array, jax.Array | None]:
+    x1 = jnp.asarray(x1)
+    if x1.ndim < 2:
+        raise ValueError(f"x1: expected shape (n, ...features), got {x1.shape}.")
+    if x2 is not None:
+        x2 = jnp.asarray(x2)
+        if x2.ndim < 2 or x2.shape[1:] != x1.shape[1:]:
+            raise ValueError(
+                f"x2: expected shape (n2, {', '.join(map(str, x1.shape[1:]))}) to match x1's "
+                f"feature dimensions, got {x2.shape}."
+            )
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None or _is_tracer(x):
+            continue
+        if not bool(np.all(np.isfinite(np.asarray(x)))):
+            raise ValueError(f"{name}: contains NaN or inf; expected finite inputs.")
+    return x1, x2
+
+
+def _is_tracer(x: Any) -> bool:
+    try:
+        np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return True
+    return False
+
+
+def _check_batch_size(batch_size: int | None) -> None:
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}.")
+
+
+def _blocks(x: jax.Array, b: int) -> tuple[jax.Array, int]:
+    """Pad rows to a multiple of ``b`` and reshape to ``(num_blocks, b, ...)``."""
+    n = x.shape[0]
+    m = -(-n // b) * b
+    if m != n:
+        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (m - n, *x.shape[1:]))], axis=0)
+    return x.reshape(m // b, b, *x.shape[1:]), n
+
+
+def _outputs(apply_fn: ApplyFn, params: Any, x: jax.Array) -> jax.Array:
+    out = apply_fn(params, x)
+    return out.reshape(x.shape[0], -1)
+
+
+def _trace_or_full(k4: jax.Array, full: bool) -> jax.Array:
+    """(n1, n2, k, k) -> itself or its trace over the output axes."""
+    return k4 if full else jnp.einsum("ijkk->ij", k4) / k4.shape[-1]
+
+
+# --------------------------------------------------------------------------------------
+# Method "jvp": NTK-vector products
+# --------------------------------------------------------------------------------------
+
+
+def _ntk_block_jvp(apply_fn, params, x1, x2, full):
+    f1 = lambda p: _outputs(apply_fn, p, x1)
+    f2 = lambda p: _outputs(apply_fn, p, x2)
+    out2, vjp2 = jax.vjp(f2, params)
+    n2, k = out2.shape
+
+    def column(v):  # v: (n2, k) -> J1 J2^T v: (n1, k)
+        return jax.jvp(f1, (params,), vjp2(v))[1]
+
+    eye = jnp.eye(n2 * k, dtype=out2.dtype).reshape(n2 * k, n2, k)
+    cols = jax.vmap(column)(eye)  # (n2*k, n1, k)
+    k4 = cols.reshape(n2, k, -1, k).transpose(2, 0, 3, 1)  # (n1, n2, k, k')
+    return _trace_or_full(k4, full)
+
+
+# --------------------------------------------------------------------------------------
+# Method "jacobian": per-block Jacobians contracted over parameters
+# --------------------------------------------------------------------------------------
+
+
+def _flat_jacobian(apply_fn, params, x):
+    jac = jax.jacrev(lambda p: _outputs(apply_fn, p, x))(params)
+    n = x.shape[0]
+    leaves = jax.tree.leaves(jac)
+    return jnp.concatenate([leaf.reshape(n, -1, math.prod(leaf.shape[2:])) for leaf in leaves], -1)
+
+
+def _contract(j1, j2, full):
+    if full:
+        return jnp.einsum("ikp,jlp->ijkl", j1, j2)
+    return jnp.einsum("ikp,jkp->ij", j1, j2) / j1.shape[1]
+
+
+def _ntk_block_jacobian(apply_fn, params, x1, x2, full):
+    j1 = _flat_jacobian(apply_fn, params, x1)
+    j2 = j1 if x2 is x1 else _flat_jacobian(apply_fn, params, x2)
+    return _contract(j1, j2, full)
+
+
+# --------------------------------------------------------------------------------------
+# Method "structured": dense products through their factors, the rest by Jacobians
+# --------------------------------------------------------------------------------------
+
+
+class _Lit:
+    """A literal operand of a flattened equation."""
+
+    def __init__(self, val):
+        self.val = val
+
+
+def _flatten_jaxpr(closed: Any) -> tuple[list, list, dict, list]:
+    """Inline ``jit`` calls; return (eqns, input keys, const env, output refs).
+
+    Each flattened equation is ``(eqn, in_refs, out_keys)``; a ref is an int key or a
+    :class:`_Lit`. Keys are fresh per call site, so a jitted helper called twice
+    gets distinct keys.
+    """
+    counter = iter(range(1 << 62))
+    eqns: list = []
+    consts: dict = {}
+
+    def run(jaxpr, const_vals, in_refs):
+        env = {}
+        for v, c in zip(jaxpr.constvars, const_vals, strict=True):
+            key = next(counter)
+            consts[key] = c
+            env[v] = key
+        env.update(zip(jaxpr.invars, in_refs, strict=True))
+        read = lambda v: _Lit(v.val) if isinstance(v, jex.Literal) else env[v]
+        for eqn in jaxpr.eqns:
+            ins = [read(v) for v in eqn.invars]
+            if eqn.primitive.name in ("jit", "pjit") and not eqn.effects:
+                inner = eqn.params["jaxpr"]
+                outs = run(inner.jaxpr, inner.consts, ins)
+            else:
+                outs = [next(counter) for _ in eqn.outvars]
+                eqns.append((eqn, ins, outs))
+            for v, o in zip(eqn.outvars, outs, strict=True):
+                env[v] = o
+        return [read(v) for v in jaxpr.outvars]
+
+    in_keys = [next(counter) for _ in closed.jaxpr.invars]
+    out_refs = run(closed.jaxpr, closed.consts, in_keys)
+    return eqns, in_keys, consts, out_refs
+
+
+class _DenseSite:
+    """A ``dot_general`` whose weight operand is a (scaled) parameter matrix."""
+
+    def __init__(self, eqn_index, leaf, weight_side, scalars, contract_dim):
+        self.eqn_index = eqn_index  # position in the flattened equation list
+        self.leaf = leaf  # index of the parameter leaf
+        self.weight_side = weight_side  # 0: W is lhs, 1: W is rhs
+        self.scalars = scalars  # refs of parameter-free scalars multiplying W
+        self.contract_dim = contract_dim  # contracted dim of the activation operand
+
+
+def _analyse(eqns, in_keys, out_refs, num_leaves, differentiable):
+    """Find dense sites; every other differentiable leaf goes to the Jacobian route."""
+    producer = {}
+    consumers: dict[int, int] = {}
+    for i, (_, ins, outs) in enumerate(eqns):
+        for o in outs:
+            producer[o] = i
+        for r in ins:
+            if not isinstance(r, _Lit):
+                consumers[r] = consumers.get(r, 0) + 1
+    for r in out_refs:
+        if not isinstance(r, _Lit):
+            consumers[r] = consumers.get(r, 0) + 1
+
+    leaf_of = {in_keys[i]: i for i in range(num_leaves) if differentiable[i]}
+    param_dep = set(leaf_of)
+    for _, ins, outs in eqns:
+        if any(not isinstance(r, _Lit) and r in param_dep for r in ins):
+            param_dep.update(outs)
+
+    def weight_chain(ref):
+        """Follow ``ref`` back through scalar muls/casts/transposes to a leaf."""
+        scalars = []
+        while not isinstance(ref, _Lit):
+            if consumers.get(ref, 0) != 1:
+                return None
+            if ref in leaf_of:
+                return leaf_of[ref], scalars
+            if ref not in producer:
+                return None
+            eqn, ins, _ = eqns[producer[ref]]
+            name = eqn.primitive.name
+            if name in ("convert_element_type", "copy", "copy_p") or (
+                name == "transpose" and tuple(eqn.params["permutation"]) == (1, 0)
+            ):
+                ref = ins[0]
+            elif name == "mul":
+                shapes = [v.aval.shape for v in eqn.invars]
+                scalar = [j for j in (0, 1) if shapes[j] == () and shapes[1 - j] != ()]
+                if len(scalar) != 1:
+                    return None
+                s = scalar[0]
+                if not isinstance(ins[s], _Lit) and ins[s] in param_dep:
+                    return None
+                scalars.append(ins[s])
+                ref = ins[1 - s]
+            else:
+                return None
+        return None
+
+    sites = []
+    claimed = set()
+    for i, (eqn, ins, _) in enumerate(eqns):
+        if eqn.primitive.name != "dot_general":
+            continue
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        if lb or rb or len(lc) != 1:
+            continue
+        for side in (1, 0):
+            if eqn.invars[side].aval.ndim != 2:
+                continue
+            found = weight_chain(ins[side])
+            if found is None or found[0] in claimed:
+                continue
+            leaf, scalars = found
+            act_contract = (lc, rc)[1 - side][0]
+            sites.append(_DenseSite(i, leaf, side, scalars, act_contract))
+            claimed.add(leaf)
+            break
+    rest = [i for i in range(num_leaves) if differentiable[i] and i not in claimed]
+    return sites, rest
+
+
+def _structured_plan(apply_fn, params, feature_shape, dtype):
+    leaves, treedef = jax.tree.flatten(params)
+    differentiable = [jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) for leaf in leaves]
+    fn = lambda ls, x: apply_fn(jax.tree.unflatten(treedef, ls), x)
+    specs = [jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)) for leaf in leaves]
+    closed = jax.make_jaxpr(fn)(specs, jax.ShapeDtypeStruct((1, *feature_shape), dtype))
+    eqns, in_keys, consts, out_refs = _flatten_jaxpr(closed)
+    sites, rest = _analyse(eqns, in_keys, out_refs, len(leaves), differentiable)
+    return eqns, in_keys, consts, out_refs, sites, rest
+
+
+def _bind(eqn, invals):
+    bind_params = eqn.primitive.get_bind_params(eqn.params)
+    subfuns = ()
+    if isinstance(bind_params, tuple):  # older JAX: (subfuns, params)
+        subfuns, bind_params = bind_params
+    with eqn.ctx.manager:
+        out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
+    return out if eqn.primitive.multiple_results else [out]
+
+
+def _structured_factors(apply_fn, params, x, plan):
+    """Per-sample factors: activations ``a`` (n, T, d_in) per site, cotangents
+    ``delta`` (n, k, T, d_out) per site, and the Jacobian of the remaining
+    parameters (n, k, P_rest)."""
+    eqns, in_keys, consts, out_refs, sites, rest = plan
+    leaves = jax.tree.leaves(params)
+    site_at = {s.eqn_index: j for j, s in enumerate(sites)}
+
+    def single(eps, rest_leaves, xi):
+        env = dict(consts)
+        vals = list(leaves)
+        for i, leaf in zip(rest, rest_leaves, strict=True):
+            vals[i] = leaf
+        env.update(zip(in_keys, [*vals, xi[None]], strict=True))
+        read = lambda r: r.val if isinstance(r, _Lit) else env[r]
+        acts = []
+        for i, (eqn, ins, outs) in enumerate(eqns):
+            invals = [read(r) for r in ins]
+            out = _bind(eqn, invals)
+            if i in site_at:
+                site = sites[site_at[i]]
+                a = invals[1 - site.weight_side]
+                a = jnp.moveaxis(a, site.contract_dim, -1)
+                for s in site.scalars:
+                    a = a * read(s)
+                acts.append(jax.lax.stop_gradient(a.reshape(-1, a.shape[-1])))
+                out = [out[0] + eps[site_at[i]]]
+            env.update(zip(outs, out, strict=True))
+        y = jnp.concatenate([jnp.ravel(read(r)) for r in out_refs])
+        return y, acts
+
+    eps_shapes = [eqns[s.eqn_index][0].outvars[0].aval for s in sites]
+    eps0 = [jnp.zeros(a.shape, a.dtype) for a in eps_shapes]
+    rest0 = [leaves[i] for i in rest]
+
+    def per_sample(xi):
+        (d_eps, d_rest), acts = jax.jacrev(single, argnums=(0, 1), has_aux=True)(eps0, rest0, xi)
+        deltas = []
+        for site, d in zip(sites, d_eps, strict=True):
+            # d: (k, *y_shape); y = (act free..., W free) for W rhs, (W free, act free...) lhs
+            if site.weight_side == 0:
+                d = jnp.moveaxis(d, 1, -1)
+            deltas.append(d.reshape(d.shape[0], -1, d.shape[-1]))
+        k = deltas[0].shape[0] if deltas else d_rest[0].shape[0]
+        jr = [j.reshape(k, -1) for j in d_rest]
+        jr = jnp.concatenate(jr, -1) if jr else jnp.zeros((k, 0), x.dtype)
+        return acts, deltas, jr
+
+    return jax.vmap(per_sample)(x)
+
+
+def _structured_contract(f1, f2, full):
+    acts1, deltas1, jr1 = f1
+    acts2, deltas2, jr2 = f2
+    out = _contract(jr1, jr2, full)
+    for a1, d1, a2, d2 in zip(acts1, deltas1, acts2, deltas2, strict=True):
+        if a1.shape[1] == 1 and a2.shape[1] == 1:
+            g = a1[:, 0] @ a2[:, 0].T
+            if full:
+                h = jnp.einsum("ikq,jlq->ijkl", d1[:, :, 0], d2[:, :, 0])
+                out = out + g[:, :, None, None] * h
+            else:
+                h = jnp.einsum("ikq,jkq->ij", d1[:, :, 0], d2[:, :, 0]) / d1.shape[1]
+                out = out + g * h
+        else:
+            g = jnp.einsum("itp,jsp->ijts", a1, a2)
+            if full:
+                out = out + jnp.einsum("ijts,iktq,jlsq->ijkl", g, d1, d2)
+            else:
+                out = out + jnp.einsum("ijts,iktq,jksq->ij", g, d1, d2) / d1.shape[1]
+    return out
+
+
+def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any]:
+    """Describe how the ``"structured"`` method splits the parameters.
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> (n, k)`` or an ``nnx.Module``.
+      params: parameter pytree (``None`` for a module).
+      x: example inputs ``(n, ...)``; only shape and dtype are used.
+
+    Returns:
+      dict with ``dense_leaves`` (indices of leaves handled by their factors),
+      ``rest_leaves`` (indices handled by Jacobians), ``dense_fraction`` (share of the
+      parameter count handled by factors) and ``num_leaves``.
+    """
+    apply_fn, params = _as_functional(apply_fn, params)
+    x = jnp.asarray(x)
+    plan = _structured_plan(apply_fn, params, x.shape[1:], x.dtype)
+    return _report(params, plan)
+
+
+def _report(params, plan):
+    sites, rest = plan[4], plan[5]
+    sizes = [math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params)]
+    dense = sorted(s.leaf for s in sites)
+    total = sum(sizes[i] for i in dense) + sum(sizes[i] for i in rest)
+    return {
+        "dense_leaves": dense,
+        "rest_leaves": list(rest),
+        "dense_fraction": sum(sizes[i] for i in dense) / max(total, 1),
+        "num_leaves": len(sizes),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Driver: batching over rows, method choice, jit
+# --------------------------------------------------------------------------------------
+
+
+def _num_outputs(apply_fn, params, x1):
+    out = jax.eval_shape(lambda p, x: _outputs(apply_fn, p, x), params, x1[:1])
+    return out.shape[1]
+
+
+def _choose(apply_fn, params, x1, b):
+    """``auto``: structured if dense factors cover >= half the parameters, else
+    ``jacobian`` if two ``(b, k, P)`` Jacobian blocks fit in 1 GiB, else ``jvp``."""
+    plan = _structured_plan(apply_fn, params, x1.shape[1:], x1.dtype)
+    if plan[4] and _report(params, plan)["dense_fraction"] >= 0.5:
+        return "structured"
+    num_params = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params))
+    k = _num_outputs(apply_fn, params, x1)
+    nbytes = 2 * b * k * num_params * jnp.dtype(x1.dtype).itemsize
+    return "jacobian" if nbytes <= _JACOBIAN_BUDGET_BYTES else "jvp"
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "method", "batch_size", "full", "same"))
+def _ntk_jit(apply_fn, params, x1, x2, method, batch_size, full, same):
+    n1, n2 = x1.shape[0], x2.shape[0]
+    b1, b2 = min(batch_size or n1, n1), min(batch_size or n2, n2)
+    xb1, _ = _blocks(x1, b1)
+    xb2, _ = _blocks(x2, b2)
+
+    if method == "structured":
+        plan = _structured_plan(apply_fn, params, x1.shape[1:], x1.dtype)
+        factors = lambda xb: _structured_factors(apply_fn, params, xb, plan)
+        unblock = lambda t: jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), t)
+        f2 = unblock(jax.lax.map(factors, xb2))
+        f1 = f2 if same else unblock(jax.lax.map(factors, xb1))
+        nb1 = xb1.shape[0]
+        f1 = jax.tree.map(lambda a: a.reshape(nb1, b1, *a.shape[1:]), f1)
+        rows = jax.lax.map(lambda f: _structured_contract(f, f2, full), f1)
+        rows = rows.reshape(-1, *rows.shape[2:])
+    else:
+        block = _ntk_block_jvp if method == "jvp" else _ntk_block_jacobian
+
+        if xb1.shape[0] == 1 and xb2.shape[0] == 1:
+            xa = xb1[0]
+            rows = block(apply_fn, params, xa, xa if same else xb2[0], full)
+        else:
+
+            def row(xa):
+                return jax.lax.map(lambda xb: block(apply_fn, params, xa, xb, full), xb2)
+
+            rows = jnp.moveaxis(jax.lax.map(row, xb1), 1, 2)  # (nb1, b1, nb2, b2, ...)
+            rows = rows.reshape(rows.shape[0] * rows.shape[1], -1, *rows.shape[4:])
+    return rows[:n1, :n2]
+
+
+def ntk(
+    apply_fn: ApplyFn | nnx.Module,
+    params: Any,
+    x1: jax.Array,
+    x2: jax.Array | None = None,
+    method: str = "auto",
+    batch_size: int | None = None,
+    full: bool = False,
+) -> jax.Array:
+    r"""Empirical neural tangent kernel of a finite network.
+
+    .. math::
+
+        \Theta(x, x') = \sum_{k} \sum_p \partial_{\theta_p} f_k(\theta, x)\,
+                        \partial_{\theta_p} f_k(\theta, x')
+
+    The trace over the ``k`` outputs is a sum (not a mean), as in neural-tangents'
+    ``empirical_ntk_fn(f, trace_axes=(-1,))``.
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> (n, k)`` outputs (any trailing shape is
+        flattened to ``k``), or an ``nnx.Module`` (then ``params`` is ``None``; its
+        ``nnx.Param`` variables are the parameters).
+      params: parameter pytree, or ``None`` for a module.
+      x1: inputs ``(n1, ...)``.
+      x2: inputs ``(n2, ...)`` with the same feature shape; ``None`` means ``x1``.
+      method: ``"jvp"``, ``"jacobian"``, ``"structured"`` or ``"auto"``. ``auto``
+        takes ``"structured"`` when dense products hold at least half of the
+        parameters, otherwise ``"jacobian"`` when two ``(batch_size, k, P)``
+        Jacobian blocks fit in 1 GiB, otherwise ``"jvp"``.
+      batch_size: rows of ``x1``/``x2`` processed at a time (``None``: all). Need not
+        divide ``n1``/``n2``.
+      full: return the ``(n1, n2, k, k)`` kernel instead of its trace.
+
+    Returns:
+      ``(n1, n2)`` array, or ``(n1, n2, k, k)`` when ``full``.
+
+    Raises:
+      ValueError: unknown ``method``, bad ``batch_size``, mismatched feature shapes
+        or non-finite inputs.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> f = lambda p, x: jnp.tanh(x @ p["w1"]) @ p["w2"]
+      >>> p = {"w1": jnp.ones((3, 8)) / 3, "w2": jnp.ones((8, 2)) / 8}
+      >>> ntk(f, p, jnp.ones((4, 3))).shape
+      (4, 4)
+
+    References:
+      Jacot et al., `Neural Tangent Kernel <https://arxiv.org/abs/1806.07572>`_, 2018.
+      Novak et al., `Fast Finite Width Neural Tangent Kernel
+      <https://arxiv.org/abs/2206.08720>`_, 2022.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}.")
+    _check_batch_size(batch_size)
+    apply_fn, params = _as_functional(apply_fn, params)
+    x1, x2 = _check_inputs(x1, x2)
+    same = x2 is None
+    x2 = x1 if same else x2
+    if method == "auto":
+        method = _choose(apply_fn, params, x1, min(batch_size or x1.shape[0], x1.shape[0]))
+    return _ntk_jit(apply_fn, params, x1, x2, method, batch_size, bool(full), same)
+
+
+def ntk_matvec(
+    apply_fn: ApplyFn | nnx.Module, params: Any, x: jax.Array
+) -> Callable[[jax.Array], jax.Array]:
+    r"""NTK-vector product on the inputs ``x``, without building the kernel.
+
+    .. math::
+
+        v \mapsto \Theta v = J (J^\top v), \qquad J = \partial f(\theta, x)/\partial\theta
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> (n, k)`` or an ``nnx.Module``.
+      params: parameter pytree, or ``None`` for a module.
+      x: inputs ``(n, ...)``.
+
+    Returns:
+      A jitted function ``v (n, k) -> (n, k)`` (a vjp then a jvp); ``v`` of shape
+      ``(n,)`` is accepted when ``k == 1``.
+
+    References:
+      Novak et al., `Fast Finite Width Neural Tangent Kernel
+      <https://arxiv.org/abs/2206.08720>`_, 2022.
+    """
+    apply_fn, params = _as_functional(apply_fn, params)
+    x, _ = _check_inputs(x, None)
+    f = lambda p: _outputs(apply_fn, p, x)
+    out, f_vjp = jax.vjp(f, params)
+
+    @jax.jit
+    def matvec(v):
+        v = jnp.asarray(v, out.dtype)
+        shape = v.shape
+        if v.size != out.size:
+            raise ValueError(f"v: expected shape {out.shape} (or ({out.shape[0]},) if k == 1).")
+        return jax.jvp(f, (params,), f_vjp(v.reshape(out.shape)))[1].reshape(shape)
+
+    return matvec
+
+
+def nngp(
+    apply_fn: ApplyFn | nnx.Module,
+    params: Any,
+    x1: jax.Array,
+    x2: jax.Array | None = None,
+) -> jax.Array:
+    r"""Empirical NNGP kernel: inner product of outputs or of last-layer features.
+
+    For a function ``apply_fn`` with ``k`` outputs:
+
+    .. math::
+
+        K(x, x') = \frac{1}{k} \sum_{i=1}^k f_i(\theta, x) f_i(\theta, x'),
+
+    a one-sample (per output) estimate of the NNGP kernel of the output layer. For
+    an ``nnx.Module`` with a ``features(x)`` method returning the per-layer
+    post-activations, the last entry :math:`\phi(x) \in \mathbb{R}^n` is used:
+
+    .. math::
+
+        K(x, x') = \frac{1}{n} \phi(x) \cdot \phi(x'),
+
+    which converges to the post-activation kernel of the last hidden layer, i.e. the
+    output NNGP of the same network with readout ``W_std = 1, b_std = 0``.
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> (n, k)`` or an ``nnx.Module``.
+      params: parameter pytree, or ``None`` for a module.
+      x1: inputs ``(n1, ...)``.
+      x2: inputs ``(n2, ...)``; ``None`` means ``x1``.
+
+    Returns:
+      ``(n1, n2)`` array.
+
+    References:
+      Lee et al., `Deep Neural Networks as Gaussian Processes
+      <https://arxiv.org/abs/1711.00165>`_, 2018.
+    """
+    x1, x2 = _check_inputs(x1, x2)
+    x2 = x1 if x2 is None else x2
+    if isinstance(apply_fn, nnx.Module) and callable(getattr(apply_fn, "features", None)):
+        if params is not None:
+            raise TypeError("params: must be None when an nnx.Module is given (it holds them).")
+        graphdef, state = nnx.split(apply_fn)
+        return _nngp_features(graphdef, state, x1, x2)
+    apply_fn, params = _as_functional(apply_fn, params)
+    return _nngp_outputs(apply_fn, params, x1, x2)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn",))
+def _nngp_outputs(apply_fn, params, x1, x2):
+    f1, f2 = _outputs(apply_fn, params, x1), _outputs(apply_fn, params, x2)
+    return f1 @ f2.T / f1.shape[1]
+
+
+@jax.jit
+def _nngp_features(graphdef, state, x1, x2):
+    module = nnx.merge(graphdef, state)
+    p1 = module.features(x1)[-1].reshape(x1.shape[0], -1)
+    p2 = module.features(x2)[-1].reshape(x2.shape[0], -1)
+    return p1 @ p2.T / p1.shape[1]

@@ -370,7 +370,8 @@ def kernel(
                 f"and x2 {tuple(x2.shape)}"
             )
 
-    ctx = jax.enable_x64(True) if dtype == jnp.dtype(jnp.float64) else contextlib.nullcontext()
+    use_x64 = dtype is not None and dtype == jnp.dtype(jnp.float64)
+    ctx = jax.enable_x64(True) if use_x64 else contextlib.nullcontext()
     with ctx:
         ftype = dtype if dtype is not None else jnp.result_type(float)
         x1 = jnp.asarray(x1, ftype)

@@ -42,6 +42,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -198,6 +199,175 @@ def uv_peak_vs_width(
     return {"widths": np.asarray(widths), "peak": model, "peak_recursion": recursion}
 
 
+# --------------------------------------------------------------------------- real MLP
+
+
+def top_ntk_eigenvalue(apply_fn: Callable, params: Any, x: jax.Array) -> float:
+    r"""Top eigenvalue of :math:`\Theta/n`, :math:`\Theta` the full empirical NTK.
+
+    :math:`\Theta` is the :math:`nk\times nk` kernel over samples and outputs, so
+    :math:`\Theta/n` has the spectrum of the Gauss-Newton matrix of
+    :math:`L=\frac1{2n}\sum_i\|f(x_i)-y_i\|^2` and GD on the linearised model is
+    stable iff :math:`\eta<2/\lambda_{\max}(\Theta/n)`.
+    """
+    from wideth.kernels import empirical
+
+    theta = empirical.ntk(apply_fn, params, x, full=True)  # (n, n, k, k)
+    n, _, k, _ = theta.shape
+    mat = np.asarray(jnp.transpose(theta, (0, 2, 1, 3)).reshape(n * k, n * k), np.float64)
+    return float(np.linalg.eigvalsh(0.5 * (mat + mat.T))[-1] / n)
+
+
+def mlp_setup(
+    key: jax.Array, n: int, width: int, depth: int = 1, quick: bool = True
+) -> tuple[Any, Callable, Any, jax.Array, jax.Array, str]:
+    """Real data subset and a ReLU MLP in NTK parameterisation (10 outputs)."""
+    from flax import nnx
+
+    from wideth import data, models
+
+    seed = int(jax.random.randint(key, (), 0, 2**30))
+    ds = data.digits(seed=seed) if quick else data.mnist5k(seed=seed)
+    name = "digits" if quick else "MNIST-5k"
+    x = jnp.asarray(ds.x_train[:n], jnp.float32)
+    y = jnp.asarray(ds.y_train[:n], jnp.float32)
+    model = models.MLP(
+        x.shape[1],
+        width,
+        depth,
+        out_dim=y.shape[1],
+        activation="relu",
+        parameterization="ntk",
+        rngs=nnx.Rngs(seed),
+    )
+    apply_fn, params = models.functional(model)
+    return model, apply_fn, params, x, y, name
+
+
+def is_dead(model: Any, params: Any, x: jax.Array) -> bool:
+    """Whether every ReLU of the last hidden layer is off on every input."""
+    from flax import nnx
+
+    nnx.update(model, params)
+    feats = model.features(x)
+    return bool(jnp.all(feats[-1] <= 0))
+
+
+def mlp_sweep(
+    key: jax.Array,
+    n: int,
+    width: int,
+    multiples: np.ndarray,
+    steps: int,
+    quick: bool = True,
+    depth: int = 1,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    r"""GD on a wide ReLU MLP for :math:`\eta = c\cdot 2/\lambda_0`, :math:`c` in ``multiples``.
+
+    Trained with :func:`wideth.train.fit` (full batch, ``optax.sgd``, MSE
+    :math:`\frac1{2n}\sum\|f-y\|^2`); phases as for the uv model, plus ``dead``
+    when training converged with every last-layer ReLU off.
+
+    Returns:
+      dict with ``multiples``, ``lam0``, ``phase`` (list of str), ``eta_lam_final``
+      (:math:`\eta\lambda_{\max}(\Theta_{\rm final}/n)`), ``loss`` (list of curves),
+      ``peak_over_initial``.
+    """
+    import optax
+    from tqdm import tqdm
+
+    from wideth import train
+
+    model, apply_fn, params0, x, y, name = mlp_setup(key, n, width, depth, quick)
+    lam0 = top_ntk_eigenvalue(apply_fn, params0, x)
+    phases, finals, curves, peaks = [], [], [], []
+    for c in tqdm(multiples, desc="MLP learning rates", disable=quiet):
+        eta = float(c) * 2 / lam0
+        res = train.fit(
+            apply_fn,
+            params0,
+            optax.sgd(eta),
+            (x, y),
+            loss="mse",
+            steps=steps,
+            log_every=1,
+            quiet=True,
+        )
+        loss = np.asarray(res.history["loss"], np.float64)
+        final = train.mse(apply_fn(res.params, x), y)
+        loss = np.append(loss, float(final))
+        phase = classify(loss, rtol=1e-4)
+        if res.stopped_early:
+            phase = DIVERGENT
+        if phase != DIVERGENT and is_dead(model, res.params, x):
+            phase = DEAD
+        lam_final = top_ntk_eigenvalue(apply_fn, res.params, x) if phase != DIVERGENT else np.inf
+        phases.append(phase)
+        finals.append(eta * lam_final)
+        curves.append(loss)
+        peaks.append(np.nanmax(np.where(np.isfinite(loss), loss, np.nan)) / loss[0])
+    return {
+        "dataset": name,
+        "n": n,
+        "width": width,
+        "depth": depth,
+        "steps": steps,
+        "multiples": np.asarray(multiples),
+        "lam0": lam0,
+        "phase": phases,
+        "eta_lam_final": np.array(finals),
+        "loss": curves,
+        "peak_over_initial": np.array(peaks),
+    }
+
+
+def plot_mlp(res: dict[str, Any]):
+    """Figure: MLP loss curves and the final kernel vs learning rate, by phase."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    c = res["multiples"]
+    for i, (ci, ph) in enumerate(zip(c, res["phase"], strict=True)):
+        if ph == DIVERGENT:
+            continue
+        curve = res["loss"][i]
+        axes[0].plot(
+            np.arange(1, len(curve) + 1),
+            curve,
+            color=_COLORS[ph],
+            alpha=0.8,
+            lw=1,
+            label=f"{ci:.2g}×2/λ₀ ({ph})",
+        )
+    axes[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="step + 1",
+        ylabel="train loss",
+        title=f"ReLU MLP width {res['width']}, {res['dataset']} n={res['n']}",
+    )
+    axes[0].legend(fontsize=6, ncol=2)
+    phases = np.array(res["phase"])
+    for ph, col in _COLORS.items():
+        sel = phases == ph
+        if sel.any():
+            y = np.where(np.isfinite(res["eta_lam_final"][sel]), res["eta_lam_final"][sel], 0)
+            axes[1].scatter(2 * c[sel], y, color=col, label=ph, s=18)
+    axes[1].axvline(2, color="gray", ls="--", lw=0.8)
+    axes[1].axhline(2, color="gray", ls=":", lw=0.8)
+    axes[1].plot(2 * c, 2 * c, "k-", lw=0.5, alpha=0.4)
+    axes[1].set(
+        xscale="log",
+        xlabel="η λ₀",
+        ylabel="η λ_final (divergent at 0)",
+        title="Phases of the real network",
+    )
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------- figures
 
 _COLORS = {LAZY: "tab:blue", CATAPULT: "tab:orange", DIVERGENT: "tab:red", DEAD: "k"}
@@ -344,13 +514,75 @@ def run(cfg: Config) -> Result:
     ]
     figures.append(save_figure(plot_uv(sw, peaks, m), cfg, "uv_model"))
 
+    # 2. real ReLU MLP
+    try:
+        mult = (
+            np.array([0.3, 0.6, 0.8, 0.9, 1.1, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0])
+            if quick
+            else np.round(np.concatenate([np.arange(0.2, 1.0, 0.1), np.arange(1.1, 10.01, 0.3)]), 4)
+        )
+        mlp = mlp_sweep(
+            k3,
+            n=128 if quick else 1000,
+            width=1024 if quick else 8192,
+            multiples=mult,
+            steps=200 if quick else 1000,
+            quick=quick,
+            quiet=cfg.quiet,
+        )
+        metrics["mlp"] = mlp
+        ph = np.array(mlp["phase"])
+        lazy_idx = np.flatnonzero(ph == LAZY)
+        non_lazy_idx = np.flatnonzero(ph != LAZY)
+        last_lazy = float(mult[lazy_idx.max()]) if len(lazy_idx) else math.nan
+        first_non = float(mult[non_lazy_idx.min()]) if len(non_lazy_idx) else math.nan
+        mlp_cat = ph == CATAPULT
+        counts = {p: int(np.sum(ph == p)) for p in (LAZY, CATAPULT, DIVERGENT, DEAD)}
+        mlp["counts"] = counts
+        div = np.flatnonzero(ph == DIVERGENT)
+        mlp["first_divergent_eta_lam"] = float(2 * mult[div.min()]) if len(div) else math.inf
+        checks += [
+            check(
+                "MLP: last lazy eta below 2/lambda0 (units of 2/lambda0)",
+                "< 1",
+                last_lazy,
+                None,
+                passed=bool(last_lazy < 1),
+            ),
+            check(
+                "MLP: lazy -> catapult boundary at 2/lambda0 (units of 2/lambda0)",
+                1.0,
+                0.5 * (last_lazy + first_non),
+                max(0.5 * (first_non - last_lazy), 0.1),
+                note="midpoint of last lazy / first non-lazy point; tolerance = half grid step",
+            ),
+            check(
+                "MLP: catapult phase exists and ends with eta*lambda_final < 2",
+                "< 2",
+                float(mlp["eta_lam_final"][mlp_cat].max()) if mlp_cat.any() else math.nan,
+                None,
+                passed=bool(mlp_cat.any() and np.all(mlp["eta_lam_final"][mlp_cat] < 2)),
+                note=f"phase counts {counts}",
+            ),
+            check(
+                "MLP: runs diverge at large eta",
+                "some divergent run above 4/lambda0",
+                mlp["first_divergent_eta_lam"],
+                None,
+                passed=bool(len(div) and 2 * mult[div.min()] > 4 - 1e-9),
+                note="eta*lambda0 of the first divergent run; Lewkowycz et al. report ~12 for ReLU",
+            ),
+        ]
+        figures.append(save_figure(plot_mlp(mlp), cfg, "mlp_phases"))
+    except (ImportError, AttributeError) as e:  # pragma: no cover - modules not yet there
+        metrics["mlp"] = {"skipped": repr(e)}
+
     summary = (
         f"uv model (m={m}): lazy below eta*lambda0 = {thr[:, 0].min():.2f}, divergent from "
         f"{thr[:, 1].min():.2f} (theory 2 and 4); catapult runs end at eta*lambda <= {worst:.2f}; "
         f"peak loss grows as m^{slope:.2f}."
     )
     config = {"uv_m": m, "uv_steps": steps, "uv_seeds": seeds, "uv_grid": eta_lam}
-    del k3
     return Result(metrics=metrics, checks=checks, figures=figures, config=config, summary=summary)
 
 

@@ -43,7 +43,7 @@ n = 200 if QUICK else 500
 steps = 600 if QUICK else 2000
 
 # %%
-loss_fn, params, name = eos.setup(quick=True, seed=0, n=n)
+loss_fn, params, name = eos.setup(seed=0, n=n)
 key = jax.random.key(0)
 lam0 = float(eos.sharpness(loss_fn, params, key, 30))
 print(f"sharpness at initialisation: {lam0:.3f}")

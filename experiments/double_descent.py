@@ -413,7 +413,7 @@ def ntk_vs_width(
     x_test: np.ndarray,
     y_test: np.ndarray,
     widths: list[int],
-    depth: int = 2,
+    depth: int = 1,
     steps: int = 500,
     lr_fraction: float = 0.5,
     num_seeds: int = 2,
@@ -785,7 +785,7 @@ def _run(cfg: Config) -> Result:
     try:
         n_nt = 128 if quick else 512
         xtr4, ytr4, xte4, yte4, _ = _load_data(quick, cfg.seed + 1, n_nt, 256 if quick else 1000)
-        widths = [64, 256, 1024] if quick else [64, 256, 1024, 4096, 16384]
+        widths = [64, 256, 1024, 4096] if quick else [64, 256, 1024, 4096, 16384, 65536]
         nt = ntk_vs_width(
             k5,
             xtr4,
@@ -793,7 +793,7 @@ def _run(cfg: Config) -> Result:
             xte4,
             yte4,
             widths,
-            depth=2,
+            depth=1,
             steps=300 if quick else 1000,
             num_seeds=2 if quick else 3,
             quiet=cfg.quiet,
@@ -817,6 +817,18 @@ def _run(cfg: Config) -> Result:
                 nt["err_finite"][-1],
                 0.05,
                 relative=True,
+            )
+        )
+        gap = np.abs(np.asarray(nt["err_finite"]) / nt["err_inf"] - 1)
+        nt["relative_error_gap"] = gap
+        checks.append(
+            check(
+                "test-MSE gap to NTK shrinks with width",
+                "decreasing",
+                gap,
+                None,
+                passed=bool(np.all(np.diff(gap) < 0)),
+                note="|err(width) / err(NTK) - 1| for increasing widths",
             )
         )
         figures.append(save_figure(plot_ntk(nt), cfg, "ntk_vs_width"))

@@ -7,15 +7,24 @@ The empirical NTK of a network :math:`f(\theta, x) \in \mathbb{R}^k` is
     \Theta_{kk'}(x, x') = \sum_p \frac{\partial f_k(\theta, x)}{\partial \theta_p}
                                   \frac{\partial f_{k'}(\theta, x')}{\partial \theta_p},
 
-and :func:`ntk` returns its trace over outputs, :math:`\Theta(x, x') = \sum_k
-\Theta_{kk}(x, x')` (a *sum*, exactly neural-tangents' ``empirical_ntk_fn(...,
-trace_axes=(-1,))``), or the full ``(n1, n2, k, k)`` array with ``full=True``.
+and :func:`ntk` returns its normalised trace over outputs, :math:`\Theta(x, x') =
+\frac1k \sum_k \Theta_{kk}(x, x')` -- the *mean* over the ``k`` outputs, exactly what
+neural-tangents' ``empirical_ntk_fn(f, trace_axes=(-1,))`` returns (NT divides the
+trace by the size of the traced axes), so that it converges to the analytic
+per-output kernel for any ``k`` -- or the full ``(n1, n2, k, k)`` array with
+``full=True``.
+
+All methods except ``"jvp"`` assume that row ``i`` of ``apply_fn(params, x)``
+depends only on ``x[i]`` (no batch statistics); they differentiate one row at a
+time under ``vmap``. ``"jvp"`` makes no such assumption.
 
 Three methods compute the same kernel:
 
 * ``"jvp"``: NTK-vector products :math:`\Theta v = J(x_1) (J(x_2)^\top v)`, a vjp
-  then a jvp, vmapped over the columns of an identity; no Jacobian is stored.
-* ``"jacobian"``: per-block Jacobians (``jax.jacrev``) contracted over parameters.
+  then a jvp, vmapped over the columns of an identity; the Jacobian is never formed
+  (only one block's ``batch_size * k`` tangents are live at a time).
+* ``"jacobian"``: per-row Jacobians (``jax.jacrev`` of the one-row function under
+  ``vmap``), one block at a time, contracted over parameters.
 * ``"structured"``: for every dense product :math:`y = a W` inside the network the
   Jacobian block is the outer product :math:`a\,\delta^\top` with
   :math:`\delta = \partial f / \partial y`, so its contribution is
@@ -181,10 +190,11 @@ def _ntk_block_jvp(apply_fn, params, x1, x2, full):
 
 
 def _flat_jacobian(apply_fn, params, x):
-    jac = jax.jacrev(lambda p: _outputs(apply_fn, p, x))(params)
-    n = x.shape[0]
-    leaves = jax.tree.leaves(jac)
-    return jnp.concatenate([leaf.reshape(n, -1, math.prod(leaf.shape[2:])) for leaf in leaves], -1)
+    """Per-row Jacobians ``(n, k, P)``: a jacrev of the one-row function, vmapped."""
+    single = lambda p, xi: _outputs(apply_fn, p, xi[None])[0]
+    jac = jax.vmap(jax.jacrev(single), in_axes=(None, 0))(params, x)
+    n, k = x.shape[0], jax.tree.leaves(jac)[0].shape[1]
+    return jnp.concatenate([leaf.reshape(n, k, -1) for leaf in jax.tree.leaves(jac)], -1)
 
 
 def _contract(j1, j2, full):
@@ -489,13 +499,15 @@ def _ntk_jit(apply_fn, params, x1, x2, method, batch_size, full, same):
     if method == "structured":
         plan = _structured_plan(apply_fn, params, x1.shape[1:], x1.dtype)
         factors = lambda xb: _structured_factors(apply_fn, params, xb, plan)
-        unblock = lambda t: jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), t)
+        unblock = lambda t: jax.tree.map(
+            lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), t
+        )
         f2 = unblock(jax.lax.map(factors, xb2))
         f1 = f2 if same else unblock(jax.lax.map(factors, xb1))
         nb1 = xb1.shape[0]
         f1 = jax.tree.map(lambda a: a.reshape(nb1, b1, *a.shape[1:]), f1)
         rows = jax.lax.map(lambda f: _structured_contract(f, f2, full), f1)
-        rows = rows.reshape(-1, *rows.shape[2:])
+        rows = rows.reshape(rows.shape[0] * rows.shape[1], *rows.shape[2:])
     else:
         block = _ntk_block_jvp if method == "jvp" else _ntk_block_jacobian
 
@@ -525,11 +537,13 @@ def ntk(
 
     .. math::
 
-        \Theta(x, x') = \sum_{k} \sum_p \partial_{\theta_p} f_k(\theta, x)\,
+        \Theta(x, x') = \frac{1}{k} \sum_{k} \sum_p \partial_{\theta_p} f_k(\theta, x)\,
                         \partial_{\theta_p} f_k(\theta, x')
 
-    The trace over the ``k`` outputs is a sum (not a mean), as in neural-tangents'
-    ``empirical_ntk_fn(f, trace_axes=(-1,))``.
+    The trace over the ``k`` outputs is normalised (a mean), exactly as in
+    neural-tangents' ``empirical_ntk_fn(f, trace_axes=(-1,))``; ``full=True`` gives
+    every :math:`\Theta_{kk'}` unnormalised. Rows are assumed independent (row ``i``
+    of the output depends on ``x[i]`` only) except by ``"jvp"``.
 
     Args:
       apply_fn: ``apply_fn(params, x) -> (n, k)`` outputs (any trailing shape is

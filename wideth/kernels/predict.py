@@ -11,8 +11,8 @@ so gradient descent with step :math:`\eta` moves the train outputs by
 (infinite-width) regime, and gradient flow solves
 :math:`f_t - y = e^{-\eta\Theta t/n}(f_0 - y)`. ``normalization="sum"`` drops the
 :math:`1/n`. Kernels are *per output*: an infinite-width kernel from
-:mod:`wideth.kernels.analytic`, or an empirical output-traced NTK divided by the
-number of outputs. For one output this matches neural-tangents'
+:mod:`wideth.kernels.analytic`, or an empirical NTK from
+:mod:`wideth.kernels.empirical` (its output trace is a mean over outputs). For one output this matches neural-tangents'
 ``predict.gradient_descent_mse`` (which normalises by ``y_train.size``).
 
 Everything is eigendecomposition based (one ``eigh`` of the train kernel),

@@ -12,8 +12,9 @@ so gradient descent with step :math:`\eta` moves the train outputs by
 :math:`f_t - y = e^{-\eta\Theta t/n}(f_0 - y)`. ``normalization="sum"`` drops the
 :math:`1/n`. Kernels are *per output*: an infinite-width kernel from
 :mod:`wideth.kernels.analytic`, or an empirical NTK from
-:mod:`wideth.kernels.empirical` (its output trace is a mean over outputs). For one output this matches neural-tangents'
-``predict.gradient_descent_mse`` (which normalises by ``y_train.size``).
+:mod:`wideth.kernels.empirical` (its output trace is a mean over outputs).
+For one output this matches neural-tangents' ``predict.gradient_descent_mse``
+(which normalises by ``y_train.size``).
 
 Everything is eigendecomposition based (one ``eigh`` of the train kernel),
 float64-safe (pass float64 kernels with x64 enabled), jittable, and batched

@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,data]"
+	$(PY) -m pip install --quiet -e ".[dev,data,docs]"
 	# neural-tangents without TensorFlow (see wideth/_compat.py)
 	$(PY) -m pip install --quiet --no-deps neural-tangents==$(NT_VERSION)
 	touch $(STAMP)
@@ -48,6 +48,11 @@ bench: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) -m pytest -q tests/test_notebooks.py
+
+# Sphinx site with warnings as errors; the gallery uses results/ when present.
+docs: $(STAMP)
+	$(PY) docs/gen_gallery.py
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) results results-full .pytest_cache build *.egg-info

@@ -415,3 +415,26 @@ def test_conservative_step_closed_form_and_least_squares(x64):
         w = w - eta * _grad(f, ell, w)
         losses.append(float(ell(f(w))))
     assert np.all(np.diff(losses) < 0)
+
+
+def test_conservative_step_on_batch_matches_dense(x64):
+    hessian = pytest.importorskip("wideth.hessian")
+    if not hasattr(hessian, "lanczos"):
+        pytest.skip("wideth.hessian.lanczos not available yet")
+    from wideth.optim import conservative_step_on_batch, loss_hessian_norm, ntk_lambda_max
+
+    x, labels, params = _classification(jnp.float64, n=6)
+    ell = _xent(labels)
+    key = jax.random.PRNGKey(0)
+    flat, unravel = ravel_pytree(params)
+    jac = jax.jacobian(lambda q: _tiny_apply(unravel(q), x).ravel())(flat)
+    lam_dense = jnp.linalg.eigvalsh(jac @ jac.T)[-1]
+    out = _tiny_apply(params, x)
+    q_dense = jnp.linalg.eigvalsh(jax.hessian(lambda o: ell(o.reshape(out.shape)))(out.ravel()))
+    lam = ntk_lambda_max(_tiny_apply, params, x, key=key, num_steps=18)
+    np.testing.assert_allclose(lam, lam_dense, rtol=1e-8)
+    q = loss_hessian_norm(ell, out, key=key, num_steps=18)
+    np.testing.assert_allclose(q, q_dense[-1], rtol=1e-8)
+    assert q <= 0.5 / x.shape[0] + 1e-12  # mean cross-entropy: ||Q|| <= 1/(2n)
+    eta = conservative_step_on_batch(_tiny_apply, params, x, ell, key=key, num_steps=18)
+    np.testing.assert_allclose(eta, 1 / (2 * lam_dense * q_dense[-1]), rtol=1e-8)

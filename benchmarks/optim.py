@@ -1,0 +1,97 @@
+"""Per-step time of ADLER (wideth.optim.pl_adaptive) vs SGD and Adam.
+
+Same model, same minibatch, same run: one jitted training step (gradient +
+optimizer update + apply) per optimizer, median of repeats after compilation.
+ADLER adds one JVP through the network (and a forward-over-reverse product in
+output space), so the target is <= 2.2x the SGD step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from benchmarks._common import table, timeit, write_section
+
+
+def _models(batch: int) -> list[tuple[str, Any, Any, jax.Array, jax.Array]]:
+    from flax import nnx
+
+    from wideth import models
+
+    key_x, key_y = jax.random.split(jax.random.PRNGKey(0))
+    out = []
+    mlp = models.MLP(
+        784, 512, 3, 10, activation="relu", parameterization="standard", rngs=nnx.Rngs(0)
+    )
+    apply_fn, params = models.functional(mlp)
+    x = jax.random.normal(key_x, (batch, 784))
+    out.append((f"MLP 784-512x3-10, batch {batch}", apply_fn, params, x))
+    cnn = models.CNN(1, 32, 10, parameterization="standard", rngs=nnx.Rngs(0))
+    apply_fn, params = models.functional(cnn)
+    x = jax.random.normal(key_x, (batch, 28, 28, 1))
+    out.append((f"CNN 28x28x1, 32 channels, batch {batch}", apply_fn, params, x))
+    labels = jax.nn.one_hot(jax.random.randint(key_y, (batch,), 0, 10), 10)
+    return [(n, f, p, x, labels) for n, f, p, x in out]
+
+
+def _step_fn(tx: optax.GradientTransformationExtraArgs, apply_fn: Any):
+    def xent(logits, y):
+        return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(logits), axis=-1))
+
+    @jax.jit
+    def step(params, state, x, y):
+        f = lambda p: apply_fn(p, x)
+        ell = lambda out: xent(out, y)
+        loss, g = jax.value_and_grad(lambda p: ell(f(p)))(params)
+        u, state = tx.update(g, state, params, outputs_fn=f, loss_of_outputs=ell)
+        return optax.apply_updates(params, u), state, loss
+
+    return step
+
+
+def main() -> None:
+    from wideth.optim import pl_adaptive
+
+    rows = []
+    for name, apply_fn, params, x, y in _models(batch=128):
+        times = {}
+        for opt_name, tx in (
+            ("SGD", optax.sgd(0.01)),
+            ("Adam", optax.adam(1e-3)),
+            ("ADLER", pl_adaptive()),
+        ):
+            tx = optax.with_extra_args_support(tx)
+            step = _step_fn(tx, apply_fn)
+            state = tx.init(params)
+            args = (params, state, x, y)
+            times[opt_name] = timeit(lambda step=step, args=args: step(*args), repeats=20, warmup=2)
+        rows.append(
+            [
+                name,
+                times["SGD"] * 1e3,
+                times["Adam"] * 1e3,
+                times["ADLER"] * 1e3,
+                times["Adam"] / times["SGD"],
+                times["ADLER"] / times["SGD"],
+            ]
+        )
+        print(name, {k: f"{v * 1e3:.2f} ms" for k, v in times.items()})
+    md = (
+        "## optim: per-step time of ADLER vs SGD and Adam\n\n"
+        "One jitted step (value_and_grad + optimizer update + apply_updates) on the same "
+        "model and minibatch, median of 20 repeats after compilation; mean softmax "
+        "cross-entropy, standard parameterisation. Target: ADLER <= 2.2x SGD.\n\n"
+        + table(
+            ["model", "SGD ms", "Adam ms", "ADLER ms", "Adam / SGD", "ADLER / SGD"],
+            rows,
+        )
+    )
+    write_section("optim", md)
+
+
+if __name__ == "__main__":
+    main()

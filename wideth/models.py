@@ -1,0 +1,724 @@
+r"""Flax NNX models with neural-tangents' parameterizations: MLP, CNN, ResNet.
+
+Every layer is an affine map with a stored weight :math:`w`, a stored bias
+:math:`\beta` and two static multipliers,
+
+.. math::
+
+    y = m_w\, (x \cdot w) + m_b\, \beta ,
+
+and the ``parameterization`` decides how the scale is split between the
+initial distribution and the multipliers (:math:`n` = fan-in of the layer,
+for a convolution ``in_channels * prod(filter_shape)``):
+
+* ``"ntk"``: :math:`w, \beta \sim \mathcal N(0, 1)`, :math:`m_w = \sigma_w/\sqrt n`,
+  :math:`m_b = \sigma_b`;
+* ``"standard"``: :math:`w \sim \mathcal N(0, \sigma_w^2/n)`,
+  :math:`\beta \sim \mathcal N(0, \sigma_b^2)`, :math:`m_w = m_b = 1`;
+* ``"mup"``: as ``"standard"`` except the readout, :math:`w \sim \mathcal N(0, \sigma_w^2)`
+  with :math:`m_w = 1/n`.
+
+``"ntk"`` and ``"standard"`` are exactly neural-tangents' ``stax.Dense`` /
+``stax.Conv`` (same shapes, same distributions, same forward formula), so an
+:class:`MLP` in ``"ntk"`` parameterization has the init distribution of
+:func:`wideth.kernels.analytic.mlp` with the same ``W_std``, ``b_std``,
+``activation`` and its empirical NTK converges to the analytic one as the width
+grows (Jacot et al. 2018). ``"standard"`` has the same NNGP but a different
+NTK/training dynamics (Sohl-Dickstein et al. 2020).
+
+``"mup"`` is the maximal-update parameterization (Yang & Hu 2021) in the
+multiplier form of the ``mup`` package: hidden and input layers are initialised
+with variance :math:`\sigma_w^2/\text{fan-in}`, the readout is multiplied by
+:math:`1/\text{width}` (so the output is :math:`O(n^{-1/2})` at init), and the
+per-parameter learning-rate multipliers of :func:`mup_multipliers` complete it.
+
+Theory code gets pure functions through :func:`functional` (split once, merge
+inside).
+
+References:
+  Jacot, Gabriel, Hongler, `Neural Tangent Kernel
+  <https://arxiv.org/abs/1806.07572>`_, 2018.
+  Novak et al., `Neural Tangents <https://arxiv.org/abs/1912.02803>`_, 2020.
+  Sohl-Dickstein et al., `On the infinite width limit of neural networks with a
+  standard parameterization <https://arxiv.org/abs/2001.07301>`_, 2020.
+  Yang & Hu, `Feature Learning in Infinite-Width Neural Networks (Tensor
+  Programs IV) <https://arxiv.org/abs/2011.14522>`_, 2021.
+  Yang et al., `Tuning Large Neural Networks via Zero-Shot Hyperparameter
+  Transfer (Tensor Programs V) <https://arxiv.org/abs/2203.03466>`_, 2021.
+  He et al., `Deep Residual Learning <https://arxiv.org/abs/1512.03385>`_, 2016.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+__all__ = [
+    "ACTIVATIONS",
+    "CNN",
+    "MLP",
+    "PARAMETERIZATIONS",
+    "ConvLayer",
+    "DenseLayer",
+    "ResNet",
+    "activation_fn",
+    "functional",
+    "mup_labels",
+    "mup_multipliers",
+    "scale_by_multipliers",
+]
+
+#: Activation names accepted by the models.
+ACTIVATIONS = ("relu", "tanh", "erf", "gelu", "identity", "sigmoid")
+#: Parameterizations accepted by the models.
+PARAMETERIZATIONS = ("ntk", "standard", "mup")
+
+_ACT: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "erf": jax.scipy.special.erf,
+    # exact gelu, as neural-tangents' stax.Gelu(approximate=False)
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "identity": lambda x: x,
+    "sigmoid": jax.nn.sigmoid,
+}
+
+
+def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The elementwise nonlinearity called ``name`` (one of :data:`ACTIVATIONS`).
+
+    Args:
+      name: ``"relu"``, ``"tanh"``, ``"erf"``, ``"gelu"`` (exact), ``"identity"``
+        or ``"sigmoid"``.
+
+    Returns:
+      A function ``x -> phi(x)``.
+
+    Raises:
+      ValueError: unknown name.
+    """
+    if name not in _ACT:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+    return _ACT[name]
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        kind = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be a {kind} int, got {value!r}")
+    return int(value)
+
+
+def _check_common(activation: str, W_std: float, b_std: float, parameterization: str) -> None:
+    activation_fn(activation)
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(
+            f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
+        )
+    for name, v in (("W_std", W_std), ("b_std", b_std)):
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"{name} must be a finite non-negative float, got {v!r}")
+
+
+def _scales(
+    fan_in: int, W_std: float, b_std: float, parameterization: str, readout: bool
+) -> tuple[float, float, float, float]:
+    """(w_init_std, w_mult, b_init_std, b_mult) for one layer."""
+    if parameterization == "ntk":
+        return 1.0, W_std / math.sqrt(fan_in), 1.0, b_std
+    if parameterization == "mup" and readout:
+        return W_std, 1.0 / fan_in, b_std, 1.0
+    return W_std / math.sqrt(fan_in), 1.0, b_std, 1.0
+
+
+class DenseLayer(nnx.Module):
+    r"""Affine layer :math:`y = m_w\, x w + m_b\, \beta` (see the module docstring).
+
+    Args:
+      in_dim: input features :math:`n` (fan-in).
+      out_dim: output features.
+      W_std: :math:`\sigma_w`.
+      b_std: :math:`\sigma_b`.
+      parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      readout: whether this is the last layer (matters for ``"mup"`` only).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Attributes:
+      w: ``nnx.Param`` of shape ``(in_dim, out_dim)``.
+      b: ``nnx.Param`` of shape ``(out_dim,)``.
+      role: ``"input"``, ``"hidden"`` or ``"readout"`` (set by the containing model).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        *,
+        W_std: float = 2**0.5,
+        b_std: float = 0.0,
+        parameterization: str = "ntk",
+        readout: bool = False,
+        role: str = "hidden",
+        rngs: nnx.Rngs,
+    ):
+        _check_common("identity", W_std, b_std, parameterization)
+        in_dim = _check_positive_int("in_dim", in_dim)
+        out_dim = _check_positive_int("out_dim", out_dim)
+        w_std, self.w_mult, bs, self.b_mult = _scales(
+            in_dim, W_std, b_std, parameterization, readout
+        )
+        k_w, k_b = jax.random.split(rngs.params())
+        self.w = nnx.Param(w_std * jax.random.normal(k_w, (in_dim, out_dim), jnp.float32))
+        self.b = nnx.Param(bs * jax.random.normal(k_b, (out_dim,), jnp.float32))
+        self.in_dim, self.out_dim, self.role = in_dim, out_dim, role
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = jnp.dot(x, self.w[...])
+        if self.w_mult != 1.0:
+            out = self.w_mult * out
+        b = self.b[...]
+        if self.b_mult != 1.0:
+            b = self.b_mult * b
+        return out + b
+
+
+class ConvLayer(nnx.Module):
+    r"""SAME-padded, stride-1 convolution on ``(n, H, W, C)`` inputs, NT's ``stax.Conv``.
+
+    :math:`y = m_w\, (x \star w) + m_b\, \beta` with fan-in
+    ``in_channels * prod(filter_shape)``; kernel stored as ``HWIO``.
+
+    Args:
+      in_channels: input channels.
+      out_channels: output channels.
+      filter_shape: spatial filter shape, e.g. ``(3, 3)``.
+      W_std: :math:`\sigma_w`.
+      b_std: :math:`\sigma_b`.
+      parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      role: ``"input"`` or ``"hidden"``.
+      rngs: ``nnx.Rngs``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        filter_shape: Sequence[int] = (3, 3),
+        *,
+        W_std: float = 2**0.5,
+        b_std: float = 0.0,
+        parameterization: str = "ntk",
+        role: str = "hidden",
+        rngs: nnx.Rngs,
+    ):
+        _check_common("identity", W_std, b_std, parameterization)
+        in_channels = _check_positive_int("in_channels", in_channels)
+        out_channels = _check_positive_int("channels", out_channels)
+        self.filter_shape = tuple(_check_positive_int("filter_shape", f) for f in filter_shape)
+        fan_in = in_channels * int(np.prod(self.filter_shape))
+        w_std, self.w_mult, bs, self.b_mult = _scales(fan_in, W_std, b_std, parameterization, False)
+        k_w, k_b = jax.random.split(rngs.params())
+        shape = (*self.filter_shape, in_channels, out_channels)
+        self.w = nnx.Param(w_std * jax.random.normal(k_w, shape, jnp.float32))
+        self.b = nnx.Param(bs * jax.random.normal(k_b, (out_channels,), jnp.float32))
+        self.in_dim, self.out_dim, self.role = in_channels, out_channels, role
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        nd = len(self.filter_shape)
+        spec = "N" + "HWD"[:nd] + "C"
+        dn = jax.lax.conv_dimension_numbers(
+            x.shape, self.w[...].shape, (spec, "HWD"[:nd] + "IO", spec)
+        )
+        out = jax.lax.conv_general_dilated(x, self.w[...], (1,) * nd, "SAME", dimension_numbers=dn)
+        if self.w_mult != 1.0:
+            out = self.w_mult * out
+        b = self.b[...]
+        if self.b_mult != 1.0:
+            b = self.b_mult * b
+        return out + b
+
+
+def _check_features(x: jax.Array, in_dim: int, name: str, ndim: int | None = None) -> None:
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise TypeError(f"x: expected an array, got {type(x)}")
+    if ndim is not None and len(shape) != ndim:
+        raise ValueError(f"x: expected shape {name}, got {tuple(shape)}")
+    if len(shape) < 1 or shape[-1] != in_dim:
+        raise ValueError(f"x: expected shape {name} with last dimension {in_dim}, got {shape}")
+
+
+class MLP(nnx.Module):
+    r"""Fully connected network, ``depth`` hidden layers of ``width`` units.
+
+    .. math::
+
+        h^1 = L_1(x),\quad h^{l+1} = L_{l+1}(\phi(h^l)),\quad f(x) = L_{D+1}(\phi(h^D))
+
+    with affine layers :math:`L_l` as in the module docstring. In ``"ntk"``
+    parameterization this is exactly ``wideth.kernels.analytic.mlp(depth, width,
+    activation, W_std, b_std, "ntk", out_dim)`` (same init distribution and
+    forward map as neural-tangents' ``stax.serial(Dense, act, ..., Dense)``).
+
+    Args:
+      in_dim: input dimension ``d``; inputs have shape ``(n, d)``.
+      width: hidden width.
+      depth: number of hidden layers (0 = linear model).
+      out_dim: number of outputs.
+      activation: one of :data:`ACTIVATIONS`.
+      W_std: weight standard deviation :math:`\sigma_w` (default :math:`\sqrt 2`, He).
+      b_std: bias standard deviation :math:`\sigma_b`.
+      parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      rngs: ``nnx.Rngs`` (uses the ``params`` stream).
+
+    Examples:
+      >>> from flax import nnx
+      >>> net = MLP(4, 32, 2, out_dim=3, rngs=nnx.Rngs(0))
+      >>> net(jnp.ones((5, 4))).shape
+      (5, 3)
+      >>> [h.shape for h in net.features(jnp.ones((5, 4)))]
+      [(5, 32), (5, 32)]
+
+    References:
+      Lee et al., Deep Neural Networks as Gaussian Processes, 2018.
+      Jacot et al., Neural Tangent Kernel, 2018.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        out_dim: int = 1,
+        *,
+        activation: str = "relu",
+        W_std: float = 2**0.5,
+        b_std: float = 0.0,
+        parameterization: str = "ntk",
+        rngs: nnx.Rngs,
+    ):
+        _check_common(activation, W_std, b_std, parameterization)
+        self.in_dim = _check_positive_int("in_dim", in_dim)
+        self.width = _check_positive_int("width", width)
+        self.depth = _check_positive_int("depth", depth, minimum=0)
+        self.out_dim = _check_positive_int("out_dim", out_dim)
+        self.activation, self.parameterization = activation, parameterization
+        self.W_std, self.b_std = float(W_std), float(b_std)
+        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
+        dims = [self.in_dim] + [self.width] * self.depth
+        self.hidden = nnx.List(
+            [
+                DenseLayer(dims[i], dims[i + 1], role="input" if i == 0 else "hidden", **kw)
+                for i in range(self.depth)
+            ]
+        )
+        self.readout = DenseLayer(dims[-1], self.out_dim, readout=True, role="readout", **kw)
+
+    def features(self, x: jax.Array) -> list[jax.Array]:
+        """Post-activations :math:`\\phi(h^l)` of the hidden layers.
+
+        Args:
+          x: inputs ``(n, in_dim)``.
+
+        Returns:
+          List of ``depth`` arrays.
+        """
+        _check_features(x, self.in_dim, "(n, in_dim)")
+        phi = activation_fn(self.activation)
+        feats = []
+        h = x
+        for layer in self.hidden:
+            h = phi(layer(h))
+            feats.append(h)
+        return feats
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``(n, out_dim)`` for inputs ``(n, in_dim)``."""
+        feats = self.features(x)
+        return self.readout(feats[-1] if feats else x)
+
+
+class ResNet(nnx.Module):
+    r"""Residual MLP: ``depth`` pre-activation blocks of one dense layer each.
+
+    .. math::
+
+        h^0 = L_0(x),\quad h^{l} = h^{l-1} + \alpha\, L_l(\phi(h^{l-1})),
+        \quad f(x) = L_{\rm out}(\phi(h^D)),
+
+    with :math:`\alpha = 1/\sqrt{D}` by default, so the forward variance stays
+    bounded in depth (:math:`\prod_l (1 + \alpha^2 c) \le e^{c}`) instead of
+    relying on criticality, and gradients reach the first layer through the
+    identity path. It has the same number of nonlinear hidden layers as
+    ``MLP(in_dim, width, depth, ...)`` plus one linear embedding, so the two are
+    the natural same-depth pair for trainability diagnostics.
+
+    Args:
+      in_dim: input dimension.
+      width: residual stream width.
+      depth: number of residual blocks :math:`D`.
+      out_dim: number of outputs.
+      activation: one of :data:`ACTIVATIONS`.
+      W_std: :math:`\sigma_w` of every layer.
+      b_std: :math:`\sigma_b` of every layer.
+      parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      alpha: branch multiplier; ``None`` means :math:`1/\sqrt{\max(D, 1)}`.
+      rngs: ``nnx.Rngs``.
+
+    References:
+      He et al., Deep Residual Learning for Image Recognition, 2016; Identity
+      Mappings in Deep Residual Networks, 2016.
+      Hayou et al., `Stable ResNet <https://arxiv.org/abs/2010.12859>`_, 2021.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        out_dim: int = 1,
+        *,
+        activation: str = "relu",
+        W_std: float = 2**0.5,
+        b_std: float = 0.0,
+        parameterization: str = "ntk",
+        alpha: float | None = None,
+        rngs: nnx.Rngs,
+    ):
+        _check_common(activation, W_std, b_std, parameterization)
+        self.in_dim = _check_positive_int("in_dim", in_dim)
+        self.width = _check_positive_int("width", width)
+        self.depth = _check_positive_int("depth", depth, minimum=0)
+        self.out_dim = _check_positive_int("out_dim", out_dim)
+        self.activation, self.parameterization = activation, parameterization
+        self.alpha = float(1.0 / math.sqrt(max(self.depth, 1)) if alpha is None else alpha)
+        if not np.isfinite(self.alpha):
+            raise ValueError(f"alpha must be finite, got {alpha!r}")
+        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
+        self.embed = DenseLayer(self.in_dim, self.width, role="input", **kw)
+        self.blocks = nnx.List(
+            [DenseLayer(self.width, self.width, **kw) for _ in range(self.depth)]
+        )
+        self.readout = DenseLayer(self.width, self.out_dim, readout=True, role="readout", **kw)
+
+    def features(self, x: jax.Array) -> list[jax.Array]:
+        """Post-activations :math:`\\phi(h^l)`, :math:`l = 0..D`.
+
+        Args:
+          x: inputs ``(n, in_dim)``.
+
+        Returns:
+          List of ``depth + 1`` arrays ``(n, width)``.
+        """
+        _check_features(x, self.in_dim, "(n, in_dim)")
+        phi = activation_fn(self.activation)
+        h = self.embed(x)
+        feats = [phi(h)]
+        for block in self.blocks:
+            h = h + self.alpha * block(feats[-1])
+            feats.append(phi(h))
+        return feats
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``(n, out_dim)`` for inputs ``(n, in_dim)``."""
+        return self.readout(self.features(x)[-1])
+
+
+class CNN(nnx.Module):
+    r"""Convolutional network on ``(n, H, W, C)`` images, NT's :func:`analytic.cnn` architecture.
+
+    ``depth`` blocks ``Conv(channels, filter_shape, SAME) -> activation``, then
+    global average pooling (``pool="global"``) or flattening (``pool="flatten"``,
+    needs ``spatial=(H, W)``), then a dense readout. In ``"ntk"``
+    parameterization it has the init distribution of
+    ``wideth.kernels.analytic.cnn(depth, channels, activation, W_std, b_std, "ntk",
+    out_dim, filter_shape, pool)`` for ``pool`` in ``("global", "flatten")``.
+
+    Args:
+      in_channels: input channels ``C``.
+      channels: channels of every conv layer.
+      out_dim: number of outputs.
+      depth: number of conv layers.
+      activation: one of :data:`ACTIVATIONS`.
+      W_std: :math:`\sigma_w`.
+      b_std: :math:`\sigma_b`.
+      parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      filter_shape: conv filter shape.
+      pool: ``"global"`` or ``"flatten"``.
+      spatial: ``(H, W)`` of the inputs, required for ``pool="flatten"``.
+      rngs: ``nnx.Rngs``.
+
+    Examples:
+      >>> from flax import nnx
+      >>> net = CNN(1, 8, 10, rngs=nnx.Rngs(0))
+      >>> net(jnp.ones((2, 8, 8, 1))).shape
+      (2, 10)
+
+    References:
+      Novak et al., Bayesian Deep Convolutional Networks with Many Channels are
+      Gaussian Processes, 2019.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        out_dim: int = 1,
+        depth: int = 2,
+        *,
+        activation: str = "relu",
+        W_std: float = 2**0.5,
+        b_std: float = 0.0,
+        parameterization: str = "ntk",
+        filter_shape: Sequence[int] = (3, 3),
+        pool: str = "global",
+        spatial: Sequence[int] | None = None,
+        rngs: nnx.Rngs,
+    ):
+        _check_common(activation, W_std, b_std, parameterization)
+        self.in_dim = _check_positive_int("in_channels", in_channels)
+        self.width = _check_positive_int("channels", channels)
+        self.out_dim = _check_positive_int("out_dim", out_dim)
+        self.depth = _check_positive_int("depth", depth, minimum=0)
+        if pool not in ("global", "flatten"):
+            raise ValueError(f"pool must be 'global' or 'flatten', got {pool!r}")
+        if pool == "flatten" and spatial is None:
+            raise ValueError("spatial: (H, W) of the inputs is required with pool='flatten'")
+        self.activation, self.parameterization, self.pool = activation, parameterization, pool
+        self.filter_shape = tuple(int(f) for f in filter_shape)
+        self.spatial = None if spatial is None else tuple(int(s) for s in spatial)
+        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
+        chans = [self.in_dim] + [self.width] * self.depth
+        self.convs = nnx.List(
+            [
+                ConvLayer(
+                    chans[i],
+                    chans[i + 1],
+                    self.filter_shape,
+                    role="input" if i == 0 else "hidden",
+                    **kw,
+                )
+                for i in range(self.depth)
+            ]
+        )
+        fan_in = chans[-1] * (1 if pool == "global" else int(np.prod(self.spatial)))
+        self.readout = DenseLayer(fan_in, self.out_dim, readout=True, role="readout", **kw)
+
+    def features(self, x: jax.Array) -> list[jax.Array]:
+        """Post-activations of the conv layers, ``depth`` arrays ``(n, H, W, channels)``."""
+        nd = len(self.filter_shape)
+        _check_features(x, self.in_dim, "(n, H, W, in_channels)", ndim=nd + 2)
+        if self.spatial is not None and tuple(x.shape[1:-1]) != self.spatial:
+            raise ValueError(f"x: expected spatial shape {self.spatial}, got {x.shape[1:-1]}")
+        phi = activation_fn(self.activation)
+        feats, h = [], x
+        for conv in self.convs:
+            h = phi(conv(h))
+            feats.append(h)
+        return feats
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``(n, out_dim)`` for images ``(n, H, W, in_channels)``."""
+        feats = self.features(x)
+        h = feats[-1] if feats else x
+        if self.pool == "global":
+            h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
+        else:
+            h = h.reshape(h.shape[0], -1)
+        return self.readout(h)
+
+
+# ----------------------------------------------------------------------------- functional
+
+
+class _Apply:
+    """Hashable pure ``apply_fn(params, x)`` of a split module (merge inside)."""
+
+    def __init__(self, graphdef: Any, rest: Any, method: str):
+        self.graphdef, self.rest, self.method = graphdef, rest, method
+
+    def __call__(self, params: Any, x: jax.Array) -> Any:
+        module = nnx.merge(self.graphdef, params, self.rest, copy=True)
+        return getattr(module, self.method)(x)
+
+    def __hash__(self) -> int:
+        return hash((self.graphdef, self.method))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Apply)
+            and self.graphdef == other.graphdef
+            and self.method == other.method
+            and jax.tree.structure(self.rest) == jax.tree.structure(other.rest)
+            and all(
+                a is b
+                for a, b in zip(
+                    jax.tree.leaves(self.rest), jax.tree.leaves(other.rest), strict=True
+                )
+            )
+        )
+
+
+def functional(module: nnx.Module, method: str = "__call__") -> tuple[Callable[..., Any], Any]:
+    """Split an NNX module into a pure ``apply_fn(params, x)`` and its parameters.
+
+    ``params`` is the module's ``nnx.Param`` state (an ``nnx.State`` pytree);
+    everything else is frozen into ``apply_fn``, which merges a fresh copy of
+    the module inside, so it is pure, jittable, vmappable and differentiable in
+    ``params``. Put trained parameters back with ``nnx.update(module, params)``.
+
+    Args:
+      module: an ``nnx.Module``.
+      method: the method to call, ``"__call__"`` (default) or e.g. ``"features"``.
+
+    Returns:
+      ``(apply_fn, params)``.
+
+    Examples:
+      >>> from flax import nnx
+      >>> net = MLP(3, 16, 1, rngs=nnx.Rngs(0))
+      >>> apply_fn, params = functional(net)
+      >>> bool(jnp.allclose(jax.jit(apply_fn)(params, jnp.ones((2, 3))), net(jnp.ones((2, 3)))))
+      True
+    """
+    if not isinstance(module, nnx.Module):
+        raise TypeError(f"module: expected an nnx.Module, got {type(module)}")
+    if not callable(getattr(module, method, None)):
+        raise ValueError(f"method: {type(module).__name__} has no method {method!r}")
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    return _Apply(graphdef, rest, method), params
+
+
+# ----------------------------------------------------------------------------- muP
+
+# Learning-rate multipliers of muP relative to the base learning rate, as powers
+# of width_mult = width / base_width, for the multiplier form used here
+# (hidden init 1/fan_in, readout forward multiplier 1/width). Tensor Programs V,
+# Table 3 (SGD and Adam columns), translated through the readout multiplier.
+_MUP_POWERS = {
+    "sgd": {"input": 1.0, "bias": 1.0, "hidden": 0.0, "readout": 1.0, "readout_bias": 0.0},
+    "adam": {"input": 0.0, "bias": 0.0, "hidden": -1.0, "readout": 0.0, "readout_bias": 0.0},
+}
+
+
+def mup_labels(module: nnx.Module) -> Any:
+    """Role label of every parameter: a pytree like ``functional(module)[1]`` of strings.
+
+    Labels: ``"input"`` (first-layer weights), ``"hidden"`` (width x width
+    weights, incl. residual blocks), ``"readout"`` (last-layer weights),
+    ``"bias"`` (input/hidden biases), ``"readout_bias"``. Usable directly with
+    ``optax.multi_transform(transforms, mup_labels(module))``.
+
+    Args:
+      module: an :class:`MLP`, :class:`ResNet` or :class:`CNN` (any module whose
+        parameters live in :class:`DenseLayer` / :class:`ConvLayer`).
+
+    Returns:
+      ``nnx.State`` of strings with the structure of the parameters.
+    """
+    if not isinstance(module, nnx.Module):
+        raise TypeError(f"module: expected an nnx.Module, got {type(module)}")
+    roles = {
+        path: m.role for path, m in nnx.iter_graph(module) if isinstance(m, DenseLayer | ConvLayer)
+    }
+    if not roles:
+        raise ValueError("module: has no DenseLayer/ConvLayer parameters to label")
+    _, params = nnx.split(module, nnx.Param)
+    labels = []
+    for path, _ in nnx.to_flat_state(params):
+        role = roles.get(tuple(path[:-1]))
+        if role is None or path[-1] not in ("w", "b"):
+            raise ValueError(f"module: parameter {path} is outside DenseLayer/ConvLayer")
+        if path[-1] == "b":
+            role = "readout_bias" if role == "readout" else "bias"
+        labels.append(role)
+    return jax.tree.unflatten(jax.tree.structure(params), labels)
+
+
+def mup_multipliers(
+    module: nnx.Module, optimizer: str = "sgd", base_width: float | None = None
+) -> Any:
+    r"""Per-parameter muP learning-rate multipliers, a pytree like the parameters.
+
+    For a model built with ``parameterization="mup"`` (hidden/input init
+    variance :math:`\sigma_w^2/\text{fan-in}`, readout forward multiplier
+    :math:`1/n`), the update of parameter :math:`p` with role :math:`r` uses the
+    learning rate :math:`\eta\, m_r` with :math:`m_r = (n/n_0)^{e_r}`,
+    :math:`n` = ``module.width``, :math:`n_0` = ``base_width``:
+
+    ==============  ===========  ============
+    role            SGD :math:`e`  Adam :math:`e`
+    ==============  ===========  ============
+    input weights   1            0
+    biases          1            0
+    hidden weights  0            -1
+    readout weights 1            0
+    readout bias    0            0
+    ==============  ===========  ============
+
+    (Tensor Programs V, Table 3, with the output layer rewritten in the
+    multiplier form: init :math:`\mathcal N(0,\sigma_w^2)` times :math:`1/n` has
+    the effective :math:`1/n^2` variance, and its SGD rate gains a factor
+    :math:`n^2` from the multiplier, hence :math:`n \cdot n^{-1}\cdot n`.) With
+    these, a base rate :math:`\eta` tuned at width :math:`n_0` transfers across
+    widths and every layer's features move by :math:`\Theta(1)` per step.
+
+    Convention: SGD, ``optax.chain(optax.sgd(lr), scale_by_multipliers(m))``;
+    Adam, ``optax.chain(optax.adam(lr), scale_by_multipliers(m))``
+    (the Adam update is linear in the learning rate, so scaling the update is
+    scaling the rate). The labels of :func:`mup_labels` give the same with
+    ``optax.multi_transform``.
+
+    Args:
+      module: a model from this module (``width`` attribute; the role of each
+        layer is known).
+      optimizer: ``"sgd"`` or ``"adam"``.
+      base_width: width :math:`n_0` at which all multipliers are 1; ``None``
+        means 1 (absolute powers of the width).
+
+    Returns:
+      ``nnx.State`` of Python floats with the structure of ``functional(module)[1]``.
+
+    References:
+      Yang et al., Tensor Programs V, 2021 (Table 3 and Appendix B).
+    """
+    if optimizer not in _MUP_POWERS:
+        raise ValueError(f"optimizer must be one of {tuple(_MUP_POWERS)}, got {optimizer!r}")
+    width = getattr(module, "width", None)
+    if width is None:
+        raise ValueError("module: needs a `width` attribute (MLP, ResNet or CNN)")
+    base = 1.0 if base_width is None else float(base_width)
+    if not base > 0:
+        raise ValueError(f"base_width must be positive, got {base_width!r}")
+    ratio = width / base
+    powers = _MUP_POWERS[optimizer]
+    return jax.tree.map(lambda r: float(ratio ** powers[r]), mup_labels(module))
+
+
+def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
+    r"""Multiply each update leaf by a fixed scalar: :math:`u_p \leftarrow m_p u_p`.
+
+    Args:
+      multipliers: pytree of floats with the structure of the parameters, e.g.
+        :func:`mup_multipliers`.
+
+    Returns:
+      A stateless ``optax.GradientTransformation``.
+    """
+
+    def init_fn(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        del params
+        return jax.tree.map(lambda m, u: jnp.asarray(m, u.dtype) * u, multipliers, updates), state
+
+    return optax.GradientTransformation(init_fn, update_fn)

@@ -1,1 +1,8 @@
-"""wideth.scaling."""
+"""wideth.scaling: power-law and Chinchilla fits, bootstrap CIs, compute-optimal allocation."""
+
+from . import datasets as datasets
+from .chinchilla import BESIROGLU_2024 as BESIROGLU_2024
+from .chinchilla import HOFFMANN_2022 as HOFFMANN_2022
+from .chinchilla import ChinchillaFit as ChinchillaFit
+from .chinchilla import chinchilla_grid as chinchilla_grid
+from .chinchilla import fit_chinchilla as fit_chinchilla

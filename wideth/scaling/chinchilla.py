@@ -1,0 +1,446 @@
+r"""Chinchilla scaling law :math:`L(N, D) = E + A/N^\alpha + B/D^\beta`, fitted as Besiroglu et al.
+
+The fit follows Besiroglu, Erdil, Barnett, You (2024), "Chinchilla Scaling: A
+replication attempt", who refit Approach 3 of Hoffmann et al. (2022): the
+log-loss is parameterised with a log-sum-exp,
+
+.. math::
+
+    \log \hat L(N, D) = \operatorname{LSE}(a - \alpha \log N,\; b - \beta \log D,\; e),
+    \qquad A = e^a,\ B = e^b,\ E = e^e,
+
+and :math:`\sum_i h_\delta(\log \hat L_i - \log L_i)` is minimised (Huber loss,
+:math:`\delta = 10^{-3}`) by L-BFGS from every point of the grid
+:math:`\alpha, \beta \in \{0, 0.5, \dots, 2\}`, :math:`e \in \{-1, -0.5, \dots, 1\}`,
+:math:`a, b \in \{0, 5, \dots, 25\}` (4500 starts); the best is kept. All starts
+run at once (``vmap`` of a jitted L-BFGS), and so do the bootstrap refits.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from . import _lbfgs
+from ._common import (
+    as_positive_1d,
+    bootstrap_weights,
+    check_lengths,
+    check_options,
+    huber,
+    percentile_ci,
+)
+
+__all__ = ["ChinchillaFit", "fit_chinchilla", "chinchilla_grid", "HOFFMANN_2022", "BESIROGLU_2024"]
+
+PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
+
+#: Published fit of Hoffmann et al. (2022), Approach 3 (their Eq. 10).
+HOFFMANN_2022 = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+#: Published refit of Besiroglu et al. (2024) on the 240 points without the 5 highest-loss runs.
+BESIROGLU_2024 = {"E": 1.82, "A": 482.0, "B": 2085.4, "alpha": 0.35, "beta": 0.37}
+
+_BOOTSTRAP_CHUNK = 250
+
+
+def chinchilla_grid() -> np.ndarray:
+    r"""The 4500 initialisations of Besiroglu et al., rows :math:`(a, b, e, \alpha, \beta)`."""
+    a = b = np.arange(0.0, 26.0, 5.0)
+    e = np.arange(-1.0, 1.01, 0.5)
+    alpha = beta = np.arange(0.0, 2.01, 0.5)
+    return np.array(list(itertools.product(a, b, e, alpha, beta)))
+
+
+def _log_predict(theta: jax.Array, log_n: jax.Array, log_d: jax.Array) -> jax.Array:
+    """``log L`` for raw parameters ``theta = (a, b, e, alpha, beta)`` (stable log-sum-exp)."""
+    t1 = theta[0] - theta[3] * log_n
+    t2 = theta[1] - theta[4] * log_d
+    e = theta[2]
+    m = jax.lax.stop_gradient(jnp.maximum(jnp.maximum(t1, t2), e))
+    return m + jnp.log(jnp.exp(t1 - m) + jnp.exp(t2 - m) + jnp.exp(e - m))
+
+
+def _objective(theta, log_n, log_d, log_l, weights, delta):
+    # Mean Huber loss divided by delta: same minimiser as the sum, gradients of order one.
+    r = _log_predict(theta, log_n, log_d) - log_l
+    return jnp.sum(weights * huber(r, delta)) / (delta * jnp.sum(weights))
+
+
+def multistart(fun, starts, max_iter, num_refine, refine_iter):
+    """L-BFGS from every row of ``starts`` at once; the ``num_refine`` unconverged runs
+    with the lowest loss then continue up to ``refine_iter`` iterations."""
+    state = jax.vmap(lambda x0: _lbfgs.minimize(fun, x0, max_iter=max_iter))(starts)
+    num_refine = min(num_refine, starts.shape[0])
+    if num_refine > 0 and refine_iter > max_iter:
+        f = jnp.where(jnp.isnan(state.f), jnp.inf, state.f)
+        score = jnp.where(state.done, -jnp.inf, -f)
+        idx = jax.lax.top_k(score, num_refine)[1]
+        sub = jax.tree.map(lambda x: x[idx], state)
+        sub = jax.vmap(lambda s: _lbfgs.run(fun, s, max_iter=refine_iter))(sub)
+        state = jax.tree.map(lambda x, y: x.at[idx].set(y), state, sub)
+    return state
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter", "num_refine", "refine_iter"))
+def _fit_grid(starts, log_n, log_d, log_l, weights, delta, *, max_iter, num_refine, refine_iter):
+    fun = lambda th: _objective(th, log_n, log_d, log_l, weights, delta)
+    return multistart(fun, starts, max_iter, num_refine, refine_iter)
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _fit_bootstrap(starts, log_n, log_d, log_l, weights, delta, *, max_iter):
+    """Refit for every row of ``weights`` from every row of ``starts``; best per resample."""
+
+    def one(w):
+        fun = lambda th: _objective(th, log_n, log_d, log_l, w, delta)
+        st = jax.vmap(lambda x0: _lbfgs.minimize(fun, x0, max_iter=max_iter))(starts)
+        f = jnp.where(jnp.isfinite(st.f), st.f, jnp.inf)
+        i = jnp.argmin(f)
+        return st.x[i], f[i], st.done[i]
+
+    return jax.vmap(one)(weights)
+
+
+def _to_natural(theta: np.ndarray) -> np.ndarray:
+    """Rows ``(a, b, e, alpha, beta)`` -> rows ``(E, A, B, alpha, beta)``."""
+    theta = np.asarray(theta, np.float64)
+    return np.stack(
+        [
+            np.exp(theta[..., 2]),
+            np.exp(theta[..., 0]),
+            np.exp(theta[..., 1]),
+            theta[..., 3],
+            theta[..., 4],
+        ],
+        axis=-1,
+    )
+
+
+def _optimal(params: dict[str, Any], compute: Any) -> tuple[Any, Any]:
+    a, b, big_a, big_b = params["alpha"], params["beta"], params["A"], params["B"]
+    g = (a * big_a / (b * big_b)) ** (1.0 / (a + b))
+    n_opt = g * (compute / 6.0) ** (b / (a + b))
+    return n_opt, compute / (6.0 * n_opt)
+
+
+@struct.dataclass
+class ChinchillaFit:
+    r"""Result of :func:`fit_chinchilla`: :math:`L(N, D) = E + A/N^\alpha + B/D^\beta`.
+
+    Attributes:
+      E, A, B, alpha, beta: fitted parameters (0-d float64 arrays; pytree leaves).
+      loss: :math:`\sum_i h_\delta(\log\hat L_i - \log L_i)` at the fit.
+      bootstrap: ``(n_bootstrap, 5)`` refits on resampled points, columns
+        ``(E, A, B, alpha, beta)`` (empty when ``n_bootstrap == 0``).
+      n_points: number of points fitted (after ``exclude_outliers``).
+      n_excluded: number of highest-loss points dropped before fitting.
+      delta: Huber threshold on the log loss.
+      ci_level: coverage of the intervals in :attr:`ci`.
+      n_starts, n_converged: grid starts, and how many met the L-BFGS tolerances.
+      n_bootstrap_converged: bootstrap refits that met the tolerances.
+    """
+
+    E: jax.Array
+    A: jax.Array
+    B: jax.Array
+    alpha: jax.Array
+    beta: jax.Array
+    loss: jax.Array
+    bootstrap: jax.Array
+    n_points: int = struct.field(pytree_node=False)
+    n_excluded: int = struct.field(pytree_node=False)
+    delta: float = struct.field(pytree_node=False)
+    ci_level: float = struct.field(pytree_node=False)
+    n_starts: int = struct.field(pytree_node=False)
+    n_converged: int = struct.field(pytree_node=False)
+    n_bootstrap_converged: int = struct.field(pytree_node=False)
+
+    @property
+    def params(self) -> dict[str, float]:
+        """``{"E", "A", "B", "alpha", "beta"}`` as Python floats."""
+        return {k: float(getattr(self, k)) for k in PARAM_NAMES}
+
+    @property
+    def ci(self) -> dict[str, tuple[float, float]]:
+        """Percentile bootstrap intervals at ``ci_level``, ``{name: (low, high)}``."""
+        samples = np.asarray(self.bootstrap, np.float64)
+        if samples.shape[0] == 0:
+            return {k: (math.nan, math.nan) for k in PARAM_NAMES}
+        lo, hi = percentile_ci(samples, self.ci_level)
+        return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(PARAM_NAMES)}
+
+    @property
+    def stderr(self) -> dict[str, float]:
+        """Bootstrap standard deviation of each parameter."""
+        samples = np.asarray(self.bootstrap, np.float64)
+        if samples.shape[0] < 2:
+            return {k: math.nan for k in PARAM_NAMES}
+        sd = np.nanstd(samples, axis=0, ddof=1)
+        return {k: float(sd[i]) for i, k in enumerate(PARAM_NAMES)}
+
+    def predict(self, N: Any, D: Any) -> jax.Array:
+        r"""Loss :math:`E + A N^{-\alpha} + B D^{-\beta}` (broadcasts; jittable)."""
+        N, D = jnp.asarray(N), jnp.asarray(D)
+        return self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
+
+    def compute_optimal(self, C: Any) -> tuple[jax.Array, jax.Array]:
+        r"""Loss-minimising :math:`(N, D)` at compute :math:`C = 6ND` FLOP.
+
+        .. math::
+
+            N_{\rm opt} = G \left(\frac{C}{6}\right)^{\beta/(\alpha+\beta)},\quad
+            G = \left(\frac{\alpha A}{\beta B}\right)^{1/(\alpha+\beta)},\quad
+            D_{\rm opt} = \frac{C}{6 N_{\rm opt}}.
+
+        (Hoffmann et al. 2022, Eq. 4 and Appendix D.2.)
+        """
+        C = jnp.asarray(C)
+        return _optimal({k: getattr(self, k) for k in PARAM_NAMES}, C)
+
+    def tokens_per_parameter(self, C: Any) -> jax.Array:
+        r"""Compute-optimal :math:`D_{\rm opt}/N_{\rm opt}` at compute ``C``."""
+        n_opt, d_opt = self.compute_optimal(C)
+        return d_opt / n_opt
+
+    def derived_ci(self, C: float) -> dict[str, tuple[float, float]]:
+        """Bootstrap intervals of ``N_opt``, ``D_opt`` and tokens per parameter at ``C``."""
+        samples = np.asarray(self.bootstrap, np.float64)
+        if samples.shape[0] == 0:
+            return {k: (math.nan, math.nan) for k in ("N_opt", "D_opt", "tokens_per_parameter")}
+        cols = {k: samples[:, i] for i, k in enumerate(PARAM_NAMES)}
+        n_opt, d_opt = _optimal(cols, float(C))
+        out = {}
+        for name, v in (
+            ("N_opt", n_opt),
+            ("D_opt", d_opt),
+            ("tokens_per_parameter", d_opt / n_opt),
+        ):
+            lo, hi = percentile_ci(v[:, None], self.ci_level)
+            out[name] = (float(lo[0]), float(hi[0]))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Parameters, loss, intervals and fit metadata as plain Python types."""
+        return {
+            "params": self.params,
+            "loss": float(self.loss),
+            "ci": {k: list(v) for k, v in self.ci.items()},
+            "ci_level": self.ci_level,
+            "stderr": self.stderr,
+            "n_bootstrap": int(np.shape(self.bootstrap)[0]),
+            "n_bootstrap_converged": self.n_bootstrap_converged,
+            "n_points": self.n_points,
+            "n_excluded": self.n_excluded,
+            "delta": self.delta,
+            "n_starts": self.n_starts,
+            "n_converged": self.n_converged,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as a JSON string (NaN written as ``NaN``)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+def fit_chinchilla(
+    N: Any,
+    D: Any,
+    L: Any,
+    *,
+    delta: float = 1e-3,
+    n_bootstrap: int = 1000,
+    key: jax.Array | None = None,
+    exclude_outliers: int | bool = 0,
+    ci_level: float = 0.9,
+    init_grid: Any | None = None,
+    max_iter: int = 100,
+    refine_iter: int = 1000,
+    num_refine: int = 256,
+    bootstrap_starts: int = 1,
+    dtype: Any = np.float64,
+    quiet: bool = True,
+) -> ChinchillaFit:
+    r"""Fit :math:`L(N, D) = E + A/N^\alpha + B/D^\beta` the way Besiroglu et al. (2024) do.
+
+    .. math::
+
+        \min_{a, b, e, \alpha, \beta} \sum_i h_\delta\Big(
+        \operatorname{LSE}(a - \alpha \log N_i,\ b - \beta \log D_i,\ e) - \log L_i\Big),
+        \qquad E = e^e,\ A = e^a,\ B = e^b,
+
+    with the Huber loss :math:`h_\delta`. L-BFGS starts from every point of the grid
+    (:func:`chinchilla_grid`, 4500 starts) at once; each runs up to ``max_iter``
+    iterations, then the ``num_refine`` lowest-loss runs that have not converged
+    continue up to ``refine_iter``; the lowest loss is kept. Bootstrap: ``n_bootstrap``
+    resamples of the points with replacement, each refitted (all at once) from the
+    ``bootstrap_starts`` best distinct grid solutions of the full fit.
+
+    Args:
+      N: model sizes (parameters), shape ``(n,)``, positive and finite.
+      D: training tokens, shape ``(n,)``, positive and finite.
+      L: final losses, shape ``(n,)``, positive and finite.
+      delta: Huber threshold on the log-loss residual (1e-3 as in the paper).
+      n_bootstrap: number of bootstrap refits (0: none, ``ci`` is NaN).
+      key: PRNG key for the resampling; ``None`` uses ``jax.random.key(0)``.
+      exclude_outliers: number of highest-loss points dropped before fitting;
+        ``True`` means 5, the choice of Besiroglu et al. on the Chinchilla data.
+      ci_level: coverage of the percentile bootstrap intervals (default 90%).
+      init_grid: ``(k, 5)`` starts, rows ``(a, b, e, alpha, beta)``; default the paper's grid.
+      max_iter, refine_iter, num_refine: L-BFGS budgets (see above).
+      bootstrap_starts: number of starting points per bootstrap refit.
+      dtype: float dtype of the fit. Default float64, run inside ``jax.enable_x64``
+        whatever the global setting: in float32 the relative resolution of the
+        objective (~1e-7) stops L-BFGS early in the flat valley of this fit, and
+        bootstrap intervals come out about ten times too narrow.
+      quiet: no progress bar over bootstrap chunks.
+
+    Returns:
+      A :class:`ChinchillaFit`.
+
+    Raises:
+      ValueError: if ``N``, ``D`` or ``L`` are not positive and finite, lengths
+        differ, or there are not more points than the 5 parameters.
+
+    Examples:
+      >>> from wideth.scaling import datasets, fit_chinchilla
+      >>> fit = fit_chinchilla(*datasets.chinchilla(), exclude_outliers=True, n_bootstrap=0)
+      >>> round(float(fit.alpha), 2), round(float(fit.beta), 2)
+      (0.35, 0.37)
+
+    References:
+      Hoffmann et al., `Training Compute-Optimal Large Language Models
+      <https://arxiv.org/abs/2203.15556>`_, 2022.
+      Besiroglu, Erdil, Barnett, You, `Chinchilla Scaling: A replication attempt
+      <https://arxiv.org/abs/2404.10102>`_, 2024.
+    """
+    N = as_positive_1d("N", N)
+    D = as_positive_1d("D", D)
+    L = as_positive_1d("L", L)
+    check_lengths(5, N=N, D=D, L=L)
+    check_options(delta, n_bootstrap, ci_level)
+    n_excluded = 5 if exclude_outliers is True else int(exclude_outliers)
+    if n_excluded < 0:
+        raise ValueError(f"exclude_outliers must be >= 0 or a bool, got {exclude_outliers}")
+    if n_excluded:
+        drop = np.argsort(L, kind="stable")[::-1][:n_excluded]
+        keep = np.setdiff1d(np.arange(L.size), drop)
+        N, D, L = N[keep], D[keep], L[keep]
+        check_lengths(5, N=N)
+    dtype = jnp.dtype(dtype)
+    with jax.enable_x64(dtype == jnp.float64 or bool(jax.config.jax_enable_x64)):
+        return _fit(
+            N,
+            D,
+            L,
+            delta,
+            n_bootstrap,
+            key,
+            n_excluded,
+            ci_level,
+            init_grid,
+            max_iter,
+            refine_iter,
+            num_refine,
+            bootstrap_starts,
+            dtype,
+            quiet,
+        )
+
+
+def _fit(
+    N,
+    D,
+    L,
+    delta,
+    n_bootstrap,
+    key,
+    n_excluded,
+    ci_level,
+    init_grid,
+    max_iter,
+    refine_iter,
+    num_refine,
+    bootstrap_starts,
+    dtype,
+    quiet,
+) -> ChinchillaFit:
+    n = L.size
+    log_n, log_d, log_l = (jnp.asarray(np.log(v), dtype) for v in (N, D, L))
+    starts = chinchilla_grid() if init_grid is None else np.asarray(init_grid, np.float64)
+    if starts.ndim != 2 or starts.shape[1] != 5:
+        raise ValueError(f"init_grid must have shape (k, 5), got {starts.shape}")
+    starts = jnp.asarray(starts, dtype)
+    delta_arr = jnp.asarray(delta, dtype)
+    state = _fit_grid(
+        starts,
+        log_n,
+        log_d,
+        log_l,
+        jnp.ones((n,), dtype),
+        delta_arr,
+        max_iter=max_iter,
+        num_refine=num_refine,
+        refine_iter=refine_iter,
+    )
+    f = np.asarray(state.f, np.float64)
+    f = np.where(np.isfinite(f), f, np.inf)
+    order = np.argsort(f, kind="stable")
+    theta = np.asarray(state.x, np.float64)
+    best = theta[order[0]]
+    best_loss = f[order[0]] * delta * n
+
+    boot = np.zeros((0, 5))
+    n_boot_conv = 0
+    if n_bootstrap > 0:
+        key = jax.random.key(0) if key is None else key
+        # Distinct starting points: the best grid solutions, skipping near-duplicates.
+        picks = [best]
+        for i in order[1:]:
+            if len(picks) >= bootstrap_starts or not np.isfinite(f[i]):
+                break
+            if all(np.max(np.abs(theta[i] - p)) > 1e-2 for p in picks):
+                picks.append(theta[i])
+        boot_starts = jnp.asarray(np.stack(picks), dtype)
+        weights = bootstrap_weights(key, n, n_bootstrap, dtype)
+        chunk = min(n_bootstrap, _BOOTSTRAP_CHUNK)
+        rows, done = [], []
+        from tqdm.auto import tqdm
+
+        for lo in tqdm(range(0, n_bootstrap, chunk), desc="bootstrap", disable=quiet):
+            w = weights[lo : lo + chunk]
+            pad = chunk - w.shape[0]
+            if pad:
+                w = jnp.concatenate([w, jnp.broadcast_to(w[:1], (pad, n))])
+            x, _, ok = _fit_bootstrap(
+                boot_starts, log_n, log_d, log_l, w, delta_arr, max_iter=refine_iter
+            )
+            rows.append(np.asarray(x, np.float64)[: chunk - pad])
+            done.append(np.asarray(ok)[: chunk - pad])
+        boot = _to_natural(np.concatenate(rows))
+        n_boot_conv = int(np.sum(np.concatenate(done)))
+
+    nat = _to_natural(best)
+    # Results are float64 numpy values: valid whatever the x64 setting of the caller.
+    return ChinchillaFit(
+        E=np.asarray(nat[0]),
+        A=np.asarray(nat[1]),
+        B=np.asarray(nat[2]),
+        alpha=np.asarray(nat[3]),
+        beta=np.asarray(nat[4]),
+        loss=np.asarray(best_loss),
+        bootstrap=np.asarray(boot),
+        n_points=int(n),
+        n_excluded=n_excluded,
+        delta=float(delta),
+        ci_level=float(ci_level),
+        n_starts=int(starts.shape[0]),
+        n_converged=int(np.sum(np.asarray(state.done))),
+        n_bootstrap_converged=n_boot_conv,
+    )

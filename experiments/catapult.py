@@ -114,18 +114,21 @@ def uv_recursion(
     return {"loss": jnp.append(loss, 0.5 * f**2), "ntk": jnp.append(ntk, lam)}
 
 
-def classify(loss: np.ndarray, rtol: float = 1e-6) -> str:
+def classify(loss: np.ndarray, rtol: float = 1e-6, floor: float = 1e-6) -> str:
     """Phase of one run from its loss curve ``(steps + 1,)``.
 
-    divergent: non-finite or final loss above the initial one; lazy: the loss
-    never exceeds its initial value; catapult: it does, then converges below it.
+    divergent: non-finite, or final loss not below the initial one; lazy: the
+    loss never increases from one step to the next (relative tolerance ``rtol``,
+    ignoring steps once it is below ``floor`` times its initial value, where
+    float rounding dominates); catapult: it increases at some step, then
+    converges below its initial value.
     """
     loss = np.asarray(loss, np.float64)
     if not np.all(np.isfinite(loss)) or loss[-1] >= loss[0]:
         return DIVERGENT
-    if loss.max() <= loss[0] * (1 + rtol):
-        return LAZY
-    return CATAPULT
+    prev, nxt = loss[:-1], loss[1:]
+    rises = (nxt > prev * (1 + rtol)) & (prev > floor * loss[0])
+    return CATAPULT if rises.any() else LAZY
 
 
 def uv_sweep(
@@ -517,16 +520,16 @@ def run(cfg: Config) -> Result:
     # 2. real ReLU MLP
     try:
         mult = (
-            np.array([0.3, 0.6, 0.8, 0.9, 1.1, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0])
+            np.array([0.3, 0.6, 0.8, 0.9, 0.95, 1.05, 1.1, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3, 4])
             if quick
             else np.round(np.concatenate([np.arange(0.2, 1.0, 0.1), np.arange(1.1, 10.01, 0.3)]), 4)
         )
         mlp = mlp_sweep(
             k3,
-            n=128 if quick else 1000,
-            width=1024 if quick else 8192,
+            n=64 if quick else 256,
+            width=2048 if quick else 8192,
             multiples=mult,
-            steps=200 if quick else 1000,
+            steps=150 if quick else 500,
             quick=quick,
             quiet=cfg.quiet,
         )

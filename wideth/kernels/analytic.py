@@ -22,11 +22,11 @@ al. 2018)
 
 with :math:`K^0 = \Theta^0 = \sigma_w^2 x^\top x' / d + \sigma_b^2` after the
 first layer. For ReLU these are the arc-cosine kernels (Cho & Saul 2009), for
-erf the arcsin kernel (Williams 1997). tanh has no closed form: it goes through
-``ElementwiseNumerical``, a two-dimensional Gauss--Hermite quadrature of
-degree :data:`TANH_DEG` per axis (relative error below ``1e-6`` of the kernel
-against a degree-200 quadrature of the same integrals, see
-``tests/test_analytic.py``).
+erf the arcsin kernel (Williams 1997). tanh has no closed form and no stax
+layer: it is a ``stax.Elementwise`` layer whose two kernel integrals are a
+two-dimensional trapezoidal rule of :data:`TANH_POINTS` points per axis (more
+accurate than neural-tangents' Gauss--Hermite ``ElementwiseNumerical`` at the
+same cost; errors are listed at :data:`TANH_POINTS`).
 
 :func:`kernel` evaluates a ``kernel_fn`` on data with input validation, row and
 column batching through ``nt.batch`` (any ``batch_size``, padding as needed)
@@ -58,18 +58,23 @@ import numpy as np
 
 from wideth._compat import neural_tangents
 
-__all__ = ["ACTIVATIONS", "TANH_DEG", "cnn", "kernel", "mlp"]
+__all__ = ["ACTIVATIONS", "TANH_POINTS", "cnn", "kernel", "mlp"]
 
 #: Activation names accepted by :func:`mlp` and :func:`cnn`.
 ACTIVATIONS = ("relu", "erf", "tanh", "gelu", "identity")
 
-#: Gauss--Hermite degree per axis of the numerical tanh layer. The kernel
-#: integrals of tanh are analytic in the inputs, so the quadrature converges
-#: exponentially; at degree 32 the NNGP/NTK of depth 1--4 networks agree with a
-#: degree-200 quadrature to a relative error below 1e-6 for input variances up
-#: to ~4 (tested in ``tests/test_analytic.py``), and the cost is
-#: :math:`32^2` function evaluations per kernel entry and layer.
-TANH_DEG = 32
+#: Quadrature points per axis of the tanh layer (trapezoidal rule on
+#: :math:`z \in [-8, 8]`, i.e. spacing :math:`h = 0.254`). Cost:
+#: ``TANH_POINTS**2`` evaluations of tanh per kernel entry and layer. Measured
+#: relative error of NNGP/NTK against a 801x801-point reference
+#: (``tests/test_analytic.py``): 2e-8 / 2e-7 for one hidden layer with
+#: pre-activation variances up to ~2.6; 5e-4 / 1e-3 for three layers with a
+#: first-layer variance of ~10 (the error grows with the variance :math:`q` like
+#: :math:`e^{-\pi^2/(h\sqrt q)}`, tanh having poles at :math:`\pm i\pi/2`).
+#: neural-tangents' ``ElementwiseNumerical`` (Gauss--Hermite) at the same cost
+#: is 100--1000x less accurate on the same tests (2e-5 / 1e-4 and 6e-3 / 2e-2).
+TANH_POINTS = 64
+_TANH_ZMAX = 8.0
 
 _PARAMETERIZATIONS = ("ntk", "standard")
 _GETS = ("nngp", "ntk")
@@ -78,15 +83,40 @@ _POOLS = ("global", "avg", "flatten")
 Triple = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
 
 
-def _activation_layer(stax: Any, activation: str, tanh_deg: int) -> Any:
+def _gauss_pair(f, cov12, var1, var2, num: int):
+    """E[f(u) f(v)], (u, v) ~ N(0, [[var1, cov12], [cov12, var2]]), trapezoidal rule."""
+    z = jnp.linspace(-_TANH_ZMAX, _TANH_ZMAX, num, dtype=jnp.result_type(cov12, float))
+    w = jnp.exp(-0.5 * z**2)
+    w = w / jnp.sum(w)
+    s1 = jnp.sqrt(var1)
+    r = cov12 / jnp.where(s1 > 0, s1, 1.0)
+    s2 = jnp.sqrt(jnp.maximum(var2 - r**2, 0.0))
+    fu = f(s1 * z)
+    fv = f(r * z[:, None] + s2 * z[None, :])
+    return (w * fu) @ (fv @ w)
+
+
+def _tanh_layer(stax: Any, num: int) -> Any:
+    r"""tanh with kernels :math:`E[\tanh u \tanh v]`, :math:`E[\tanh' u \tanh' v]`.
+
+    Writes :math:`u = \sqrt{q_1} z_1`, :math:`v = r z_1 + s z_2` (Cholesky) and
+    integrates over :math:`(z_1, z_2)` with a ``num x num`` trapezoidal rule.
+    """
+    sech2 = lambda x: 1.0 - jnp.tanh(x) ** 2
+    return stax.Elementwise(
+        jnp.tanh,
+        lambda c, v1, v2: _gauss_pair(jnp.tanh, c, v1, v2, num),
+        lambda c, v1, v2: _gauss_pair(sech2, c, v1, v2, num),
+    )
+
+
+def _activation_layer(stax: Any, activation: str, tanh_points: int) -> Any:
     if activation == "relu":
         return stax.Relu()
     if activation == "erf":
         return stax.Erf()
     if activation == "tanh":
-        return stax.ElementwiseNumerical(
-            jnp.tanh, deg=tanh_deg, df=lambda x: 1.0 - jnp.tanh(x) ** 2
-        )
+        return _tanh_layer(stax, tanh_points)
     if activation == "gelu":
         return stax.Gelu(approximate=False)
     return stax.Identity()
@@ -122,7 +152,7 @@ def mlp(
     parameterization: str = "ntk",
     out_dim: int = 1,
     *,
-    tanh_deg: int = TANH_DEG,
+    tanh_points: int = TANH_POINTS,
 ) -> Triple:
     r"""Fully connected network and its infinite-width kernels.
 
@@ -148,7 +178,7 @@ def mlp(
       b_std: bias standard deviation :math:`\sigma_b`.
       parameterization: ``"ntk"`` or ``"standard"``.
       out_dim: number of outputs.
-      tanh_deg: Gauss--Hermite degree of the numerical tanh layer.
+      tanh_points: quadrature points per axis of the tanh layer.
 
     Returns:
       ``(init_fn, apply_fn, kernel_fn)`` as in neural-tangents ``stax.serial``;
@@ -176,7 +206,7 @@ def mlp(
     )
     layers = []
     for _ in range(depth):
-        layers += [dense(int(width)), _activation_layer(stax, activation, tanh_deg)]
+        layers += [dense(int(width)), _activation_layer(stax, activation, tanh_points)]
     layers.append(dense(int(out_dim)))
     return stax.serial(*layers)
 
@@ -192,7 +222,7 @@ def cnn(
     filter_shape: Sequence[int] = (3, 3),
     pool: str = "global",
     *,
-    tanh_deg: int = TANH_DEG,
+    tanh_points: int = TANH_POINTS,
 ) -> Triple:
     r"""Convolutional network (NHWC inputs) and its infinite-width kernels.
 
@@ -217,7 +247,7 @@ def cnn(
       out_dim: number of outputs.
       filter_shape: spatial filter size, e.g. ``(3, 3)``.
       pool: ``"global"``, ``"avg"`` or ``"flatten"``.
-      tanh_deg: Gauss--Hermite degree of the numerical tanh layer.
+      tanh_points: quadrature points per axis of the tanh layer.
 
     Returns:
       ``(init_fn, apply_fn, kernel_fn)``; inputs of shape ``(n, H, W, C)``.
@@ -251,7 +281,7 @@ def cnn(
                 b_std=b_std,
                 parameterization=parameterization,
             ),
-            _activation_layer(stax, activation, tanh_deg),
+            _activation_layer(stax, activation, tanh_points),
         ]
     if pool == "global":
         layers.append(stax.GlobalAvgPool())

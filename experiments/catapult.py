@@ -249,11 +249,38 @@ def mlp_setup(
 
 def is_dead(model: Any, params: Any, x: jax.Array) -> bool:
     """Whether every ReLU of the last hidden layer is off on every input."""
-    from flax import nnx
+    from wideth import models
 
-    nnx.update(model, params)
-    feats = model.features(x)
-    return bool(jnp.all(feats[-1] <= 0))
+    features_fn, _ = models.functional(model, "features")
+    return bool(jnp.all(features_fn(params, x)[-1] <= 0))
+
+
+def gd_sweep(
+    apply_fn: Callable, params: Any, x: jax.Array, y: jax.Array, etas: jax.Array, steps: int
+) -> tuple[Any, jax.Array]:
+    r"""Full-batch GD on :math:`L=\frac1{2n}\sum_i\|f(x_i)-y_i\|^2` for every step size at once.
+
+    One jitted ``lax.scan`` over steps, ``vmap`` over ``etas``.
+
+    Returns:
+      ``(final_params, losses)``: params batched over ``etas``; ``losses``
+      ``(len(etas), steps + 1)``, the loss before each step and of the final
+      parameters (NaN/inf once a run diverges).
+    """
+    from wideth import train
+
+    def loss_fn(p):
+        return train.mse(apply_fn(p, x), y)
+
+    def one(eta):
+        def step(p, _):
+            value, grad = jax.value_and_grad(loss_fn)(p)
+            return jax.tree.map(lambda a, g: a - eta * g, p, grad), value
+
+        p, losses = jax.lax.scan(step, params, None, length=steps)
+        return p, jnp.append(losses, loss_fn(p))
+
+    return jax.jit(jax.vmap(one))(etas)
 
 
 def mlp_sweep(
@@ -268,48 +295,33 @@ def mlp_sweep(
 ) -> dict[str, Any]:
     r"""GD on a wide ReLU MLP for :math:`\eta = c\cdot 2/\lambda_0`, :math:`c` in ``multiples``.
 
-    Trained with :func:`wideth.train.fit` (full batch, ``optax.sgd``, MSE
-    :math:`\frac1{2n}\sum\|f-y\|^2`); phases as for the uv model, plus ``dead``
-    when training converged with every last-layer ReLU off.
+    Full batch, MSE :math:`\frac1{2n}\sum\|f-y\|^2` (:func:`gd_sweep`); phases as
+    for the uv model (:func:`classify`), plus ``dead`` when training converged
+    with every last-layer ReLU off on the training set.
 
     Returns:
       dict with ``multiples``, ``lam0``, ``phase`` (list of str), ``eta_lam_final``
-      (:math:`\eta\lambda_{\max}(\Theta_{\rm final}/n)`), ``loss`` (list of curves),
+      (:math:`\eta\lambda_{\max}(\Theta_{\rm final}/n)`), ``loss`` ``(C, steps+1)``,
       ``peak_over_initial``.
     """
-    import optax
     from tqdm import tqdm
-
-    from wideth import train
 
     model, apply_fn, params0, x, y, name = mlp_setup(key, n, width, depth, quick)
     lam0 = top_ntk_eigenvalue(apply_fn, params0, x)
-    phases, finals, curves, peaks = [], [], [], []
-    for c in tqdm(multiples, desc="MLP learning rates", disable=quiet):
-        eta = float(c) * 2 / lam0
-        res = train.fit(
-            apply_fn,
-            params0,
-            optax.sgd(eta),
-            (x, y),
-            loss="mse",
-            steps=steps,
-            log_every=1,
-            quiet=True,
-        )
-        loss = np.asarray(res.history["loss"], np.float64)
-        final = train.mse(apply_fn(res.params, x), y)
-        loss = np.append(loss, float(final))
-        phase = classify(loss, rtol=1e-4)
-        if res.stopped_early:
-            phase = DIVERGENT
-        if phase != DIVERGENT and is_dead(model, res.params, x):
+    etas = np.asarray(multiples, np.float64) * 2 / lam0
+    final_params, losses = gd_sweep(apply_fn, params0, x, y, jnp.asarray(etas, x.dtype), steps)
+    losses = np.asarray(losses, np.float64)
+    phases, finals, peaks = [], [], []
+    for i in tqdm(range(len(etas)), desc="final NTKs", disable=quiet):
+        phase = classify(losses[i], rtol=1e-4)
+        p_i = jax.tree.map(lambda a, i=i: a[i], final_params)
+        if phase != DIVERGENT and is_dead(model, p_i, x):
             phase = DEAD
-        lam_final = top_ntk_eigenvalue(apply_fn, res.params, x) if phase != DIVERGENT else np.inf
+        lam_final = top_ntk_eigenvalue(apply_fn, p_i, x) if phase != DIVERGENT else np.inf
         phases.append(phase)
-        finals.append(eta * lam_final)
-        curves.append(loss)
-        peaks.append(np.nanmax(np.where(np.isfinite(loss), loss, np.nan)) / loss[0])
+        finals.append(etas[i] * lam_final)
+        finite = losses[i][np.isfinite(losses[i])]
+        peaks.append(finite.max() / losses[i][0])
     return {
         "dataset": name,
         "n": n,
@@ -320,7 +332,7 @@ def mlp_sweep(
         "lam0": lam0,
         "phase": phases,
         "eta_lam_final": np.array(finals),
-        "loss": curves,
+        "loss": losses,
         "peak_over_initial": np.array(peaks),
     }
 

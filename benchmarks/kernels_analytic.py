@@ -1,0 +1,181 @@
+"""Analytic NNGP+NTK of a depth-10 ReLU MLP: time, throughput and peak memory.
+
+Every configuration runs in its own subprocess, which reports its wall time
+and its peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``,
+which includes the ~0.3 GB of the Python/JAX runtime, reported separately as
+the baseline). Timings are after one warm-up call on the same shapes (which
+includes compilation), except for the largest size, which is timed once
+including compilation. The peer is neural-tangents' own ``kernel_fn``, jitted
+and unbatched, on the same inputs in the same run. Writes the section
+``analytic`` of BENCHMARKS.md.
+
+Run: ``python -m benchmarks.kernels_analytic [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+DEPTH = 10
+DIM = 64
+TIMEOUT_S = 300.0
+
+
+def _child(n: int, batch_size: int, mode: str, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from wideth.kernels import analytic
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (n, DIM), jnp.float32)
+    _, _, kernel_fn = analytic.mlp(DEPTH, 1, "relu")
+    if mode == "baseline":
+        fn = lambda: analytic.kernel(kernel_fn, x[:8], get=("nngp", "ntk"))
+    elif mode == "ours":
+        fn = lambda: analytic.kernel(kernel_fn, x, get=("nngp", "ntk"), batch_size=batch_size)
+    elif mode == "nt":
+        jitted = jax.jit(kernel_fn, static_argnames="get")
+        fn = lambda: jitted(x, None, get=("nngp", "ntk"))
+    else:
+        raise ValueError(f"mode must be baseline, ours or nt, got {mode!r}")
+    times = []
+    out = None
+    for i in range(repeats + (1 if repeats > 0 else 0)):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        if i > 0 or repeats == 0:
+            times.append(time.perf_counter() - t0)
+    if repeats == 0:
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        times = [time.perf_counter() - t0]
+    finite = bool(all(bool(jnp.all(jnp.isfinite(o))) for o in out))
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times.sort()
+    return {
+        "n": n,
+        "batch_size": batch_size,
+        "mode": mode,
+        "time_s": times[len(times) // 2],
+        "peak_rss_gb": rss_kb / 2**20,
+        "finite": finite,
+    }
+
+
+def _run(n: int, batch_size: int, mode: str, repeats: int = 1, timeout: float = TIMEOUT_S):
+    cmd = [sys.executable, "-m", "benchmarks.kernels_analytic", "--child"]
+    cmd += [str(n), str(batch_size), mode, str(repeats)]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=root)
+    except subprocess.TimeoutExpired:
+        print(f"  n={n} batch={batch_size} {mode}: timed out after {timeout:.0f} s", flush=True)
+        return None
+    if res.returncode != 0:
+        print(f"  n={n} batch={batch_size} {mode}: failed\n{res.stderr[-2000:]}", flush=True)
+        return None
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["process_s"] = time.perf_counter() - t0
+    print(f"  {out}", flush=True)
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes only")
+    p.add_argument("--child", nargs=4, metavar=("N", "BATCH", "MODE", "REPEATS"))
+    args = p.parse_args(argv)
+    if args.child:
+        n, bs, mode, rep = args.child
+        print(json.dumps(_child(int(n), int(bs), mode, int(rep))))
+        return
+
+    from benchmarks._common import table, write_section
+
+    block = 500
+    sizes = [500, 1000, 2000] if args.quick else [500, 1000, 2000, 4000]
+    base = _run(8, 0, "baseline", 1)
+    rows = []
+    for n in sizes:
+        ours = _run(n, block, "ours", 3 if n <= 2000 else 1)
+        nt = _run(n, 0, "nt", 3 if n <= 2000 else 1)
+        if ours is None or nt is None:
+            continue
+        rows.append(
+            [
+                n,
+                block,
+                ours["time_s"],
+                n * n / ours["time_s"],
+                nt["time_s"],
+                n * n / nt["time_s"],
+                ours["time_s"] / nt["time_s"],
+                ours["peak_rss_gb"],
+                nt["peak_rss_gb"],
+                ours["peak_rss_gb"] / nt["peak_rss_gb"],
+            ]
+        )
+    header = [
+        "n",
+        "block",
+        "ours blocked s",
+        "ours entries/s",
+        "NT unblocked s",
+        "NT entries/s",
+        "time ratio ours/NT",
+        "ours peak RSS GB",
+        "NT peak RSS GB",
+        "memory ratio ours/NT",
+    ]
+    # The large run: 10k if it finishes in 5 minutes, else the largest that does.
+    big = None
+    candidates = [3000] if args.quick else [10000, 7000, 5000]
+    for n in candidates:
+        big = _run(n, 1000, "ours", 0, timeout=TIMEOUT_S)
+        if big is not None:
+            break
+    lines = [
+        f"Depth-{DEPTH} ReLU MLP (W_std^2 = 2, b_std = 0), NNGP and NTK together "
+        f"(`get=('nngp', 'ntk')`), float32, inputs of dimension {DIM}, x2 = x1. "
+        "Each row runs in its own subprocess; peak RSS includes the Python/JAX runtime "
+        f"(baseline {base['peak_rss_gb']:.2f} GB for an 8-point kernel)."
+        if base
+        else "",
+        "",
+        "Blocked (`wideth.kernels.analytic.kernel(..., batch_size)`, i.e. `nt.batch`) vs "
+        "neural-tangents' `kernel_fn` jitted on the whole matrix; median of 3 timed calls "
+        "after a warm-up (1 for n = 4000):",
+        "",
+        table(header, rows),
+        "",
+    ]
+    if big is not None:
+        lines.append(
+            f"Largest run: n = {big['n']} ({big['n']}x{big['n']} NNGP + NTK), batch_size = 1000, "
+            f"one call including compilation: {big['time_s']:.1f} s, "
+            f"{big['n'] ** 2 / big['time_s']:.3g} entries/s, peak RSS {big['peak_rss_gb']:.2f} GB, "
+            f"all entries finite: {big['finite']}."
+        )
+    else:
+        lines.append(f"No size in {candidates} finished within {TIMEOUT_S:.0f} s.")
+    if not args.quick and big is not None and big["n"] != 10000:
+        lines.append(
+            "n = 10000 did not finish within 5 minutes on this shared machine; the size above "
+            "is the largest tried that did (no extrapolation)."
+        )
+    lines.append(
+        "The machine was shared with other jobs while this ran: absolute times are noisy, "
+        "ratios less so."
+    )
+    write_section("analytic", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -6,3 +6,5 @@ from .chinchilla import HOFFMANN_2022 as HOFFMANN_2022
 from .chinchilla import ChinchillaFit as ChinchillaFit
 from .chinchilla import chinchilla_grid as chinchilla_grid
 from .chinchilla import fit_chinchilla as fit_chinchilla
+from .power_law import PowerLawFit as PowerLawFit
+from .power_law import fit_power_law as fit_power_law

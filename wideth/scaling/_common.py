@@ -63,10 +63,12 @@ def huber(r: jax.Array, delta: float | jax.Array) -> jax.Array:
     return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def bootstrap_weights(key: jax.Array, n: int, num: int, dtype: Any) -> jax.Array:
+def bootstrap_weights(key: jax.Array, n: int, num: int, dtype: Any) -> np.ndarray:
     """``(num, n)`` resampling counts: point ``i`` drawn ``w[b, i]`` times in resample ``b``."""
-    idx = jax.random.randint(key, (num, n), 0, n)
-    return jax.vmap(lambda i: jnp.bincount(i, length=n))(idx).astype(dtype)
+    idx = np.asarray(jax.random.randint(key, (num, n), 0, n))
+    counts = np.zeros((num, n), dtype)
+    np.add.at(counts, (np.arange(num)[:, None], idx), 1)
+    return counts
 
 
 def percentile_ci(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

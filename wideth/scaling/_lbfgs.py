@@ -13,11 +13,13 @@ starts costs as many iterations as its slowest member and no more.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class LBFGSState(NamedTuple):
@@ -59,22 +61,26 @@ def _two_loop(g: jax.Array, state: LBFGSState) -> jax.Array:
     return jax.lax.fori_loop(0, m, forward, gamma * q)
 
 
-def init(fun: Callable[[jax.Array], jax.Array], x0: jax.Array, memory_size: int = 10) -> LBFGSState:
-    """Initial :class:`LBFGSState` at ``x0`` (one ``value_and_grad``)."""
+def init(x0: jax.Array, memory_size: int = 10) -> LBFGSState:
+    """Fresh :class:`LBFGSState` at ``x0``; no function evaluation yet.
+
+    ``f = +inf`` marks the state as fresh: the first iteration of :func:`run` only
+    evaluates ``fun`` and its gradient at ``x0``. So a batch of fresh and partly run
+    states can go through the same compiled :func:`run`.
+    """
     x0 = jnp.asarray(x0)
     dtype = x0.dtype
-    p = x0.shape[0]
-    f0, g0 = jax.value_and_grad(fun)(x0)
+    p = x0.shape[-1]
     return LBFGSState(
         x=x0,
-        f=f0,
-        g=g0,
+        f=jnp.full((), jnp.inf, dtype),
+        g=jnp.zeros((p,), dtype),
         s_mem=jnp.zeros((memory_size, p), dtype),
         y_mem=jnp.zeros((memory_size, p), dtype),
         rho=jnp.zeros((memory_size,), dtype),
         count=jnp.zeros((), jnp.int32),
         eta=jnp.ones((), dtype),
-        done=~jnp.isfinite(f0) | ~jnp.all(jnp.isfinite(g0)) | (jnp.max(jnp.abs(g0)) == 0),
+        done=jnp.zeros((), bool),
         it=jnp.zeros((), jnp.int32),
     )
 
@@ -83,7 +89,7 @@ def run(
     fun: Callable[[jax.Array], jax.Array],
     state: LBFGSState,
     *,
-    max_iter: int = 200,
+    max_iter: int | jax.Array = 200,
     gtol: float | None = None,
     ftol: float | None = None,
     xtol: float | None = None,
@@ -105,8 +111,9 @@ def run(
     Args:
       fun: scalar objective of a flat parameter vector of shape ``(p,)``.
       state: from :func:`init` or a previous :func:`run`.
-      max_iter: iteration budget, counted in ``state.it`` (so a second call
-        continues where the first stopped).
+      max_iter: iteration budget (may be traced), counted in ``state.it``, so a
+        second call continues where the first stopped; one iteration is one
+        ``value_and_grad``.
       gtol, ftol, xtol: tolerances; ``None`` picks defaults for the dtype
         (float32: 1e-6, 1e-7, 1e-6; float64: 1e-9, 1e-12, 1e-10).
       min_eta: smallest trial step before a run counts as stalled.
@@ -133,7 +140,7 @@ def run(
         d = _two_loop(state.g, state)
         slope = jnp.vdot(state.g, d)
         bad = ~(slope > 0) | ~jnp.all(jnp.isfinite(d)) | (state.count == 0)
-        d = jnp.where(bad, sd, d)
+        d = jnp.where(bad, sd, d)  # fresh state: g = 0, so d = 0 and x_try = x0
         slope = jnp.vdot(state.g, d)
         x_try = state.x - state.eta * d
         f_try, g_try = value_and_grad(x_try)
@@ -154,7 +161,9 @@ def run(
         small_f = (state.f - f_try) <= ftol * jnp.abs(state.f)
         small_x = jnp.max(jnp.abs(s)) <= xtol * (1.0 + jnp.max(jnp.abs(state.x)))
         eta = jnp.where(accept, jnp.ones_like(state.eta), state.eta * 0.25)
-        done = (accept & (small_g | small_f | small_x)) | (eta < min_eta)
+        fresh = ~jnp.isfinite(state.f)  # first evaluation at x0 (see init)
+        done = (accept & ~fresh & (small_g | small_f | small_x)) | (eta < min_eta)
+        done = done | (fresh & ~accept)  # non-finite objective at x0
         return LBFGSState(
             x=jnp.where(accept, x_try, state.x),
             f=jnp.where(accept, f_try, state.f),
@@ -180,4 +189,80 @@ def minimize(
     **tolerances: float,
 ) -> LBFGSState:
     """Minimise ``fun`` from ``x0``: :func:`init` then :func:`run` (see there)."""
-    return run(fun, init(fun, x0, memory_size), max_iter=max_iter, **tolerances)
+    return run(fun, init(x0, memory_size), max_iter=max_iter, **tolerances)
+
+
+@functools.partial(jax.jit, static_argnames=("objective",))
+def _solve_chunk(objective, states, weights, data, delta, max_iter):
+    def one(state, w):
+        return run(lambda th: objective(th, *data, w, delta), state, max_iter=max_iter)
+
+    return jax.vmap(one)(states, weights)
+
+
+def init_batch(x0: Any, memory_size: int = 10) -> LBFGSState:
+    """:func:`init` for a ``(S, p)`` batch of starts, as numpy arrays (no dispatch)."""
+    x0 = np.asarray(x0)
+    size, p = x0.shape
+    dtype = x0.dtype
+    return LBFGSState(
+        x=x0.copy(),
+        f=np.full((size,), np.inf, dtype),
+        g=np.zeros((size, p), dtype),
+        s_mem=np.zeros((size, memory_size, p), dtype),
+        y_mem=np.zeros((size, memory_size, p), dtype),
+        rho=np.zeros((size, memory_size), dtype),
+        count=np.zeros((size,), np.int32),
+        eta=np.ones((size,), dtype),
+        done=np.zeros((size,), bool),
+        it=np.zeros((size,), np.int32),
+    )
+
+
+def _take_chunk(states: LBFGSState, weights: np.ndarray, lo: int, chunk: int):
+    """Rows ``lo:lo+chunk``, padded to ``chunk`` rows with finished copies of the first."""
+    st = jax.tree.map(lambda a: np.asarray(a[lo : lo + chunk]), states)
+    w = np.asarray(weights[lo : lo + chunk])
+    pad = chunk - int(st.x.shape[0])
+    if pad:
+        fill = lambda a: np.concatenate([a, np.repeat(a[:1], pad, axis=0)])
+        st = jax.tree.map(fill, st)
+        done = st.done.copy()
+        done[-pad:] = True
+        st = st._replace(done=done)
+        w = fill(w)
+    return st, w, pad
+
+
+def solve(
+    objective: Callable[..., jax.Array],
+    states: LBFGSState,
+    weights: Any,
+    data: tuple[jax.Array, ...],
+    delta: Any,
+    max_iter: int,
+    *,
+    chunk: int = 512,
+    quiet: bool = True,
+    desc: str = "L-BFGS",
+) -> LBFGSState:
+    """Run a batch of L-BFGS problems ``objective(theta, *data, weights[i], delta)``.
+
+    ``states`` and ``weights`` have a leading batch axis ``S``. The batch is cut
+    into chunks of ``chunk`` rows (the last one padded with finished copies), and
+    every chunk goes through one compiled, ``vmap``-ed :func:`run`; ``max_iter`` is
+    traced, so multi-start fits, refinements and bootstrap refits of the same data
+    size share one compilation. Returns the final states as numpy arrays.
+    """
+    size = int(states.x.shape[0])
+    chunk = max(1, int(chunk))  # fixed chunk shape: one compilation for every batch size
+    states = jax.tree.map(np.asarray, states)
+    weights = np.asarray(weights)
+    out = []
+    from tqdm.auto import tqdm
+
+    for lo in tqdm(range(0, size, chunk), desc=desc, disable=quiet):
+        st, w, pad = _take_chunk(states, weights, lo, chunk)
+        res = _solve_chunk(objective, st, w, data, delta, np.int32(max_iter))
+        out.append(jax.tree.map(lambda a, keep=chunk - pad: np.asarray(a)[:keep], res))
+    return jax.tree.map(lambda *a: np.concatenate(a), *out)

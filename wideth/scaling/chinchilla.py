@@ -18,7 +18,6 @@ run at once (``vmap`` of a jitted L-BFGS), and so do the bootstrap refits.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import math
@@ -48,7 +47,7 @@ HOFFMANN_2022 = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 #: Published refit of Besiroglu et al. (2024) on the 240 points without the 5 highest-loss runs.
 BESIROGLU_2024 = {"E": 1.82, "A": 482.0, "B": 2085.4, "alpha": 0.35, "beta": 0.37}
 
-_BOOTSTRAP_CHUNK = 250
+_CHUNK = 512
 
 
 def chinchilla_grid() -> np.ndarray:
@@ -74,39 +73,49 @@ def _objective(theta, log_n, log_d, log_l, weights, delta):
     return jnp.sum(weights * huber(r, delta)) / (delta * jnp.sum(weights))
 
 
-def multistart(fun, starts, max_iter, num_refine, refine_iter):
-    """L-BFGS from every row of ``starts`` at once; the ``num_refine`` unconverged runs
-    with the lowest loss then continue up to ``refine_iter`` iterations."""
-    state = jax.vmap(lambda x0: _lbfgs.minimize(fun, x0, max_iter=max_iter))(starts)
-    num_refine = min(num_refine, starts.shape[0])
-    if num_refine > 0 and refine_iter > max_iter:
-        f = jnp.where(jnp.isnan(state.f), jnp.inf, state.f)
-        score = jnp.where(state.done, -jnp.inf, -f)
-        idx = jax.lax.top_k(score, num_refine)[1]
-        sub = jax.tree.map(lambda x: x[idx], state)
-        sub = jax.vmap(lambda s: _lbfgs.run(fun, s, max_iter=refine_iter))(sub)
-        state = jax.tree.map(lambda x, y: x.at[idx].set(y), state, sub)
-    return state
+def multistart(
+    objective: Any,
+    starts: np.ndarray,
+    weights: Any,
+    data: tuple[jax.Array, ...],
+    delta: Any,
+    *,
+    max_iter: int,
+    refine_iter: int,
+    num_refine: int,
+    chunk: int,
+    quiet: bool = True,
+    desc: str = "multi-start",
+) -> _lbfgs.LBFGSState:
+    """L-BFGS from every row of ``starts`` (all at once, in chunks), up to ``max_iter``
+    iterations; then the ``num_refine`` unconverged runs with the lowest loss
+    continue up to ``refine_iter``. ``weights`` is ``(n,)`` (shared) or ``(S, n)``."""
+    dtype = data[0].dtype
+    starts = np.asarray(starts, dtype)
+    size = starts.shape[0]
+    weights = np.asarray(weights, dtype)
+    if weights.ndim == 1:
+        weights = np.broadcast_to(weights, (size, weights.shape[0]))
+    states = _lbfgs.init_batch(starts)
+    states = _lbfgs.solve(
+        objective, states, weights, data, delta, max_iter, chunk=chunk, quiet=quiet, desc=desc
+    )
+    undone = np.flatnonzero(~states.done)
+    if num_refine > 0 and refine_iter > max_iter and undone.size:
+        f = np.where(np.isfinite(states.f), states.f, np.inf)
+        idx = undone[np.argsort(f[undone], kind="stable")[:num_refine]]
+        sub = jax.tree.map(lambda a: a[idx], states)
+        sub = _lbfgs.solve(
+            objective, sub, weights[idx], data, delta, refine_iter, chunk=chunk, quiet=True
+        )
+        states = jax.tree.map(lambda a, b: _set_rows(a, idx, b), states, sub)
+    return states
 
 
-@functools.partial(jax.jit, static_argnames=("max_iter", "num_refine", "refine_iter"))
-def _fit_grid(starts, log_n, log_d, log_l, weights, delta, *, max_iter, num_refine, refine_iter):
-    fun = lambda th: _objective(th, log_n, log_d, log_l, weights, delta)
-    return multistart(fun, starts, max_iter, num_refine, refine_iter)
-
-
-@functools.partial(jax.jit, static_argnames=("max_iter",))
-def _fit_bootstrap(starts, log_n, log_d, log_l, weights, delta, *, max_iter):
-    """Refit for every row of ``weights`` from every row of ``starts``; best per resample."""
-
-    def one(w):
-        fun = lambda th: _objective(th, log_n, log_d, log_l, w, delta)
-        st = jax.vmap(lambda x0: _lbfgs.minimize(fun, x0, max_iter=max_iter))(starts)
-        f = jnp.where(jnp.isfinite(st.f), st.f, jnp.inf)
-        i = jnp.argmin(f)
-        return st.x[i], f[i], st.done[i]
-
-    return jax.vmap(one)(weights)
+def _set_rows(a: np.ndarray, idx: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.array(a)
+    a[idx] = b
+    return a
 
 
 def _to_natural(theta: np.ndarray) -> np.ndarray:
@@ -280,7 +289,8 @@ def fit_chinchilla(
     iterations, then the ``num_refine`` lowest-loss runs that have not converged
     continue up to ``refine_iter``; the lowest loss is kept. Bootstrap: ``n_bootstrap``
     resamples of the points with replacement, each refitted (all at once) from the
-    ``bootstrap_starts`` best distinct grid solutions of the full fit.
+    ``bootstrap_starts`` best distinct grid solutions of the full fit. All of it runs
+    through one compiled, ``vmap``-ed L-BFGS in chunks of 512 problems.
 
     Args:
       N: model sizes (parameters), shape ``(n,)``, positive and finite.
@@ -372,25 +382,24 @@ def _fit(
     quiet,
 ) -> ChinchillaFit:
     n = L.size
-    log_n, log_d, log_l = (jnp.asarray(np.log(v), dtype) for v in (N, D, L))
+    data = tuple(np.log(v).astype(dtype) for v in (N, D, L))
     starts = chinchilla_grid() if init_grid is None else np.asarray(init_grid, np.float64)
     if starts.ndim != 2 or starts.shape[1] != 5:
         raise ValueError(f"init_grid must have shape (k, 5), got {starts.shape}")
-    starts = jnp.asarray(starts, dtype)
-    delta_arr = jnp.asarray(delta, dtype)
-    state = _fit_grid(
+    delta_arr = np.asarray(delta, dtype)
+    state = multistart(
+        _objective,
         starts,
-        log_n,
-        log_d,
-        log_l,
-        jnp.ones((n,), dtype),
+        np.ones((n,), dtype),
+        data,
         delta_arr,
         max_iter=max_iter,
-        num_refine=num_refine,
         refine_iter=refine_iter,
+        num_refine=num_refine,
+        chunk=_CHUNK,
+        quiet=quiet,
     )
-    f = np.asarray(state.f, np.float64)
-    f = np.where(np.isfinite(f), f, np.inf)
+    f = np.where(np.isfinite(state.f), state.f, np.inf).astype(np.float64)
     order = np.argsort(f, kind="stable")
     theta = np.asarray(state.x, np.float64)
     best = theta[order[0]]
@@ -407,24 +416,24 @@ def _fit(
                 break
             if all(np.max(np.abs(theta[i] - p)) > 1e-2 for p in picks):
                 picks.append(theta[i])
-        boot_starts = jnp.asarray(np.stack(picks), dtype)
+        k = len(picks)
         weights = bootstrap_weights(key, n, n_bootstrap, dtype)
-        chunk = min(n_bootstrap, _BOOTSTRAP_CHUNK)
-        rows, done = [], []
-        from tqdm.auto import tqdm
-
-        for lo in tqdm(range(0, n_bootstrap, chunk), desc="bootstrap", disable=quiet):
-            w = weights[lo : lo + chunk]
-            pad = chunk - w.shape[0]
-            if pad:
-                w = jnp.concatenate([w, jnp.broadcast_to(w[:1], (pad, n))])
-            x, _, ok = _fit_bootstrap(
-                boot_starts, log_n, log_d, log_l, w, delta_arr, max_iter=refine_iter
-            )
-            rows.append(np.asarray(x, np.float64)[: chunk - pad])
-            done.append(np.asarray(ok)[: chunk - pad])
-        boot = _to_natural(np.concatenate(rows))
-        n_boot_conv = int(np.sum(np.concatenate(done)))
+        bstate = _lbfgs.solve(
+            _objective,
+            _lbfgs.init_batch(np.tile(np.stack(picks), (n_bootstrap, 1)).astype(dtype)),
+            np.repeat(weights, k, axis=0),
+            data,
+            delta_arr,
+            refine_iter,
+            chunk=_CHUNK,
+            quiet=quiet,
+            desc="bootstrap",
+        )
+        bf = np.where(np.isfinite(bstate.f), bstate.f, np.inf).reshape(n_bootstrap, k)
+        pick = np.argmin(bf, axis=1)
+        rows = np.arange(n_bootstrap)
+        boot = _to_natural(np.asarray(bstate.x, np.float64).reshape(n_bootstrap, k, 5)[rows, pick])
+        n_boot_conv = int(np.sum(bstate.done.reshape(n_bootstrap, k)[rows, pick]))
 
     nat = _to_natural(best)
     # Results are float64 numpy values: valid whatever the x64 setting of the caller.

@@ -673,4 +673,5 @@ def nngp_diag_variance(widths: Sequence[int], activation: str = "relu") -> jax.A
                 f"widths must be a non-empty 1-d sequence of positive ints, got {widths!r}"
             )
     n = jnp.asarray(widths, _ftype())
-    return jnp.prod(1.0 + _KAPPA_MINUS_ONE[activation] / n) - 1.0
+    # expm1(sum log1p) avoids the cancellation of prod(...) - 1 at large widths.
+    return jnp.expm1(jnp.sum(jnp.log1p(_KAPPA_MINUS_ONE[activation] / n)))

@@ -42,11 +42,15 @@ def lanczos_flat(
     """:func:`lanczos` on flat vectors: ``v0`` of shape ``(n,)``, basis ``(num_steps, n)``."""
     n, dtype = v0.shape[0], v0.dtype
     m = int(num_steps)
-    key = jax.random.PRNGKey(0) if key is None else key
     rel = float(jnp.finfo(dtype).eps) ** 0.75 if tol is None else float(tol)
+    # Restart vectors: generic (non-polynomial) functions of one seed vector, so
+    # no random numbers are drawn inside the loop (cheap to compile and run).
+    phase = jnp.arange(n, dtype=dtype) * 0.6180339887
+    seed = phase + v0 if key is None else phase + jax.random.normal(key, (n,), dtype)
 
     def random_unit(basis, i):
-        r = jax.random.normal(jax.random.fold_in(key, i), (n,), dtype)
+        c = jnp.asarray(i, dtype) + 2
+        r = jnp.cos(seed * c * 1.3247179572 + c)
         r = _orthogonalise(basis, r)
         nr = jnp.linalg.norm(r)
         return r / jnp.where(nr > 0, nr, 1)
@@ -56,7 +60,7 @@ def lanczos_flat(
     q0 = lax.cond(
         norm0 > 0,
         lambda: v0 / jnp.where(norm0 > 0, norm0, 1),
-        lambda: random_unit(basis, m),
+        lambda: random_unit(basis, -1),
     )
     basis = basis.at[0].set(q0)
     zeros = jnp.zeros((m,), dtype)
@@ -121,7 +125,8 @@ def lanczos(
         by a random vector.
       num_steps: number of Lanczos steps :math:`m \le n` (= matvecs).
       *params: extra arguments passed to ``matvec``.
-      key: PRNG key for restart vectors after a breakdown (default ``PRNGKey(0)``).
+      key: optional PRNG key for the restart vectors after a breakdown; by
+        default they are deterministic generic functions of ``v0``.
       tol: relative breakdown threshold (default :math:`\epsilon^{3/4}` of the dtype).
 
     Returns:

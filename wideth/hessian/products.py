@@ -20,6 +20,7 @@ curvature of the mean loss over all of ``data``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -169,9 +170,14 @@ def hvp(
       Pearlmutter, `Fast exact multiplication by the Hessian
       <https://doi.org/10.1162/neco.1994.6.1.147>`_, 1994.
     """
+    if data is None and (batch_size is not None or mesh is not None):
+        raise ValueError("batch_size and mesh need data; got data=None")
+    return _hvp_jit(loss_fn, params, v, data, batch_size, mesh, axis_name)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _hvp_jit(loss_fn, params, v, data, batch_size, mesh, axis_name):
     if data is None:
-        if batch_size is not None or mesh is not None:
-            raise ValueError("batch_size and mesh need data; got data=None")
         check_scalar(loss_fn, params)
         return _hvp_closed(loss_fn, params, v)
 
@@ -231,9 +237,14 @@ def ggn_vp(
       Martens, `New insights and perspectives on the natural gradient method
       <https://jmlr.org/papers/v21/17-678.html>`_, 2020.
     """
+    if data is None and (batch_size is not None or mesh is not None):
+        raise ValueError("batch_size and mesh need data; got data=None")
+    return _ggn_jit(outputs_fn, loss_of_outputs, params, v, data, batch_size, mesh, axis_name)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 5, 6, 7))
+def _ggn_jit(outputs_fn, loss_of_outputs, params, v, data, batch_size, mesh, axis_name):
     if data is None:
-        if batch_size is not None or mesh is not None:
-            raise ValueError("batch_size and mesh need data; got data=None")
         out = jax.eval_shape(outputs_fn, params)
         check_scalar(loss_of_outputs, out, name="loss_of_outputs")
         return _ggn_closed(outputs_fn, loss_of_outputs, params, v)
@@ -248,7 +259,8 @@ def ggn_vp(
             return one(p, w, d)
         batches = _split_batches(d, batch_size)
         b0 = jax.tree.map(lambda x: x[0], batches)
-        check_scalar(loss_of_outputs, jax.eval_shape(outputs_fn, p, b0), b0, name="loss_of_outputs")
+        out = jax.eval_shape(outputs_fn, p, b0)
+        check_scalar(loss_of_outputs, out, b0, name="loss_of_outputs")
         return _scan_mean(lambda b: one(p, w, b), w, batches)
 
     if mesh is None:

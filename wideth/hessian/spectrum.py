@@ -11,11 +11,13 @@ so a training loop can call :func:`top_eigenpairs` inside its jitted step.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
@@ -101,10 +103,53 @@ def curvature_matvec(
     return matvec, d, dtype, unravel
 
 
+def _num_params(params: PyTree) -> int:
+    return sum(int(np.size(x)) for x in jax.tree.leaves(params))
+
+
 def _check_int(name: str, value: Any, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | jnp.integer) or int(value) < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+class _Spec(NamedTuple):
+    """Static (hashable) description of the curvature operator, a jit cache key."""
+
+    loss_fn: Any
+    matrix: str
+    outputs_fn: Any
+    loss_of_outputs: Any
+    batch_size: int | None
+    mesh: Any
+    axis_name: str | None
+    dtype: Any
+
+
+def _spec(loss_fn, matrix, outputs_fn, loss_of_outputs, batch_size, mesh, axis_name, dtype):
+    if matrix not in ("hessian", "ggn"):
+        raise ValueError(f"matrix must be 'hessian' or 'ggn', got {matrix!r}")
+    if matrix == "ggn" and (outputs_fn is None or loss_of_outputs is None):
+        raise ValueError("matrix='ggn' needs outputs_fn and loss_of_outputs")
+    if matrix == "hessian" and not callable(loss_fn):
+        raise ValueError("loss_fn must be a callable params -> scalar for matrix='hessian'")
+    dtype = None if dtype is None else jnp.dtype(dtype)
+    return _Spec(loss_fn, matrix, outputs_fn, loss_of_outputs, batch_size, mesh, axis_name, dtype)
+
+
+def _matvec(spec: _Spec, params: PyTree, data: PyTree):
+    return curvature_matvec(
+        spec.loss_fn,
+        params,
+        matrix=spec.matrix,
+        outputs_fn=spec.outputs_fn,
+        loss_of_outputs=spec.loss_of_outputs,
+        data=data,
+        batch_size=spec.batch_size,
+        mesh=spec.mesh,
+        axis_name=spec.axis_name,
+        dtype=spec.dtype,
+    )
 
 
 def top_eigenpairs(
@@ -181,33 +226,25 @@ def top_eigenpairs(
     num_steps = _check_int("num_steps", num_steps)
     if which not in ("largest", "smallest"):
         raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}")
-    d = int(ravel_pytree(params)[0].shape[0])
+    d = _num_params(params)
     if k > d:
         raise ValueError(f"k must be at most the number of parameters {d}, got k={k}")
     if num_steps < k:
         raise ValueError(f"num_steps must be at least k={k}, got num_steps={num_steps}")
-    matvec, d, dtype, unravel = curvature_matvec(
-        loss_fn,
-        params,
-        matrix=matrix,
-        outputs_fn=outputs_fn,
-        loss_of_outputs=loss_of_outputs,
-        data=data,
-        batch_size=batch_size,
-        mesh=mesh,
-        axis_name=axis_name,
-        dtype=dtype,
-    )
+    spec = _spec(loss_fn, matrix, outputs_fn, loss_of_outputs, batch_size, mesh, axis_name, dtype)
     key = jax.random.PRNGKey(0) if key is None else key
-    k0, k1 = jax.random.split(key)
-    m = min(num_steps, d)
-    v0 = jax.random.normal(k0, (d,), dtype)
-    alphas, betas, basis = lanczos_flat(matvec, v0, m, k1)
+    return _top_impl(params, data, key, spec, k, min(num_steps, d), which)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "k", "m", "which"))
+def _top_impl(params, data, key, spec, k, m, which):
+    matvec, d, dtype, unravel = _matvec(spec, params, data)
+    v0 = jax.random.normal(key, (d,), dtype)
+    alphas, betas, basis = lanczos_flat(matvec, v0, m)
     theta, s = tridiagonal_eigh(alphas, betas)
     idx = jnp.arange(m - 1, m - 1 - k, -1) if which == "largest" else jnp.arange(k)
-    evals = theta[idx]
     vecs = jnp.dot(s[:, idx].T, basis, precision=lax.Precision.HIGHEST)
-    return evals, jax.vmap(unravel)(vecs)
+    return theta[idx], jax.vmap(unravel)(vecs)
 
 
 def _rademacher(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
@@ -272,32 +309,25 @@ def spectral_density(
     """
     num_probes = _check_int("num_probes", num_probes)
     num_steps = _check_int("num_steps", num_steps)
-    matvec, d, dtype, _ = curvature_matvec(
-        loss_fn,
-        params,
-        matrix=matrix,
-        outputs_fn=outputs_fn,
-        loss_of_outputs=loss_of_outputs,
-        data=data,
-        batch_size=batch_size,
-        mesh=mesh,
-        axis_name=axis_name,
-        dtype=dtype,
-    )
+    spec = _spec(loss_fn, matrix, outputs_fn, loss_of_outputs, batch_size, mesh, axis_name, dtype)
     key = jax.random.PRNGKey(0) if key is None else key
-    m = min(num_steps, d)
-    kp, kr = jax.random.split(key)
-    probes = _rademacher(kp, (num_probes, d), dtype)
-    restart_keys = jax.random.split(kr, num_probes)
+    d = _num_params(params)
+    return _slq_impl(
+        params, data, key, spec, num_probes, min(num_steps, d), probe_batch_size or num_probes
+    )
 
-    def one(args):
-        v, rk = args
-        alphas, betas, _ = lanczos_flat(matvec, v, m, rk)
+
+@functools.partial(jax.jit, static_argnames=("spec", "num_probes", "m", "probe_batch_size"))
+def _slq_impl(params, data, key, spec, num_probes, m, probe_batch_size):
+    matvec, d, dtype, _ = _matvec(spec, params, data)
+    probes = _rademacher(key, (num_probes, d), dtype)
+
+    def one(v):
+        alphas, betas, _ = lanczos_flat(matvec, v, m)
         theta, s = tridiagonal_eigh(alphas, betas)
         return theta, s[0, :] ** 2
 
-    nodes, weights = lax.map(one, (probes, restart_keys), batch_size=probe_batch_size or num_probes)
-    return nodes, weights
+    return lax.map(one, probes, batch_size=probe_batch_size)
 
 
 def density_on_grid(
@@ -403,23 +433,16 @@ def trace(
       implicit symmetric positive semi-definite matrix, 2011.
     """
     num_probes = _check_int("num_probes", num_probes, low=2)
-    matvec, d, dtype, _ = curvature_matvec(
-        loss_fn,
-        params,
-        matrix=matrix,
-        outputs_fn=outputs_fn,
-        loss_of_outputs=loss_of_outputs,
-        data=data,
-        batch_size=batch_size,
-        mesh=mesh,
-        axis_name=axis_name,
-        dtype=dtype,
-    )
+    spec = _spec(loss_fn, matrix, outputs_fn, loss_of_outputs, batch_size, mesh, axis_name, dtype)
     key = jax.random.PRNGKey(0) if key is None else key
+    return _trace_impl(params, data, key, spec, num_probes, probe_batch_size or num_probes)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "num_probes", "probe_batch_size"))
+def _trace_impl(params, data, key, spec, num_probes, probe_batch_size):
+    matvec, d, dtype, _ = _matvec(spec, params, data)
     probes = _rademacher(key, (num_probes, d), dtype)
-    terms = lax.map(
-        lambda z: jnp.dot(z, matvec(z)), probes, batch_size=probe_batch_size or num_probes
-    )
+    terms = lax.map(lambda z: jnp.dot(z, matvec(z)), probes, batch_size=probe_batch_size)
     est = jnp.mean(terms)
     se = jnp.std(terms, ddof=1) / jnp.sqrt(num_probes)
     return est, se

@@ -21,10 +21,12 @@ def test_gd_with_sharpness_on_a_quadratic():
         w = jnp.concatenate([p["a"], p["b"]])
         return 0.5 * jnp.sum(h * w**2)
 
-    eta, steps = 0.3, 40
-    r = eos.gd_with_sharpness(loss_fn, w0, eta, steps, every=10, key=jax.random.key(0))
+    eta, steps = 0.3, 20
+    r = eos.gd_with_sharpness(
+        loss_fn, w0, eta, steps, every=10, key=jax.random.key(0), num_lanczos=4
+    )
     np.testing.assert_allclose(r["sharpness"], 4.0, rtol=1e-4)
-    np.testing.assert_array_equal(r["sharpness_step"], [0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(r["sharpness_step"], [0, 10, 20])
     t = np.arange(steps)[:, None]
     want = 0.5 * np.sum(np.asarray(h) * (1 - eta * np.asarray(h)) ** (2 * t), axis=1)
     np.testing.assert_allclose(r["loss"], want, rtol=1e-4)
@@ -32,9 +34,11 @@ def test_gd_with_sharpness_on_a_quadratic():
 
 def test_divergence_stops_the_loop():
     loss_fn = lambda p: 0.5 * 10.0 * jnp.sum(p**2)
-    r = eos.gd_with_sharpness(loss_fn, jnp.ones(3), 1.0, 4000, every=100, key=jax.random.key(0))
+    r = eos.gd_with_sharpness(
+        loss_fn, jnp.ones(3), 1.0, 400, every=50, key=jax.random.key(0), num_lanczos=3
+    )
     assert not np.all(np.isfinite(r["loss"]))
-    assert len(r["loss"]) < 4000
+    assert len(r["loss"]) < 400
 
 
 def test_tiny_mlp_reaches_and_hovers_at_edge():
@@ -42,7 +46,7 @@ def test_tiny_mlp_reaches_and_hovers_at_edge():
     key = jax.random.key(0)
     lam0 = float(eos.sharpness(loss_fn, params, key, 30))
     eta = 2 / (2 * lam0)
-    r = eos.gd_with_sharpness(loss_fn, params, eta, 600, every=10, key=key)
+    r = eos.gd_with_sharpness(loss_fn, params, eta, 600, every=20, key=key, num_lanczos=15)
     s = eos.eos_summary(r, eta)
     assert s["lambda_0"] < 0.8 * s["edge"]  # starts well below 2/eta
     assert s["lambda_max_reached"] >= 0.9 * s["edge"]  # progressive sharpening

@@ -190,7 +190,7 @@ def run(cfg: Config) -> Result:
     """Train at several learning rates and track the sharpness; see the module docstring."""
     quick = cfg.quick
     n = 500 if quick else 1000
-    steps = 2000 if quick else 6000
+    steps = 1500 if quick else 6000
     every = 20
     multiples = [2.0, 3.0, 4.0] if quick else [2.0, 3.0, 4.0, 6.0]
     loss_fn, params, dname = setup(cfg.seed, n)

@@ -96,8 +96,16 @@ def _data_parallel(
     def shard_fn(p, w, d):
         return jax.tree.map(lambda x: lax.pmean(x, axis), local(p, w, d))
 
+    # check_vma=False: each device differentiates its own shard's mean loss
+    # (no implicit psum from transposing the replicated params); pmean averages.
     rep = PartitionSpec()
-    fn = jax.shard_map(shard_fn, mesh=mesh, in_specs=(rep, rep, PartitionSpec(axis)), out_specs=rep)
+    fn = jax.shard_map(
+        shard_fn,
+        mesh=mesh,
+        in_specs=(rep, rep, PartitionSpec(axis)),
+        out_specs=rep,
+        check_vma=False,
+    )
     return fn(params, v, data)
 
 

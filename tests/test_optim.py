@@ -438,3 +438,40 @@ def test_conservative_step_on_batch_matches_dense(x64):
     assert q <= 0.5 / x.shape[0] + 1e-12  # mean cross-entropy: ||Q|| <= 1/(2n)
     eta = conservative_step_on_batch(_tiny_apply, params, x, ell, key=key, num_steps=18)
     np.testing.assert_allclose(eta, 1 / (2 * lam_dense * q_dense[-1]), rtol=1e-8)
+
+
+def test_experiment_runner_matches_fit_and_vmaps_over_grid():
+    """The experiment's vmapped scan runner = wideth.train.fit on the same batches."""
+    from flax import nnx
+
+    from experiments import pl_adaptive as exp
+    from wideth import models
+    from wideth.train import fit, xent
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((64, 5)), jnp.float32)
+    y = jax.nn.one_hot(jnp.asarray(rng.integers(0, 3, 64)), 3)
+    net = models.MLP(5, 16, 1, 3, parameterization="standard", rngs=nnx.Rngs(0))
+    apply_fn, params = models.functional(net)
+    key = jax.random.key(3)
+    data = (x, y, x[:8], y[:8])
+    run = lambda tx: exp.train_run(tx, apply_fn, params, data, key, 20, 16, 10)
+    for tx in (optax.sgd(0.3), pl_adaptive()):
+        ours = jax.jit(lambda tx=tx: run(tx))()
+        ref = fit(
+            apply_fn,
+            params,
+            tx,
+            (x, y),
+            "xent",
+            steps=20,
+            batch_size=16,
+            key=key,
+            log_every=10,
+            quiet=True,
+        )
+        np.testing.assert_allclose(ours["final_loss"], xent(apply_fn(ref.params, x), y), rtol=1e-4)
+    lrs = jnp.array([0.1, 0.3])
+    grid = jax.jit(jax.vmap(lambda lr: run(optax.sgd(lr))["final_loss"]))(lrs)
+    single = jax.jit(lambda: run(optax.sgd(0.3))["final_loss"])()
+    np.testing.assert_allclose(grid[1], single, rtol=1e-5)

@@ -92,7 +92,7 @@ def _power_iteration(hv, d, k, key, ref, max_iter, oracle):
         v = jax.random.normal(jax.random.fold_in(key, i), (d,), jnp.float32)
         v = v / jnp.linalg.norm(v)
         lam = None
-        for it in range(max_iter):
+        for _ in range(max_iter):
             tmp, v = step(v, vecs)
             tmp = float(tmp)
             count += 1
@@ -106,7 +106,8 @@ def _power_iteration(hv, d, k, key, ref, max_iter, oracle):
                 break
             else:
                 lam = tmp
-        capped += it == max_iter - 1
+        else:
+            capped += 1
         evals.append(lam)
         vecs = vecs.at[i].set(v)
     return np.array(evals), count, capped

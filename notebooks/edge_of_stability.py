@@ -39,11 +39,11 @@ import numpy as np
 from experiments import edge_of_stability as eos
 
 QUICK = bool(os.environ.get("WIDETH_QUICK"))
-n = 200 if QUICK else 500
+n = 100 if QUICK else 500
 steps = 600 if QUICK else 2000
 
 # %%
-loss_fn, params, name = eos.setup(seed=0, n=n)
+loss_fn, params, name = eos.setup(seed=0, n=n, width=32 if QUICK else 64)
 key = jax.random.key(0)
 lam0 = float(eos.sharpness(loss_fn, params, key, 30))
 print(f"sharpness at initialisation: {lam0:.3f}")

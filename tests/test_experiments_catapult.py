@@ -54,3 +54,10 @@ def test_uv_peak_loss_grows_with_width():
     assert np.all(np.diff(mean) > 0)
     slope = np.polyfit(np.log(peaks["widths"]), np.log(mean), 1)[0]
     assert slope == pytest.approx(1.0, abs=0.25)
+
+
+@pytest.mark.slow
+def test_main_quick_smoke(tmp_path):
+    res = cp.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    assert (tmp_path / "metrics.json").exists()
+    assert all(c["pass"] for c in res.checks), [c for c in res.checks if not c["pass"]]

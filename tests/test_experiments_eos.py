@@ -52,3 +52,10 @@ def test_tiny_mlp_reaches_and_hovers_at_edge():
     assert s["lambda_max_reached"] >= 0.9 * s["edge"]  # progressive sharpening
     assert s["tail_mean_over_edge"] == pytest.approx(1.0, abs=0.1)  # hovers at 2/eta
     assert s["loss_last"] < 0.5 * s["loss_first"]
+
+
+@pytest.mark.slow
+def test_main_quick_smoke(tmp_path):
+    res = eos.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    assert (tmp_path / "metrics.json").exists()
+    assert all(c["pass"] for c in res.checks), [c for c in res.checks if not c["pass"]]

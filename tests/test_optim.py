@@ -475,3 +475,20 @@ def test_experiment_runner_matches_fit_and_vmaps_over_grid():
     grid = jax.jit(jax.vmap(lambda lr: run(optax.sgd(lr))["final_loss"]))(lrs)
     single = jax.jit(lambda: run(optax.sgd(0.3))["final_loss"])()
     np.testing.assert_allclose(grid[1], single, rtol=1e-5)
+
+
+def test_contrib_relaxed_is_scaled_adler(x64):
+    from wideth.optim.contrib import pl_adaptive_relaxed
+
+    x, y, f, ell = _least_squares()
+    w = jnp.zeros(x.shape[1], jnp.float64)
+    g = _grad(f, ell, w)
+    u1, s1 = pl_adaptive().update(g, pl_adaptive().init(w), w, outputs_fn=f, loss_of_outputs=ell)
+    tx = pl_adaptive_relaxed(1.5)
+    u2, s2 = tx.update(g, tx.init(w), w, outputs_fn=f, loss_of_outputs=ell)
+    np.testing.assert_allclose(u2, 1.5 * u1, rtol=1e-12)
+    np.testing.assert_allclose(pl_adaptive_info(s2)["eta_hat"], pl_adaptive_info(s1)["eta_hat"])
+    # Quadratic model: loss decrease theta (2 - theta) / 2 * eta G'G.
+    eta = pl_adaptive_info(s1)["eta_hat"]
+    drop = ell(f(w)) - ell(f(w + u2))
+    np.testing.assert_allclose(drop, 1.5 * 0.5 / 2 * eta * (g @ g), rtol=1e-8)

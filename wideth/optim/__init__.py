@@ -3,6 +3,7 @@
 Unproven variants live in :mod:`wideth.optim.contrib`.
 """
 
+from . import contrib as contrib
 from .adler import PLAdaptiveState as PLAdaptiveState
 from .adler import gauss_newton_curvature as gauss_newton_curvature
 from .adler import pl_adaptive as pl_adaptive

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from typing import Any
 
 import jax
@@ -121,18 +122,20 @@ def min_norm_risks(
       ``(num_seeds,)`` float64 risks.
     """
     rng = np.random.default_rng(int(jax.random.bits(key, dtype=jnp.uint32)))  # fast float64
-    x = rng.standard_normal((num_seeds, n, p))
-    beta = rng.standard_normal((num_seeds, p))
-    beta *= math.sqrt(r2) / np.linalg.norm(beta, axis=1, keepdims=True)
-    eps = math.sqrt(sigma2) * rng.standard_normal((num_seeds, n))
-    y = np.einsum("snp,sp->sn", x, beta) + eps
-    if p <= n:  # (X^T X)^{-1} X^T y
-        gram = np.einsum("snp,snq->spq", x, x)
-        beta_hat = np.linalg.solve(gram, np.einsum("snp,sn->sp", x, y)[..., None])[..., 0]
-    else:  # X^T (X X^T)^{-1} y, the minimum-norm interpolant
-        gram = np.einsum("snp,smp->snm", x, x)
-        beta_hat = np.einsum("snp,sn->sp", x, np.linalg.solve(gram, y[..., None])[..., 0])
-    return np.sum((beta_hat - beta) ** 2, axis=1)
+    out = []
+    for start in range(0, num_seeds, 8):  # chunks of seeds bound the memory
+        s = min(8, num_seeds - start)
+        x = rng.standard_normal((s, n, p))
+        beta = rng.standard_normal((s, p))
+        beta *= math.sqrt(r2) / np.linalg.norm(beta, axis=1, keepdims=True)
+        y = (x @ beta[..., None])[..., 0] + math.sqrt(sigma2) * rng.standard_normal((s, n))
+        xt = np.swapaxes(x, 1, 2)
+        if p <= n:  # (X^T X)^{-1} X^T y
+            beta_hat = np.linalg.solve(xt @ x, xt @ y[..., None])[..., 0]
+        else:  # X^T (X X^T)^{-1} y, the minimum-norm interpolant
+            beta_hat = (xt @ np.linalg.solve(x @ xt, y[..., None]))[..., 0]
+        out.append(np.sum((beta_hat - beta) ** 2, axis=1))
+    return np.concatenate(out)
 
 
 def hastie_curve(
@@ -645,7 +648,7 @@ def _load_data(quick: bool, seed: int, n_train: int, n_test: int):
 
 
 def _one_blas_thread():
-    """Single-threaded OpenBLAS for the small float64 solves here.
+    """Single-threaded OpenBLAS for the small float64 solves here (on <= 4 cores).
 
     On a shared 2-core machine, multi-threaded OpenBLAS ``eigh``/``solve`` of a
     few-hundred-sized matrix was measured ~100x slower than single-threaded.
@@ -653,6 +656,8 @@ def _one_blas_thread():
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    if (os.cpu_count() or 1) > 4:  # a larger machine: let BLAS use its cores
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
 

@@ -1,0 +1,285 @@
+"""Profile and conservation certificates on small real cases (sklearn digits)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from wideth import data, diagnostics, models
+from wideth.diagnostics import conservation
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = data.digits(seed=0)
+    return ds.x_train[:256], ds.y_train[:256], ds.x_test[:256], ds.y_test[:256]
+
+
+def _mlp(in_dim, out_dim, width=64, depth=2, activation="relu", w_std=2**0.5, seed=0):
+    net = models.MLP(
+        in_dim,
+        width,
+        depth,
+        out_dim,
+        activation=activation,
+        W_std=w_std,
+        b_std=0.0,
+        parameterization="ntk",
+        rngs=nnx.Rngs(seed),
+    )
+    return net, *models.functional(net)
+
+
+def _xent(apply_fn, x, y):
+    return lambda p: -jnp.mean(jnp.sum(y * jax.nn.log_softmax(apply_fn(p, x)), -1))
+
+
+def _train(loss_fn, params, lr=0.5, steps=150):
+    tx = optax.sgd(lr)
+
+    def step(carry, _):
+        p, s = carry
+        g = jax.grad(loss_fn)(p)
+        u, s = tx.update(g, s, p)
+        return (optax.apply_updates(p, u), s), None
+
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+    return params
+
+
+# --- pieces with closed forms -------------------------------------------------
+
+
+def test_loss_curve_shapes():
+    t = np.arange(50)
+    assert diagnostics.loss_curve_shape(np.exp(-0.1 * t))["verdict"] == "library"
+    assert diagnostics.loss_curve_shape(np.exp(-0.1 * t))["rate"] == pytest.approx(0.1)
+    assert diagnostics.loss_curve_shape(1.0 / (1 + t) ** 0.5 + 0.5)["verdict"] == "tame"
+    osc = 1.0 + 0.5 * (-1.0) ** t
+    assert diagnostics.loss_curve_shape(osc)["verdict"] == "wild"
+    assert diagnostics.loss_curve_shape(np.exp(0.05 * t))["verdict"] == "wild"
+    assert diagnostics.loss_curve_shape([1.0, 2.0, np.inf])["verdict"] == "wild"
+
+
+def test_gradient_ratios_closed_form():
+    grads = {"a": {"w": jnp.full((2, 2), 0.5), "b": jnp.zeros(2)}, "z": {"w": jnp.ones((1, 4))}}
+    r = diagnostics.gradient_ratios(grads)
+    assert list(r.values()) == pytest.approx([1.0 / 2.0, 1.0])
+
+
+# --- profile ------------------------------------------------------------------
+
+
+def test_shallow_critical_relu_is_not_wild(digits):
+    x, y, _, _ = digits
+    net, apply_fn, params = _mlp(x.shape[1], y.shape[1])
+    cert = diagnostics.profile(
+        apply_fn, params, x, y, key=jax.random.PRNGKey(0), probe_steps=30, lanczos_steps=15
+    )
+    assert cert.regime in ("library", "tame"), cert.to_markdown()
+    assert cert.measurements["gradient_ratio_min"] > 0.1
+    payload = json.loads(cert.to_json())
+    assert payload["regime"] == cert.regime and "ntk_condition_number" in payload["measurements"]
+    # The NTK condition number is the one of an independently computed Gram matrix.
+    from wideth.kernels import empirical
+
+    ev = np.linalg.eigvalsh(np.asarray(empirical.ntk(apply_fn, params, x[:64]), np.float64))
+    assert cert.measurements["ntk_condition_number"] == pytest.approx(ev[-1] / ev[0], rel=1e-3)
+
+
+def test_deep_tanh_below_criticality_is_wild_with_vanishing_gradients(digits):
+    """40 tanh layers at sigma_w^2 = 0.5, sigma_b^2 = 0.05 (ordered phase, chi_1 ~ 0.4)."""
+    x, y, _, _ = digits
+    net = models.MLP(
+        x.shape[1],
+        32,
+        40,
+        y.shape[1],
+        activation="tanh",
+        W_std=0.5**0.5,
+        b_std=0.05**0.5,
+        parameterization="ntk",
+        rngs=nnx.Rngs(0),
+    )
+    apply_fn, params = models.functional(net)
+    cert = diagnostics.profile(
+        apply_fn,
+        params,
+        x,
+        y,
+        key=jax.random.PRNGKey(0),
+        probe_steps=10,
+        probe_size=32,
+        lanczos_steps=10,
+    )
+    assert cert.regime == "wild"
+    assert cert.criteria["gradient_flow"]["verdict"] == "wild"
+    assert cert.pathology["pathology"] == "vanishing gradients"
+    assert "critical" in cert.pathology["remedy"]
+    assert "vanishing gradients" in cert.to_markdown()
+    # The first layer's gradient is the smallest, and far below the last one.
+    ratios = list(cert.measurements["gradient_ratios"].values())
+    assert ratios[0] < 1e-2 and ratios[0] == min(ratios)
+
+
+def test_resnet_better_than_plain_net_of_same_depth(digits):
+    x, y, _, _ = digits
+    depth = 20
+    kw = dict(activation="relu", W_std=2**0.5, b_std=0.0, parameterization="ntk")
+    plain = models.MLP(x.shape[1], 64, depth, y.shape[1], rngs=nnx.Rngs(0), **kw)
+    res = models.ResNet(x.shape[1], 64, depth, y.shape[1], rngs=nnx.Rngs(0), **kw)
+    rank = {"library": 0, "tame": 1, "wild": 2}
+    certs = []
+    for net in (plain, res):
+        fn, p = models.functional(net)
+        certs.append(diagnostics.profile(fn, p, x, y, key=jax.random.PRNGKey(1), probe_steps=10))
+    assert rank[certs[1].regime] <= rank[certs[0].regime]
+    assert (
+        certs[1].measurements["gradient_ratio_min"] > certs[0].measurements["gradient_ratio_min"]
+        or certs[1].measurements["ntk_condition_number"]
+        < certs[0].measurements["ntk_condition_number"]
+    )
+
+
+def test_profile_accepts_module(digits):
+    x, y, _, _ = digits
+    net, apply_fn, params = _mlp(x.shape[1], y.shape[1], width=32, depth=1)
+    a = diagnostics.profile(net, None, x[:32], y[:32], probe_steps=5, probe_size=32)
+    b = diagnostics.profile(apply_fn, params, x[:32], y[:32], probe_steps=5, probe_size=32)
+    assert a.measurements["ntk_condition_number"] == pytest.approx(
+        b.measurements["ntk_condition_number"], rel=1e-4
+    )
+
+
+def test_profile_bad_input(digits):
+    x, y, _, _ = digits
+    _, apply_fn, params = _mlp(x.shape[1], y.shape[1], width=16, depth=1)
+    with pytest.raises(ValueError, match="y"):
+        diagnostics.profile(apply_fn, params, x, y[:, :3])
+    with pytest.raises(ValueError, match="rows"):
+        diagnostics.profile(apply_fn, params, x, y[:10])
+    bad = jax.tree.map(lambda a: a.at[(0,) * a.ndim].set(jnp.nan), params)
+    with pytest.raises(ValueError, match="params"):
+        diagnostics.profile(apply_fn, bad, x, y)
+    with pytest.raises(ValueError, match="x"):
+        diagnostics.profile(apply_fn, params, x.at[0, 0].set(jnp.inf), y)
+    with pytest.raises(ValueError, match="loss"):
+        diagnostics.profile(apply_fn, params, x, y, loss="hinge")
+
+
+# --- conservation -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    x, y, xt, yt = digits
+    net, apply_fn, params = _mlp(x.shape[1], y.shape[1], width=128, depth=2)
+    loss_fn = _xent(apply_fn, x, y)
+    params = _train(loss_fn, params)
+    return net, apply_fn, params, loss_fn
+
+
+def test_progress_certificate_descent_lemma(trained):
+    _, _, params, loss_fn = trained
+    from wideth import hessian
+
+    lam = float(
+        hessian.top_eigenpairs(loss_fn, params, k=1, num_steps=30, key=jax.random.PRNGKey(0))[0][0]
+    )
+    g = jax.grad(loss_fn)(params)
+    for factor, premise in ((0.5, True), (3.0, False)):
+        lr = factor / lam
+        new = jax.tree.map(lambda a, b: a - lr * b, params, g)
+        cert = conservation.progress(loss_fn, params, new, lr, key=jax.random.PRNGKey(0))
+        assert cert.bounds[0].holds is premise
+        if premise:
+            assert cert.holds, cert.to_markdown()
+    # Measured decrease is independently L(theta) - L(theta').
+    assert cert.measurements["loss_before"] == pytest.approx(float(loss_fn(params)), rel=1e-5)
+
+
+def _magnitude_prune(params, fraction):
+    leaves, tree = jax.tree.flatten(params)
+    flat = jnp.concatenate([jnp.abs(a).ravel() for a in leaves])
+    thresh = jnp.quantile(flat, fraction)
+    return jax.tree.unflatten(tree, [jnp.where(jnp.abs(a) < thresh, 0.0, a) for a in leaves])
+
+
+def test_pruning_taylor_prediction_and_preservation(trained, digits):
+    net, apply_fn, params, loss_fn = trained
+    _, _, xt, yt = digits
+    graphdef = nnx.graphdef(net)
+    features = lambda p, x: nnx.merge(graphdef, p).features(x) + [apply_fn(p, x)]
+    light = _magnitude_prune(params, 0.1)
+    taylor = conservation.taylor_change(loss_fn, params, light, rel_tolerance=0.25)
+    assert taylor.holds, taylor.to_markdown()
+    ok = conservation.preservation(features, params, light, xt, yt, eps=0.3)
+    assert ok.holds, ok.to_markdown()
+    heavy = _magnitude_prune(params, 0.95)
+    bad = conservation.preservation(features, params, heavy, xt, yt, eps=0.3)
+    assert not bad.holds and bad.failed
+    # The accuracy change is measured independently.
+    acc = lambda p: float(jnp.mean(jnp.argmax(apply_fn(p, xt), -1) == jnp.argmax(yt, -1)))
+    assert bad.measurements["accuracy_after"] == pytest.approx(acc(heavy))
+
+
+def test_count_bound_on_certified_gd_run(trained):
+    _, _, params, loss_fn = trained
+    from wideth import hessian
+
+    lam = float(
+        hessian.top_eigenpairs(loss_fn, params, k=1, num_steps=30, key=jax.random.PRNGKey(0))[0][0]
+    )
+    lr = 0.5 / lam
+    losses, deltas, p = [float(loss_fn(params))], [], params
+    for _ in range(5):
+        g = jax.grad(loss_fn)(p)
+        deltas.append(0.5 * lr * float(sum(jnp.sum(a**2) for a in jax.tree.leaves(g))))
+        p = jax.tree.map(lambda a, b: a - lr * b, p, g)
+        losses.append(float(loss_fn(p)))
+    cert = conservation.count_bound(losses, deltas)
+    assert cert.holds, cert.to_markdown()
+    assert cert.measurements["bound"] == pytest.approx(losses[0] / min(deltas))
+    with pytest.raises(ValueError, match="losses"):
+        conservation.count_bound(losses[:3], deltas)
+
+
+def test_distillation_pinsker_holds_on_held_out(trained, digits):
+    _, apply_fn, params, _ = trained
+    x, y, xt, yt = digits
+    teacher_t = apply_fn(params, xt)
+    _, s_apply, s_params = _mlp(x.shape[1], y.shape[1], width=32, depth=1, seed=3)
+    soft = jax.nn.softmax(apply_fn(params, x))
+    s_params = _train(_xent(s_apply, x, soft), s_params, steps=100)
+    cert = conservation.distillation(teacher_t, s_apply(s_params, xt), yt)
+    assert cert.holds, cert.to_markdown()
+    # Independent check of the mean TV with numpy.
+    pt = np.asarray(jax.nn.softmax(teacher_t))
+    ps = np.asarray(jax.nn.softmax(s_apply(s_params, xt)))
+    assert cert.measurements["mean_tv"] == pytest.approx(
+        0.5 * np.abs(pt - ps).sum(1).mean(), rel=1e-4
+    )
+    with pytest.raises(ValueError, match="teacher_logits"):
+        conservation.distillation(teacher_t, teacher_t[:, :3])
+
+
+def test_conservation_bad_input(trained):
+    _, _, params, loss_fn = trained
+    wrong = jax.tree.map(lambda a: a[..., :1], params)
+    with pytest.raises(ValueError, match="new_params"):
+        conservation.taylor_change(loss_fn, params, wrong)
+    vector_loss = lambda p: jnp.ones(3)
+    with pytest.raises(ValueError, match="scalar"):
+        conservation.taylor_change(vector_loss, params, params)
+
+
+def test_cli_prints_certificate(capsys):
+    from wideth.diagnostics.profile import main
+
+    rc = main(["--depth", "2", "--width", "16", "--n", "32", "--data", "digits"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Profile certificate" in out and '"regime"' in out

@@ -234,20 +234,21 @@ def _sample_tanh_nngp(key, x, width, depth, W_std, b_std):
 
 
 def test_tanh_numerical_vs_monte_carlo(x64):
-    """Monte Carlo over 8 random width-2048 tanh networks.
+    """Monte Carlo over 16 random width-1024 tanh networks.
 
-    Sampling error ~ 1/sqrt(8 * 2048) per entry; measured max relative error
-    over 6 seeds 0.5%-2.3% (width 4096 x 4 samples), tolerance 5%. The erf
+    Sampling error ~ 1/sqrt(16 * 1024) per entry; measured max relative error
+    over 6 seeds 0.5%-2.3% (width 4096 x 4 samples, same product), tolerance 5%. The erf
     kernel with the same weights misses by 19%, so the test tells them apart.
     """
     x = _data(4, 3, 12)
-    _, _, kernel_fn = analytic.mlp(2, 2048, "tanh", 1.5, 0.2)
+    _, _, kernel_fn = analytic.mlp(2, 1024, "tanh", 1.5, 0.2)
     exact = np.asarray(analytic.kernel(kernel_fn, x, get="nngp"))
-    keys = jax.random.split(jax.random.PRNGKey(0), 8)
-    mc = np.mean([np.asarray(_sample_tanh_nngp(k, x, 2048, 2, 1.5, 0.2)) for k in keys], axis=0)
+    keys = jax.random.split(jax.random.PRNGKey(0), 16)
+    sample = jax.jit(jax.vmap(lambda k: _sample_tanh_nngp(k, x, 1024, 2, 1.5, 0.2)))
+    mc = np.asarray(sample(keys)).mean(0)
     err = np.abs(mc - exact).max() / np.abs(exact).max()
     assert err < 0.05, err
-    _, _, kernel_erf = analytic.mlp(2, 2048, "erf", 1.5, 0.2)
+    _, _, kernel_erf = analytic.mlp(2, 1024, "erf", 1.5, 0.2)
     wrong = np.asarray(analytic.kernel(kernel_erf, x, get="nngp"))
     assert np.abs(mc - wrong).max() / np.abs(exact).max() > 0.1
 
@@ -257,7 +258,7 @@ def test_tanh_numerical_vs_monte_carlo(x64):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("batch_size", [1, 4, 5, 13, 50])
+@pytest.mark.parametrize("batch_size", [4, 5, 50])
 def test_batching_non_dividing_equals_unbatched(x64, batch_size):
     x1, x2 = _data(13, 3, 13), _data(7, 3, 14)
     _, _, kernel_fn = analytic.mlp(2, 64, "erf", 1.2, 0.1)
@@ -271,8 +272,8 @@ def test_batching_non_dividing_equals_unbatched(x64, batch_size):
 
 
 def test_batching_cnn(x64):
-    x = jax.random.normal(jax.random.PRNGKey(15), (5, 4, 4, 2), jnp.float64)
-    _, _, kernel_fn = analytic.cnn(2, 8, "gelu", pool="avg")
+    x = jax.random.normal(jax.random.PRNGKey(15), (5, 3, 3, 2), jnp.float64)
+    _, _, kernel_fn = analytic.cnn(1, 8, "gelu", pool="avg")
     np.testing.assert_allclose(
         analytic.kernel(kernel_fn, x, get="ntk", batch_size=2),
         analytic.kernel(kernel_fn, x, get="ntk"),

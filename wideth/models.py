@@ -572,7 +572,8 @@ def functional(module: nnx.Module, method: str = "__call__") -> tuple[Callable[.
     ``params`` is the module's ``nnx.Param`` state (an ``nnx.State`` pytree);
     everything else is frozen into ``apply_fn``, which merges a fresh copy of
     the module inside, so it is pure, jittable, vmappable and differentiable in
-    ``params``. Put trained parameters back with ``nnx.update(module, params)``.
+    ``params``. ``params`` is a copy: later changes of the module do not alter
+    it. Put trained parameters back with ``nnx.update(module, params)``.
 
     Args:
       module: an ``nnx.Module``.
@@ -593,6 +594,9 @@ def functional(module: nnx.Module, method: str = "__call__") -> tuple[Callable[.
     if not callable(getattr(module, method, None)):
         raise ValueError(f"method: {type(module).__name__} has no method {method!r}")
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    # nnx.split shares the module's Variable objects; copy them so that later
+    # in-place changes of the module (nnx.update, training) leave `params` alone.
+    params, rest = jax.tree.map(lambda a: a, (params, rest))
     return _Apply(graphdef, rest, method), params
 
 

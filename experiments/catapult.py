@@ -31,8 +31,9 @@ the loss, so that the linearised dynamics converge iff :math:`\eta<2/\lambda_0`)
    the top eigenvalue of :math:`\Theta/n` (full empirical NTK over samples and
    outputs, the GGN of this loss), :math:`\eta` is swept in units of
    :math:`2/\lambda_0`; same phases, with networks that end with every hidden
-   ReLU off on the training set reported as **dead**. Lewkowycz et al. find
-   :math:`\eta_{\max}\approx 12/\lambda_0` for ReLU networks.
+   ReLU off on the training set reported as **dead**. For nonlinear networks
+   :math:`\eta_{\max}` is not fixed at :math:`4/\lambda_0` (Lewkowycz et al.
+   find larger values for ReLU networks); it is measured and reported.
 
 References:
   Lewkowycz, Bahri, Dyer, Sohl-Dickstein, Gur-Ari, `The large learning rate phase
@@ -556,6 +557,11 @@ def run(cfg: Config) -> Result:
         mlp["counts"] = counts
         div = np.flatnonzero(ph == DIVERGENT)
         mlp["first_divergent_eta_lam"] = float(2 * mult[div.min()]) if len(div) else math.inf
+        conv = np.flatnonzero(ph != DIVERGENT)
+        mlp["eta_max_lam0_interval"] = [
+            float(2 * mult[conv.max()]) if len(conv) else math.nan,
+            mlp["first_divergent_eta_lam"],
+        ]
         checks += [
             check(
                 "MLP: last lazy eta below 2/lambda0 (units of 2/lambda0)",
@@ -580,22 +586,31 @@ def run(cfg: Config) -> Result:
                 note=f"phase counts {counts}",
             ),
             check(
-                "MLP: runs diverge at large eta",
-                "some divergent run above 4/lambda0",
-                mlp["first_divergent_eta_lam"],
+                "MLP: divergent phase above the catapult phase",
+                "every divergent eta > every converging eta",
+                mlp["eta_max_lam0_interval"],
                 None,
-                passed=bool(len(div) and 2 * mult[div.min()] > 4 - 1e-9),
-                note="eta*lambda0 of the first divergent run; Lewkowycz et al. report ~12 for ReLU",
+                passed=bool(
+                    len(div) and mlp_cat.any() and mult[div].min() > mult[ph != DIVERGENT].max()
+                ),
+                note="measured: eta_max * lambda0 lies in this interval (uv model: 4)",
             ),
         ]
         figures.append(save_figure(plot_mlp(mlp), cfg, "mlp_phases"))
     except (ImportError, AttributeError) as e:  # pragma: no cover - modules not yet there
         metrics["mlp"] = {"skipped": repr(e)}
 
+    mlp_txt = ""
+    if "phase" in metrics.get("mlp", {}):
+        mm = metrics["mlp"]
+        mlp_txt = (
+            f" ReLU MLP (width {mm['width']}, {mm['dataset']} n={mm['n']}): phase counts "
+            f"{mm['counts']}, eta_max*lambda0 in {mm['eta_max_lam0_interval']}."
+        )
     summary = (
         f"uv model (m={m}): lazy below eta*lambda0 = {thr[:, 0].min():.2f}, divergent from "
         f"{thr[:, 1].min():.2f} (theory 2 and 4); catapult runs end at eta*lambda <= {worst:.2f}; "
-        f"peak loss grows as m^{slope:.2f}."
+        f"peak loss grows as m^{slope:.2f}." + mlp_txt
     )
     config = {"uv_m": m, "uv_steps": steps, "uv_seeds": seeds, "uv_grid": eta_lam}
     return Result(metrics=metrics, checks=checks, figures=figures, config=config, summary=summary)

@@ -82,8 +82,8 @@ plt.show()
 # ## A real network
 # The same phases appear for a wide ReLU MLP on digits, with $\lambda_0$ the top eigenvalue
 # of the empirical NTK divided by $n$ (the GGN of $L = \frac{1}{2n}\sum\|f - y\|^2$).
-# ReLU networks can survive larger steps than the uv model (Lewkowycz et al. report
-# $\eta_{\max} \approx 12/\lambda_0$), and some runs end with every ReLU off — *dead*
+# ReLU networks need not diverge exactly at the uv model's $4/\lambda_0$ (Lewkowycz et al. find
+# larger $\eta_{\max}$ for ReLU networks), and some runs can end with every ReLU off — *dead*
 # networks, which the experiment counts separately.
 
 # %%

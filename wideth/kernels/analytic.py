@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wideth._compat import neural_tangents
+from wideth import _compat
 
 __all__ = ["ACTIVATIONS", "TANH_POINTS", "cnn", "kernel", "mlp"]
 
@@ -200,7 +200,7 @@ def mlp(
     _check_common(depth, activation, W_std, b_std, parameterization, out_dim)
     if not isinstance(width, int | np.integer) or width < 1:
         raise ValueError(f"width must be a positive int, got {width!r}")
-    stax = neural_tangents().stax
+    stax = _compat.neural_tangents().stax
     dense = functools.partial(
         stax.Dense, W_std=W_std, b_std=b_std, parameterization=parameterization
     )
@@ -269,7 +269,7 @@ def cnn(
     filter_shape = tuple(int(f) for f in filter_shape)
     if not filter_shape or any(f < 1 for f in filter_shape):
         raise ValueError(f"filter_shape must be positive ints, got {filter_shape!r}")
-    stax = neural_tangents().stax
+    stax = _compat.neural_tangents().stax
     layers = []
     for _ in range(depth):
         layers += [
@@ -323,7 +323,7 @@ def _check_x(x: Any, name: str) -> jax.Array:
 
 @functools.lru_cache(maxsize=64)
 def _batched(kernel_fn: Callable, batch_size: int, store_on_device: bool) -> Callable:
-    nt = neural_tangents()
+    nt = _compat.neural_tangents()
     return nt.batch(kernel_fn, batch_size=batch_size, store_on_device=store_on_device)
 
 

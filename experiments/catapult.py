@@ -354,7 +354,7 @@ def plot_mlp(res: dict[str, Any]):
             color=_COLORS[ph],
             alpha=0.8,
             lw=1,
-            label=f"{ci:.2g}×2/λ₀ ({ph})",
+            label=f"{ci:.3g}×2/λ₀ ({ph})",
         )
     axes[0].set(
         xscale="log",
@@ -374,7 +374,6 @@ def plot_mlp(res: dict[str, Any]):
     axes[1].axhline(2, color="gray", ls=":", lw=0.8)
     axes[1].plot(2 * c, 2 * c, "k-", lw=0.5, alpha=0.4)
     axes[1].set(
-        xscale="log",
         xlabel="η λ₀",
         ylabel="η λ_final (divergent at 0)",
         title="Phases of the real network",

@@ -11,6 +11,7 @@ appears, and repeated eigenvalues are found with their multiplicity.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -149,19 +150,24 @@ def lanczos(
       <https://doi.org/10.6028/jres.045.026>`_, 1950;
       Parlett, The Symmetric Eigenvalue Problem, 1998 (reorthogonalisation).
     """
-    flat, unravel = ravel_pytree(v0)
-    n = flat.shape[0]
+    n = sum(int(jnp.size(x)) for x in jax.tree.leaves(v0))
     if not 1 <= int(num_steps) <= n:
         raise ValueError(
             f"num_steps must be between 1 and the dimension {n} of v0, got {num_steps}"
         )
+    return _lanczos_jit(matvec, v0, int(num_steps), params, key, tol)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 5))
+def _lanczos_jit(matvec, v0, num_steps, params, key, tol):
+    flat, unravel = ravel_pytree(v0)
     if not jnp.issubdtype(flat.dtype, jnp.floating):
         flat = flat.astype(jnp.result_type(float))
 
     def flat_matvec(x):
         return ravel_pytree(matvec(unravel(x), *params))[0]
 
-    alphas, betas, basis = lanczos_flat(flat_matvec, flat, int(num_steps), key, tol)
+    alphas, betas, basis = lanczos_flat(flat_matvec, flat, num_steps, key, tol)
     return alphas, betas, jax.vmap(unravel)(basis)
 
 

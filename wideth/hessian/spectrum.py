@@ -7,6 +7,11 @@ the curvature operator is linearised once (``jax.linearize``), so each
 Lanczos step costs one tangent pass, not a fresh forward and backward pass.
 ``k``, ``num_steps`` and ``num_probes`` are static; everything is jittable,
 so a training loop can call :func:`top_eigenpairs` inside its jitted step.
+
+Called outside ``jit``, each entry point compiles once per distinct
+``loss_fn`` object (and sizes): reuse the same function object, e.g. one
+``loss_fn(params, batch)`` with ``data=batch``, to hit the compilation cache;
+a fresh closure per call recompiles (and is kept alive by the cache).
 """
 
 from __future__ import annotations

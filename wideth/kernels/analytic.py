@@ -378,6 +378,18 @@ def kernel(
       An array of shape ``(n1, n2)`` (``n2 = n1`` if ``x2`` is None), or a
       tuple of them in the order of ``get``.
 
+    Examples:
+      Orthogonal unit inputs through one ReLU layer (arc-cosine kernel:
+      :math:`K(x, x) = \tfrac12 \cdot \tfrac12`, :math:`K(x, x') = \tfrac{1}{2}
+      \cdot \tfrac{1}{2\pi}` at a right angle):
+
+      >>> import jax.numpy as jnp
+      >>> _, _, kernel_fn = mlp(depth=1, width=8, W_std=1.0)
+      >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+      >>> k = kernel(kernel_fn, x, get="nngp", batch_size=2)
+      >>> [round(float(v), 4) for v in k[0]]
+      [0.25, 0.0796, 0.25]
+
     Raises:
       ValueError: bad ``get``, negative ``batch_size``, ``x1``/``x2`` whose
         feature shapes differ, NaN/inf inputs, unsupported ``dtype``.

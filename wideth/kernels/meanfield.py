@@ -597,6 +597,12 @@ def critical_W_var(
     Returns:
       Critical :math:`\sigma_w^2` (scalar array).
 
+    Examples:
+      >>> float(critical_W_var("relu", 0.0))
+      2.0
+      >>> round(float(critical_W_var("tanh", 0.05)), 3)
+      1.761
+
     References:
       Schoenholz et al., Deep Information Propagation, 2017. He et al., Delving
       Deep into Rectifiers, 2015.
@@ -648,6 +654,12 @@ def nngp_diag_variance(widths: Sequence[int], activation: str = "relu") -> jax.A
 
     Returns:
       :math:`\prod_l (1 + (\kappa-1)/n_l) - 1` (scalar array).
+
+    Examples:
+      >>> round(float(nngp_diag_variance([100, 100])), 4)
+      0.1025
+      >>> round(float(nngp_diag_variance([100, 100], "linear")), 4)
+      0.0404
 
     Raises:
       ValueError: other activations (their law is not an exact product) or

@@ -4,7 +4,7 @@ import importlib
 import importlib.util
 import sys
 
-SCRIPTS = ("kernels", "hessian", "optim", "scaling")
+SCRIPTS = ("kernels", "kernels_analytic", "hessian", "optim", "scaling", "sharding")
 
 
 def main() -> int:

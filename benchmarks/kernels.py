@@ -59,7 +59,7 @@ def _repeats(fn, quick: bool) -> float:
     t0 = time.perf_counter()
     block(fn())  # warm-up with compilation
     first = time.perf_counter() - t0
-    repeats = 2 if quick else (3 if first > 5.0 else 10)
+    repeats = 2 if quick or first > 20.0 else (3 if first > 5.0 else 10)
     return timeit(fn, repeats=repeats, warmup=0)
 
 

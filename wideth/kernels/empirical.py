@@ -21,8 +21,8 @@ time under ``vmap``. ``"jvp"`` makes no such assumption.
 Three methods compute the same kernel:
 
 * ``"jvp"``: NTK-vector products :math:`\Theta v = J(x_1) (J(x_2)^\top v)`, a vjp
-  then a jvp, vmapped over the columns of an identity; the Jacobian is never formed
-  (only one block's ``batch_size * k`` tangents are live at a time).
+  then a jvp, vmapped over the columns of an identity (64 columns at a time); the
+  Jacobian is never formed.
 * ``"jacobian"``: per-row Jacobians (``jax.jacrev`` of the one-row function under
   ``vmap``), one block at a time, contracted over parameters.
 * ``"structured"``: for every dense product :math:`y = a W` inside the network the
@@ -73,6 +73,9 @@ METHODS = ("auto", "jvp", "jacobian", "structured")
 #: ``auto`` uses ``"jacobian"`` when two Jacobian blocks fit in this many bytes.
 _JACOBIAN_BUDGET_BYTES = 1 << 30
 
+#: ``"jvp"`` vmaps over this many identity columns at a time (in sequence over chunks).
+_JVP_COLUMNS = 64
+
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
@@ -87,7 +90,9 @@ def _as_functional(apply_fn: Any, params: Any) -> tuple[ApplyFn, Any]:
         if params is not None:
             raise TypeError("params: must be None when an nnx.Module is given (it holds them).")
         graphdef, p, rest = nnx.split(apply_fn, nnx.Param, ...)
-        return _ModuleApply(graphdef, rest), p
+        # Without non-parameter state the wrapper is equal for equal graphs, so the
+        # jitted kernels are reused; with it, each call compiles anew.
+        return _ModuleApply(graphdef, rest if jax.tree.leaves(rest) else None), p
     if not callable(apply_fn):
         raise TypeError(f"apply_fn: expected a callable or an nnx.Module, got {type(apply_fn)}.")
     return apply_fn, params
@@ -100,6 +105,8 @@ class _ModuleApply:
         self.graphdef, self.rest = graphdef, rest
 
     def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+        if self.rest is None:
+            return nnx.merge(self.graphdef, params)(x)
         return nnx.merge(self.graphdef, params, self.rest)(x)
 
     def __hash__(self) -> int:
@@ -179,7 +186,8 @@ def _ntk_block_jvp(apply_fn, params, x1, x2, full):
         return jax.jvp(f1, (params,), vjp2(v))[1]
 
     eye = jnp.eye(n2 * k, dtype=out2.dtype).reshape(n2 * k, n2, k)
-    cols = jax.vmap(column)(eye)  # (n2*k, n1, k)
+    # vmap over chunks of columns, chunks in sequence: bounded memory for big blocks
+    cols = jax.lax.map(column, eye, batch_size=min(_JVP_COLUMNS, n2 * k))  # (n2*k, n1, k)
     k4 = cols.reshape(n2, k, -1, k).transpose(2, 0, 3, 1)  # (n1, n2, k, k')
     return _trace_or_full(k4, full)
 
@@ -517,7 +525,12 @@ def _ntk_jit(apply_fn, params, x1, x2, method, batch_size, full, same):
         else:
 
             def row(xa):
-                return jax.lax.map(lambda xb: block(apply_fn, params, xa, xb, full), xb2)
+                if method == "jacobian":  # one Jacobian per x1 block, reused over x2 blocks
+                    ja = _flat_jacobian(apply_fn, params, xa)
+                    pair = lambda xb: _contract(ja, _flat_jacobian(apply_fn, params, xb), full)
+                else:
+                    pair = lambda xb: block(apply_fn, params, xa, xb, full)
+                return jax.lax.map(pair, xb2)
 
             rows = jnp.moveaxis(jax.lax.map(row, xb1), 1, 2)  # (nb1, b1, nb2, b2, ...)
             rows = rows.reshape(rows.shape[0] * rows.shape[1], -1, *rows.shape[4:])

@@ -341,7 +341,8 @@ def run(cfg: Config) -> Result:
     }
 
     if cfg.quick:
-        widths, sizes, seeds, steps = (8, 16, 32, 64, 128), (84, 168, 337, 674, 1348), (0, 1, 2), 600
+        widths, sizes = (8, 16, 32, 64, 128), (84, 168, 337, 674, 1348)
+        seeds, steps = (0, 1, 2), 600
     else:
         widths = (8, 16, 32, 64, 128, 256, 512)
         sizes, seeds, steps = (42, 84, 168, 337, 674, 1348), (0, 1, 2), 2000

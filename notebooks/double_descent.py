@@ -107,7 +107,7 @@ try:
         xte4,
         yte4 - mu4,
         widths=[64, 256, 1024],
-        steps=100,
+        steps=60 if QUICK else 300,
         num_seeds=1,
     )
     print("NTK test MSE:", nt["err_inf"], " finite widths:", nt["err_finite"])

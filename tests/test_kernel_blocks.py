@@ -47,6 +47,21 @@ def test_analytic_kernel_blocks():
     np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-7)
 
 
+def test_analytic_kernel_out_host(tmp_path):
+    from wideth.kernels import analytic
+
+    x1, x2 = _data()
+    _, _, kernel_fn = analytic.mlp(depth=2, width=16)
+    direct = analytic.kernel(kernel_fn, x1, x2, get=("nngp", "ntk"))
+    path = tmp_path / "k.npy"
+    got = analytic.kernel(
+        kernel_fn, x1, x2, get=("nngp", "ntk"), batch_size=8, out="host", path=path
+    )
+    for a, b in zip(got, direct):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert np.load(path).shape == (37, 11, 2)
+
+
 def test_bad_arguments():
     x1, x2 = _data()
     with pytest.raises(ValueError, match="block_size"):
@@ -71,6 +86,10 @@ _SHARDED = textwrap.dedent(
     np.testing.assert_allclose(np.asarray(sharded), single, rtol=1e-6, atol=1e-7)
     host = blocks.blockwise(fn, x1, x2, block_size=4, mesh=mesh, out="host")
     np.testing.assert_allclose(host, single, rtol=1e-6, atol=1e-7)
+    nngp, ntk = analytic.kernel(kernel_fn, x1, x2, get=("nngp", "ntk"), batch_size=4, mesh=mesh)
+    np.testing.assert_allclose(np.asarray(ntk), single, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(nngp), analytic.kernel(kernel_fn, x1, x2, get="nngp"),
+                               rtol=1e-6, atol=1e-7)
     print("OK")
     """
 )

@@ -351,6 +351,10 @@ def kernel(
     dtype: Any = None,
     *,
     store_on_device: bool = True,
+    mesh: Any = None,
+    out: str = "device",
+    path: Any = None,
+    quiet: bool = True,
 ) -> jax.Array | tuple[jax.Array, ...]:
     r"""Evaluate an analytic ``kernel_fn`` on data, batched and validated.
 
@@ -368,6 +372,15 @@ def kernel(
       x2: inputs of shape ``(n2, features...)`` or ``None`` for ``x1``.
       get: ``"ntk"``, ``"nngp"`` or a tuple such as ``("nngp", "ntk")``.
       batch_size: block size; ``0`` computes everything at once.
+      mesh: a one-axis :class:`jax.sharding.Mesh` (e.g.
+        :func:`wideth.kernels.blocks.row_mesh`): rows are computed in blocks of
+        ``batch_size`` (default 256) sharded over its devices with
+        ``jax.shard_map``; the result stays row-sharded.
+      out: ``"device"`` or ``"host"``: stream row blocks into host memory (a
+        NumPy array, or a ``.npy`` memmap at ``path``) with a progress bar
+        unless ``quiet``, so kernels larger than accelerator memory fit.
+      path: ``.npy`` file for ``out="host"`` (see :func:`wideth.kernels.blocks.blockwise`).
+      quiet: hide the progress bar of ``out="host"``.
       dtype: ``jnp.float64`` computes in double precision inside a
         ``jax.enable_x64`` context (the flag is restored afterwards; the result
         stays float64); ``jnp.float32`` forces single precision; ``None`` keeps
@@ -420,6 +433,22 @@ def kernel(
         x2 = None if x2 is None else jnp.asarray(x2, ftype)
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
+        if mesh is not None or out != "device":
+            from wideth.kernels.blocks import blockwise
+
+            names = get if isinstance(get, tuple) else (get,)
+            stacked = blockwise(
+                lambda a, b: jnp.stack(kernel_fn(a, b, names), axis=-1),
+                x1,
+                x1 if x2 is None else x2,
+                block_size=int(batch_size) or 256,
+                mesh=mesh,
+                out=out,
+                path=path,
+                quiet=quiet,
+            )
+            parts = tuple(stacked[..., i] for i in range(len(names)))
+            return parts if isinstance(get, tuple) else parts[0]
         if batch_size == 0 or (batch_size >= n1 and batch_size >= n2):
             out = _jitted(kernel_fn)(x1, x2, get=get)
         else:

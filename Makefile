@@ -52,7 +52,7 @@ notebooks: $(STAMP)
 # Sphinx site with warnings as errors; the gallery uses results/ when present.
 docs: $(STAMP)
 	$(PY) docs/gen_gallery.py
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) results results-full .pytest_cache build *.egg-info

@@ -24,3 +24,4 @@ html_theme = "alabaster"
 html_static_path = []
 exclude_patterns = ["_build"]
 suppress_warnings = ["ref.python"]
+napoleon_use_ivar = True

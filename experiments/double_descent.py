@@ -275,7 +275,11 @@ def random_features_curve(
         "ridges": ridges,
         "errors": errors,
         "min_norm": mean[:, i0],
-        "min_norm_sem": errors[:, :, i0].std(axis=0, ddof=1) / math.sqrt(max(num_seeds - 1, 1)),
+        "min_norm_sem": (
+            errors[:, :, i0].std(axis=0, ddof=1) / math.sqrt(num_seeds)
+            if num_seeds > 1
+            else np.zeros(len(num_features))
+        ),
         "optimal": mean.min(axis=1),
         "optimal_ridge": ridges[np.argmin(mean, axis=1)],
     }
@@ -439,6 +443,8 @@ def ntk_vs_width(
     kernel's critical step :math:`2n/\lambda_{\max}(\Theta)`.
     """
     import optax
+    from flax import nnx
+    from tqdm import tqdm
 
     from wideth import models, train
     from wideth.kernels import analytic
@@ -460,21 +466,16 @@ def ntk_vs_width(
     pred_inf = k_st @ (evecs @ (filt[:, None] * (evecs.T @ np.asarray(ytr, np.float64))))
     err_inf = float(np.mean(np.sum((pred_inf - yte) ** 2, axis=1)))
 
-    from tqdm import tqdm
-
     dist = np.zeros((len(widths), num_seeds))
     errs = np.zeros_like(dist)
     with tqdm(total=len(widths) * num_seeds, desc="finite widths", disable=quiet) as bar:
         for i, w in enumerate(widths):
             for s in range(num_seeds):
                 seed = int(jax.random.randint(jax.random.fold_in(key, 1000 * i + s), (), 0, 2**30))
-                from flax import nnx
-
                 model = models.MLP(
                     xtr.shape[1], w, depth, out_dim=k_out, activation="relu", rngs=nnx.Rngs(seed)
                 )
                 apply_fn, params0 = models.functional(model)
-                f0_tr = apply_fn(params0, xtr)
                 f0_te = apply_fn(params0, xte)
 
                 def centred(p, x, _apply=apply_fn, _p0=params0):
@@ -491,7 +492,6 @@ def ntk_vs_width(
                     quiet=True,
                 )
                 pred = np.asarray(apply_fn(res.params, xte) - f0_te, np.float64)
-                del f0_tr
                 dist[i, s] = np.linalg.norm(pred - pred_inf) / np.linalg.norm(pred_inf)
                 errs[i, s] = np.mean(np.sum((pred - yte) ** 2, axis=1))
                 bar.update()

@@ -4,11 +4,12 @@ Tolerances (float32 unless stated):
 * forward map with neural-tangents' own parameters: rtol 1e-5 (same formula);
 * Monte Carlo NNGP over 2048 inits x 4 outputs at width 128 vs the analytic
   kernel: max |K_mc - K| / sqrt(K_ii K_jj) < 0.05 (MC standard error ~1.5%, finite
-  width bias O(1/width));
-* empirical NTK at width 2048 vs analytic NTK: relative Frobenius error < 0.1,
-  and smaller than at width 64;
+  width bias O(1/width); measured 0.019 relu/ntk, 0.022 erf/standard);
+* empirical NTK at width 1024 vs analytic NTK: relative Frobenius error < 0.1
+  (mean of 3 inits; measured 0.043), and smaller than at width 64 (0.28);
 * muP coordinate check (widths 64 and 1024, 2 seeds, 4 SGD steps): feature change ratio width 1024 /
-  width 64 within [0.6, 1.7] for muP, below 0.45 for ntk (theory 1 and 1/4).
+  width 64 within [0.6, 1.7] for muP, below 0.45 for ntk (theory 1 and 1/4;
+  measured 0.95/0.72 and 0.26/0.33 for the two hidden layers).
 """
 
 from __future__ import annotations
@@ -121,15 +122,15 @@ def test_empirical_ntk_converges_to_analytic_ntk():
     _, _, kernel_fn = analytic.mlp(2, 1, "relu", 2**0.5, 0.1)
     k = np.asarray(analytic.kernel(kernel_fn, x, get="ntk"))
     errs = {}
-    for width in (64, 2048):
+    for width in (64, 1024):
         e = []
         for seed in range(3):
             net = models.MLP(5, width, 2, 1, b_std=0.1, rngs=nnx.Rngs(seed))
             theta = np.asarray(empirical.ntk(net, None, x))
             e.append(np.linalg.norm(theta - k) / np.linalg.norm(k))
         errs[width] = float(np.mean(e))
-    assert errs[2048] < 0.1, errs
-    assert errs[2048] < errs[64], errs
+    assert errs[1024] < 0.1, errs  # measured 0.043 (0.28 at width 64)
+    assert errs[1024] < errs[64], errs
 
 
 # ----------------------------------------------------------------------------- functional
@@ -207,6 +208,23 @@ def test_resnet_forward_variance_follows_residual_recursion():
     np.testing.assert_allclose(m, expected, rtol=0.05)
     net = models.ResNet(5, 16, depth, 2, rngs=nnx.Rngs(0))
     assert len(net.features(x)) == depth + 1 and net(x).shape == (4, 2)
+
+
+def test_conv_resnet_with_1x1_filters_is_pixelwise_resnet_then_average():
+    # a 1x1 convolution is a dense layer per pixel and the readout is linear, so
+    # ConvResNet(x) = mean over pixels of ResNet(pixel) with the same weights
+    conv = models.ConvResNet(2, 8, 3, 3, filter_shape=(1, 1), b_std=0.2, rngs=nnx.Rngs(0))
+    dense = models.ResNet(2, 8, 3, 3, b_std=0.2, rngs=nnx.Rngs(1))
+    for c, d in zip([conv.embed, *conv.blocks], [dense.embed, *dense.blocks], strict=True):
+        _set(d.w, c.w[...].reshape(d.w[...].shape))
+        _set(d.b, c.b[...])
+    _set(dense.readout.w, conv.readout.w[...])
+    _set(dense.readout.b, conv.readout.b[...])
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 4, 2))
+    pixelwise = dense(x.reshape(-1, 2)).reshape(2, 20, 3).mean(axis=1)
+    np.testing.assert_allclose(conv(x), pixelwise, rtol=1e-5, atol=1e-6)
+    assert len(conv.features(x)) == 4
+    assert models.mup_labels(conv) is not None
 
 
 # ----------------------------------------------------------------------------- muP

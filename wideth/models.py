@@ -66,6 +66,7 @@ __all__ = [
     "MLP",
     "PARAMETERIZATIONS",
     "ConvLayer",
+    "ConvResNet",
     "DenseLayer",
     "ResNet",
     "activation_fn",
@@ -533,6 +534,92 @@ class CNN(nnx.Module):
         else:
             h = h.reshape(h.shape[0], -1)
         return self.readout(h)
+
+
+class ConvResNet(nnx.Module):
+    r"""Convolutional residual network on ``(n, H, W, C)`` images.
+
+    .. math::
+
+        h^0 = C_0(x),\quad h^{l} = h^{l-1} + \alpha\, C_l(\phi(h^{l-1})),
+        \quad f(x) = L_{\rm out}(\operatorname{GAP}(\phi(h^D))),
+
+    with SAME-padded convolutions :math:`C_l` (NT ``stax.Conv`` scaling),
+    global average pooling and a dense readout; :math:`\alpha = 1/\sqrt{D}`
+    by default. The convolutional counterpart of :class:`ResNet`, to compare
+    with ``CNN(in_channels, channels, out_dim, depth, ...)``.
+
+    Args:
+      in_channels: input channels.
+      channels: channels of the residual stream.
+      out_dim: number of outputs.
+      depth: number of residual blocks :math:`D`.
+      activation: one of :data:`ACTIVATIONS`.
+      W_std: :math:`\sigma_w`.
+      b_std: :math:`\sigma_b`.
+      parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
+      filter_shape: conv filter shape.
+      alpha: branch multiplier; ``None`` means :math:`1/\sqrt{\max(D, 1)}`.
+      rngs: ``nnx.Rngs``.
+
+    References:
+      He et al., Identity Mappings in Deep Residual Networks, 2016.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        out_dim: int = 1,
+        depth: int = 2,
+        *,
+        activation: str = "relu",
+        W_std: float = 2**0.5,
+        b_std: float = 0.0,
+        parameterization: str = "ntk",
+        filter_shape: Sequence[int] = (3, 3),
+        alpha: float | None = None,
+        rngs: nnx.Rngs,
+    ):
+        _check_common(activation, W_std, b_std, parameterization)
+        self.in_dim = _check_positive_int("in_channels", in_channels)
+        self.width = _check_positive_int("channels", channels)
+        self.out_dim = _check_positive_int("out_dim", out_dim)
+        self.depth = _check_positive_int("depth", depth, minimum=0)
+        self.activation, self.parameterization = activation, parameterization
+        self.filter_shape = tuple(int(f) for f in filter_shape)
+        self.alpha = float(1.0 / math.sqrt(max(self.depth, 1)) if alpha is None else alpha)
+        if not np.isfinite(self.alpha):
+            raise ValueError(f"alpha must be finite, got {alpha!r}")
+        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
+        self.embed = ConvLayer(self.in_dim, self.width, self.filter_shape, role="input", **kw)
+        self.blocks = nnx.List(
+            [ConvLayer(self.width, self.width, self.filter_shape, **kw) for _ in range(self.depth)]
+        )
+        self.readout = DenseLayer(self.width, self.out_dim, readout=True, role="readout", **kw)
+
+    def features(self, x: jax.Array) -> list[jax.Array]:
+        """Post-activations :math:`\\phi(h^l)`, :math:`l = 0..D`.
+
+        Args:
+          x: images ``(n, H, W, in_channels)``.
+
+        Returns:
+          List of ``depth + 1`` arrays ``(n, H, W, channels)``.
+        """
+        _check_features(x, self.in_dim, "(n, H, W, in_channels)", ndim=len(self.filter_shape) + 2)
+        phi = activation_fn(self.activation)
+        h = self.embed(x)
+        feats = [phi(h)]
+        for block in self.blocks:
+            h = h + self.alpha * block(feats[-1])
+            feats.append(phi(h))
+        return feats
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``(n, out_dim)`` for images ``(n, H, W, in_channels)``."""
+        h = self.features(x)[-1]
+        return self.readout(jnp.mean(h, axis=tuple(range(1, h.ndim - 1))))
 
 
 # ----------------------------------------------------------------------------- functional

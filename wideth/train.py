@@ -384,6 +384,7 @@ def fit(
             )
             new_params = optax.apply_updates(c.params, updates)
             acc = accuracy(out, yb) if classification else jnp.zeros([], jnp.float32)
+            mdt = jax.dtypes.canonicalize_dtype(jnp.float64)  # float64 under x64
             nxt = _Carry(
                 params=_tree_select(finite, new_params, c.params),
                 opt_state=_tree_select(finite, new_opt, c.opt_state),
@@ -392,11 +393,11 @@ def fit(
                 stopped=~finite,
                 bad_step=jnp.where(finite, c.bad_step, t.astype(jnp.int32)),
             )
-            return nxt, (value.astype(jnp.float32), _global_norm(grads).astype(jnp.float32), acc)
+            return nxt, (value.astype(mdt), _global_norm(grads).astype(mdt), acc)
 
         def skip(c: _Carry) -> tuple[_Carry, tuple[jax.Array, ...]]:
-            nan = jnp.full([], jnp.nan, jnp.float32)
-            return c, (nan, nan, nan)
+            nan = jnp.full([], jnp.nan, jax.dtypes.canonicalize_dtype(jnp.float64))
+            return c, (nan, nan, jnp.full([], jnp.nan, jnp.float32))
 
         return jax.lax.cond(carry.stopped, skip, do, carry)
 

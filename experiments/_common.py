@@ -185,7 +185,8 @@ def cli(
 ) -> Result:
     """Entry point of an experiment module: parse, run, write metrics.json."""
     module = sys.modules[run.__module__]
-    name = module.__name__.rsplit(".", 1)[-1]
+    spec = getattr(module, "__spec__", None)  # under ``python -m`` __name__ is "__main__"
+    name = (spec.name if spec is not None else module.__name__).rsplit(".", 1)[-1]
     cfg = parse_args(name, description or "", argv)
     return execute(run, cfg, description or "")
 

@@ -20,6 +20,10 @@ sequence (batch 128, sampled with replacement) for the same number of steps:
   (around ``adam(1.0)``), ``contrib.cocob``, ``contrib.schedule_free_sgd``
   (evaluated at its averaged iterate).
 
+Beside them, and outside the checks, the unproven variant
+``wideth.optim.contrib.pl_adaptive_relaxed`` (ADLER's step times 1.5, an
+over-relaxed Cauchy step after Raydan & Svaiter 2002) runs the same way.
+
 Measured: final train loss on the whole training set, test accuracy, and compute in
 gradient-evaluation equivalents (one forward+backward = 1; ADLER's extra JVP = 1,
 so ADLER costs 2 per step; a grid costs the sum of its runs).
@@ -57,6 +61,7 @@ from experiments._common import Config, Result, check, cli, save_figure
 
 GRID_POINTS = 10
 ADLER_COST = 2.0  # gradient + one JVP through the network, in gradient evaluations
+RELAXATION = 1.5  # wideth.optim.contrib.pl_adaptive_relaxed, reported beside ADLER, not checked
 
 
 class Task(NamedTuple):
@@ -170,34 +175,46 @@ def run_task(
     log_every: int,
     peer_names: Sequence[str] | None = None,
     quiet: bool = True,
+    grid_mode: str = "vmap",
 ) -> dict[str, Any]:
     """All methods on one task; seeds (and grid points) are vmapped.
 
     ``peer_names`` selects learning-rate-free peers (default: all of :func:`peers`).
+    ``grid_mode="map"`` runs the learning-rate grid with ``lax.map`` inside one
+    compiled program instead of ``vmap`` (on CPU a vmapped convolution over
+    per-run weights is much slower than the same runs in sequence).
     """
+    if grid_mode not in ("vmap", "map"):
+        raise ValueError(f"grid_mode must be 'vmap' or 'map', got {grid_mode!r}")
     from wideth.optim import pl_adaptive
+    from wideth.optim.contrib import pl_adaptive_relaxed
 
     data = (task.x_train, task.y_train, task.x_test, task.y_test)
-    run = lambda tx, p, k: train_run(tx, task.apply_fn, p, data, k, steps, batch_size, log_every)
+    args = (task.apply_fn, steps, batch_size, log_every)
+    # Data, keys and grids are jit arguments, not closure constants (XLA would fold them).
+
+    def single(make: Callable[[], Any]) -> Callable[..., Any]:
+        f = lambda p, k, d: train_run(make(), args[0], p, d, k, *args[1:])
+        return jax.jit(jax.vmap(f, in_axes=(0, 0, None)))
+
+    def gridded(factory: Callable[[Any], Any]) -> Callable[..., Any]:
+        one = lambda p, k, d: lambda lr: train_run(factory(lr), args[0], p, d, k, *args[1:])
+        if grid_mode == "vmap":
+            f = lambda p, k, d, g: jax.vmap(one(p, k, d))(g)
+        else:  # one compiled program, grid points in sequence (no batched convolutions)
+            f = lambda p, k, d, g: jax.lax.map(one(p, k, d), g)
+        return jax.jit(jax.vmap(f, in_axes=(0, 0, None, None)))
+
     out: dict[str, Any] = {}
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for name, factory in (("sgd", optax.sgd), ("adam", optax.adam)):
         grid = jnp.asarray(lrs[name], jnp.float32)
-        fn = jax.jit(
-            jax.vmap(
-                lambda p, k, factory=factory, grid=grid: jax.vmap(
-                    lambda lr: run(factory(lr), p, k)
-                )(grid)
-            )
-        )
-        jobs.append((name, lambda fn=fn: fn(task.params, keys)))
-    adler = jax.jit(jax.vmap(lambda p, k: run(pl_adaptive(), p, k)))
-    jobs.append(("adler", lambda: adler(task.params, keys)))
+        jobs.append((name, lambda fn=gridded(factory), g=grid: fn(task.params, keys, data, g)))
+    variants = {"adler": pl_adaptive, "adler_relaxed": lambda: pl_adaptive_relaxed(RELAXATION)}
     all_peers = peers()
-    for name in all_peers if peer_names is None else peer_names:
-        make = all_peers[name]
-        fn = jax.jit(jax.vmap(lambda p, k, make=make: run(make(), p, k)))
-        jobs.append((name, lambda fn=fn: fn(task.params, keys)))
+    variants.update({n: all_peers[n] for n in (all_peers if peer_names is None else peer_names)})
+    for name, make in variants.items():
+        jobs.append((name, lambda fn=single(make): fn(task.params, keys, data)))
     timings = {}
     for name, job in tqdm(jobs, desc=task.name, disable=quiet, leave=False):
         t0 = time.perf_counter()
@@ -225,13 +242,13 @@ def summarise(res: dict[str, Any], steps: int) -> dict[str, Any]:
             "test_acc": float(np.mean(res[name]["test_acc"][:, best])),
             "compute": float(fl.shape[1] * steps),
         }
-    for name in ["adler", *_peers_in(res)]:
+    for name in ["adler", "adler_relaxed", *_peers_in(res)]:
         fl = _nan_to_inf(res[name]["final_loss"])
         s[name] = {
             "final_loss": float(np.exp(np.mean(np.log(np.maximum(fl, 1e-30))))),
             "final_loss_seeds": fl,
             "test_acc": float(np.mean(res[name]["test_acc"])),
-            "compute": float((ADLER_COST if name == "adler" else 1.0) * steps),
+            "compute": float((ADLER_COST if name.startswith("adler") else 1.0) * steps),
         }
     s["adler"]["eta_final"] = float(np.mean(res["adler"]["eta"][:, -1]))
     return s
@@ -251,7 +268,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "log_every": 10,
             "width": 128,
             "depth": 2,
-            "channels": 16,
+            "channels": 8,
         }
     return {
         "datasets": ["digits", "mnist5k"],
@@ -348,6 +365,14 @@ def _fig_curves(results: dict[str, Any], summary: dict[str, Any], log_every: int
         res, s = results[tn], summary[tn]
         t = np.arange(1, res["adler"]["curve"].shape[-1] + 1) * log_every
         ax.semilogy(t, res["adler"]["curve"].mean(0), "k", lw=2.2, label="ADLER")
+        if "adler_relaxed" in res:
+            ax.semilogy(
+                t,
+                res["adler_relaxed"]["curve"].mean(0),
+                "k:",
+                lw=1.6,
+                label=f"ADLER x{RELAXATION} (contrib)",
+            )
         for name, col in (("sgd", "C0"), ("adam", "C1")):
             b = s[name]["best_index"]
             ax.semilogy(t, res[name]["curve"][:, b].mean(0), col, lw=1.6, label=f"best {name}")
@@ -422,8 +447,14 @@ def run(cfg: Config) -> Result:
     consistency = None
     for d, m in tqdm(tasks, desc="pl_adaptive", disable=cfg.quiet):
         task = build_task(d, m, cfg.seed, sz["seeds"], sz)
-        results[task.name] = run_task(task, keys, lrs, steps, bs, log_every, quiet=cfg.quiet)
+        mode = "map" if m == "cnn" and jax.default_backend() == "cpu" else "vmap"
+        results[task.name] = run_task(
+            task, keys, lrs, steps, bs, log_every, quiet=cfg.quiet, grid_mode=mode
+        )
         summary[task.name] = summarise(results[task.name], steps)
+        if not cfg.quiet:
+            walls = ", ".join(f"{k} {v:.0f}s" for k, v in results[task.name]["wall_s"].items())
+            print(f"{task.name}: {walls}", flush=True)
         if consistency is None:
             consistency = _fit_consistency(task, keys[0], steps, bs, log_every, results[task.name])
 
@@ -462,6 +493,11 @@ def run(cfg: Config) -> Result:
             "adler_test_acc": s["adler"]["test_acc"],
             "best_sgd_test_acc": s["sgd"]["test_acc"],
             "adler_eta_final": s["adler"]["eta_final"],
+            "contrib_relaxed_loss": s["adler_relaxed"]["final_loss"],
+            "contrib_relaxed_test_acc": s["adler_relaxed"]["test_acc"],
+            "contrib_relaxed_beats_all_peers": all(
+                s["adler_relaxed"]["final_loss"] < s[n]["final_loss"] for n in peers()
+            ),
         }
     checks.append(
         check(
@@ -496,7 +532,7 @@ def run(cfg: Config) -> Result:
         "curves": {
             tn: {
                 "step": t_axis,
-                **{n: r[n]["curve"].mean(0) for n in ["adler", *peers()]},
+                **{n: r[n]["curve"].mean(0) for n in ["adler", "adler_relaxed", *peers()]},
                 **{
                     f"best_{n}": r[n]["curve"][:, summary[tn][n]["best_index"]].mean(0)
                     for n in ("sgd", "adam")
@@ -524,7 +560,7 @@ def run(cfg: Config) -> Result:
         "loss": "mean softmax cross-entropy",
         "parameterization": "standard",
         "mode_note": (
-            "quick: digits only, 1 seed, 200 steps, MLP width 128, CNN 16 channels, 10-point grids"
+            "quick: digits only, 1 seed, 200 steps, MLP width 128, CNN 8 channels, 10-point grids"
             if cfg.quick
             else "full: digits and MNIST-5k, 3 seeds, 600 steps, MLP width 256, CNN 32 channels"
         ),

@@ -76,9 +76,9 @@ print(f"ADLER step {float(pl_adaptive_info(state)['eta_hat']):.6f}, line search 
 from experiments import pl_adaptive as exp  # noqa: E402
 
 sz = exp._sizes(quick=True)
-sz.update(width=64 if QUICK else 256, steps=60 if QUICK else 300)
+sz.update(width=32 if QUICK else 256, steps=40 if QUICK else 300)
 task = exp.build_task("digits", "mlp_relu", 0, 1, sz)
-lrs = exp.learning_rate_grids(5 if QUICK else 10)
+lrs = exp.learning_rate_grids(4 if QUICK else 10)
 keys = jax.random.split(jax.random.PRNGKey(0), 1)
 peer_names = ["dog", "mechanize"] if QUICK else list(exp.peers())  # notebook time budget
 res = exp.run_task(task, keys, lrs, sz["steps"], sz["batch_size"], sz["log_every"], peer_names)

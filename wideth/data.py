@@ -288,6 +288,36 @@ def _check_sizes(**sizes: Any) -> None:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 4, 5))
+def _regression(
+    key: jax.Array, n: int, d: int, noise: float, out_dim: int, target: str
+) -> tuple[jax.Array, jax.Array]:
+    kx, kb, kn = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (n, d), jnp.float32)
+    beta = jax.random.normal(kb, (d, out_dim), jnp.float32)
+    z = x @ (beta / jnp.linalg.norm(beta, axis=0, keepdims=True))
+    y = z if target == "linear" else jnp.sin(2.0 * z)
+    y = y + noise * jax.random.normal(kn, y.shape, jnp.float32)
+    return x, y
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 5))
+def _classification(
+    key: jax.Array, n: int, d: int, num_classes: int, separation: float, one_hot: bool
+) -> tuple[jax.Array, jax.Array]:
+    kc, km, kx = jax.random.split(key, 3)
+    labels = jax.random.randint(kc, (n,), 0, num_classes)
+    u = jax.random.normal(km, (num_classes, d), jnp.float32)
+    mu = separation * u / jnp.linalg.norm(u, axis=1, keepdims=True)
+    x = mu[labels] + jax.random.normal(kx, (n, d), jnp.float32)
+    y = (
+        jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+        if one_hot
+        else labels.astype(jnp.int32)
+    )
+    return x, y
+
+
 def synthetic_regression(
     key: jax.Array,
     n: int,
@@ -327,13 +357,7 @@ def synthetic_regression(
         raise ValueError(f"noise must be a finite non-negative float, got {noise!r}")
     if target not in ("linear", "sin"):
         raise ValueError(f"target must be 'linear' or 'sin', got {target!r}")
-    kx, kb, kn = jax.random.split(key, 3)
-    x = jax.random.normal(kx, (int(n), int(d)), jnp.float32)
-    beta = jax.random.normal(kb, (int(d), int(out_dim)), jnp.float32)
-    z = x @ (beta / jnp.linalg.norm(beta, axis=0, keepdims=True))
-    y = z if target == "linear" else jnp.sin(2.0 * z)
-    y = y + noise * jax.random.normal(kn, y.shape, jnp.float32)
-    return x, y
+    return _regression(key, int(n), int(d), float(noise), int(out_dim), target)
 
 
 def synthetic_classification(
@@ -369,17 +393,7 @@ def synthetic_classification(
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if not np.isfinite(separation) or separation < 0:
         raise ValueError(f"separation must be a finite non-negative float, got {separation!r}")
-    kc, km, kx = jax.random.split(key, 3)
-    labels = jax.random.randint(kc, (int(n),), 0, int(num_classes))
-    u = jax.random.normal(km, (int(num_classes), int(d)), jnp.float32)
-    mu = separation * u / jnp.linalg.norm(u, axis=1, keepdims=True)
-    x = mu[labels] + jax.random.normal(kx, (int(n), int(d)), jnp.float32)
-    y = (
-        jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-        if one_hot
-        else labels.astype(jnp.int32)
-    )
-    return x, y
+    return _classification(key, int(n), int(d), int(num_classes), float(separation), one_hot)
 
 
 def subset(ds: Dataset, n: int, key: jax.Array, n_test: int | None = None) -> Dataset:

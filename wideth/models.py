@@ -151,6 +151,10 @@ class DenseLayer(nnx.Module):
       readout: whether this is the last layer (matters for ``"mup"`` only).
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
+    In ``"ntk"`` parameterization with ``b_std=0`` the stored bias is still
+    :math:`\mathcal N(0,1)` but multiplied by 0, hence inert (zero gradient), as
+    in neural-tangents.
+
     Attributes:
       w: ``nnx.Param`` of shape ``(in_dim, out_dim)``.
       b: ``nnx.Param`` of shape ``(out_dim,)``.

@@ -80,7 +80,7 @@ sz.update(width=32 if QUICK else 256, steps=40 if QUICK else 300)
 task = exp.build_task("digits", "mlp_relu", 0, 1, sz)
 lrs = exp.learning_rate_grids(4 if QUICK else 10)
 keys = jax.random.split(jax.random.PRNGKey(0), 1)
-peer_names = ["dog", "mechanize"] if QUICK else list(exp.peers())  # notebook time budget
+peer_names = ["dog"] if QUICK else list(exp.peers())  # notebook time budget
 res = exp.run_task(task, keys, lrs, sz["steps"], sz["batch_size"], sz["log_every"], peer_names)
 summary = exp.summarise(res, sz["steps"])
 
@@ -89,16 +89,20 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 t = np.arange(1, res["adler"]["curve"].shape[-1] + 1) * sz["log_every"]
 axes[0].semilogy(t, res["adler"]["curve"][0], "k", lw=2, label="ADLER")
 for i, lr in enumerate(lrs["sgd"]):
-    axes[0].semilogy(t, res["sgd"]["curve"][0, i], color=plt.cm.viridis(i / len(lrs["sgd"])),
-                     lw=0.8, label=f"SGD {lr:.2g}")
+    axes[0].semilogy(
+        t,
+        res["sgd"]["curve"][0, i],
+        color=plt.cm.viridis(i / len(lrs["sgd"])),
+        lw=0.8,
+        label=f"SGD {lr:.2g}",
+    )
 for name in peer_names:
     axes[0].semilogy(t, res[name]["curve"][0], "--", lw=1, label=name)
 axes[0].set_xlabel("step")
 axes[0].set_ylabel("minibatch loss")
 axes[0].legend(fontsize=6, ncol=2)
 axes[1].semilogy(t, res["adler"]["eta"][0], "k", label=r"ADLER $\hat\eta$")
-axes[1].axhline(lrs["sgd"][summary["sgd"]["best_index"]], color="C0", ls=":",
-                label="best SGD lr")
+axes[1].axhline(lrs["sgd"][summary["sgd"]["best_index"]], color="C0", ls=":", label="best SGD lr")
 axes[1].set_xlabel("step")
 axes[1].legend()
 fig.tight_layout()

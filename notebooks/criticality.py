@@ -41,7 +41,7 @@ QUICK = bool(os.environ.get("WIDETH_QUICK"))
 # %%
 configs = [("tanh", 1.3, 0.05), ("tanh", 1.76, 0.05), ("tanh", 2.5, 0.05)]
 sp = cr.signal_propagation(
-    jax.random.key(0), configs, depth=15, width=256 if QUICK else 1000, num_nets=4
+    jax.random.key(0), configs, depth=12, width=128 if QUICK else 1000, num_nets=4
 )
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
 for r in sp:
@@ -69,7 +69,11 @@ for r in sp:
 
 # %%
 pd = cr.phase_diagram(
-    jax.random.key(1), np.linspace(0.5, 4.0, 8), np.linspace(0.0, 1.0, 6), depth=15, width=128
+    jax.random.key(1),
+    np.linspace(0.5, 4.0, 8),
+    np.linspace(0.0, 1.0, 6),
+    depth=10 if QUICK else 20,
+    width=64 if QUICK else 256,
 )
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
 for ax, z, title in ((axes[0], pd["chi1"], "theory"), (axes[1], pd["chi1_measured"], "measured")):
@@ -87,7 +91,7 @@ plt.show()
 # networks (one vmapped program) and compares the trainable region with this curve.
 
 # %%
-W = np.linspace(0.5, 4.0, 50)
+W = np.linspace(0.5, 4.0, 15 if QUICK else 50)
 xi_c = np.array([float(mf.depth_scales("tanh", float(w), 0.05)[1]) for w in W])
 plt.figure(figsize=(5, 3.5))
 plt.semilogy(W, 6 * xi_c)
@@ -102,14 +106,15 @@ plt.show()
 # grows or shrinks by that factor per layer, and is preserved at $\sigma_w^2 = 2$.
 
 # %%
+L = 12
 rg = cr.relu_gradients(
-    jax.random.key(2), np.array([1.6, 2.0, 2.4]), depth=20, width=128, num_nets=8
+    jax.random.key(2), np.array([1.6, 2.0, 2.4]), depth=L, width=64 if QUICK else 256, num_nets=8
 )
 plt.figure(figsize=(5, 3.5))
-layers = np.arange(1, 21)
+layers = np.arange(1, L + 1)
 for w, nrm, rate in zip(rg["W_vars"], rg["norms"], rg["rate_theory"], strict=True):
     (line,) = plt.semilogy(layers, nrm / nrm[-1], "o", ms=3, label=f"$\\sigma_w^2$={w}")
-    plt.semilogy(layers, np.exp(rate * (20 - layers)), "-", color=line.get_color())
+    plt.semilogy(layers, np.exp(rate * (L - layers)), "-", color=line.get_color())
 plt.xlabel("layer $l$")
 plt.ylabel("$E\\|\\partial f/\\partial h^l\\|^2$ (relative)")
 plt.legend()

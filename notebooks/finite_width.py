@@ -40,7 +40,7 @@ QUICK = bool(os.environ.get("WIDETH_QUICK"))
 
 # %%
 nf = fw.nngp_fluctuations(
-    jax.random.key(0), widths=[32, 64], depths=[1, 2, 4], num_nets=1000 if QUICK else 5000
+    jax.random.key(0), widths=[32, 64], depths=[1, 2, 4], num_nets=500 if QUICK else 5000
 )
 ratio = np.array(nf["depths"])[None, :] / np.array(nf["widths"])[:, None]
 plt.figure(figsize=(5, 3.5))
@@ -62,7 +62,10 @@ plt.show()
 
 # %%
 nt = fw.ntk_fluctuations(
-    jax.random.key(1), widths=[64, 256], depths=[1, 3], num_nets=100 if QUICK else 400
+    jax.random.key(1),
+    widths=[64, 256] if QUICK else [64, 128, 256],
+    depths=[2] if QUICK else [1, 2, 4],
+    num_nets=100 if QUICK else 400,
 )
 print(np.round(nt["relvar"], 4))
 print(f"fitted c in relvar ~ c L/n: {nt['c']:.2f} +- {nt['c_stderr']:.2f}")
@@ -78,10 +81,10 @@ mo = fw.ntk_movement(
     jax.random.key(2),
     widths=[64, 256],
     depth=1,
-    steps=50 if QUICK else 200,
+    steps=30 if QUICK else 200,
     lr={"ntk": 1.0, "mup": 0.5},
     n_train=128,
-    n_probe=16,
+    n_probe=8,
     base_width=64,
 )
 for par in ("ntk", "mup"):

@@ -229,6 +229,7 @@ def fit(
     callbacks: Sequence[Callable[[int, Any, dict[str, list]], Any]] = (),
     quiet: bool = False,
     opt_state: Any = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> FitResult:
     r"""Train ``params`` with an Optax transform; jitted steps in ``lax.scan`` chunks.
 
@@ -290,6 +291,11 @@ def fit(
         history under its keys (e.g. an NTK or Hessian probe).
       quiet: silence the tqdm progress bar.
       opt_state: optimizer state to resume from (default ``tx.init(params)``).
+      mesh: data parallelism over a :class:`jax.sharding.Mesh`: the rows of
+        ``data`` are sharded over the mesh's first axis, parameters and
+        optimizer state are replicated, and XLA inserts the all-reduce of the
+        gradients (same result as one device up to summation order). The
+        number of rows must be divisible by the number of devices on that axis.
 
     Returns:
       :class:`FitResult` ``(params, opt_state, history, stopped_early, message)``.
@@ -414,6 +420,21 @@ def fit(
 
     if opt_state is None:
         opt_state = tx.init(params)
+    if mesh is not None:
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        axis = mesh.axis_names[0]
+        n_dev = mesh.shape[axis]
+        if n % n_dev:
+            raise ValueError(
+                f"mesh: the {n} rows of data must be divisible by the {n_dev} devices of "
+                f"mesh axis {axis!r}"
+            )
+        rows, replicated = NamedSharding(mesh, P(axis)), NamedSharding(mesh, P())
+        x, y = jax.device_put(x, rows), jax.device_put(y, rows)
+        params = jax.device_put(params, replicated)
+        opt_state = jax.device_put(opt_state, replicated)
     carry = _Carry(
         params, opt_state, params, opt_state, jnp.zeros([], bool), jnp.full([], -1, jnp.int32)
     )

@@ -288,14 +288,16 @@ def figure_sweep(res: dict[str, np.ndarray], fit: ChinchillaFit, cfg: Config) ->
     return save_figure(fig, cfg, "sweep")
 
 
-def sweep_fits(res: dict[str, np.ndarray], n_bootstrap: int, key: jax.Array) -> dict[str, Any]:
+def sweep_fits(
+    res: dict[str, np.ndarray], n_bootstrap: int, key: jax.Array, quiet: bool = True
+) -> dict[str, Any]:
     """Joint L(N, D) fit, 1-D power laws, and the extrapolation to the largest D."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
     N, D, L = res["N"], res["D"], res["L"]
-    joint = fit_chinchilla(N, D, L, n_bootstrap=n_bootstrap, key=k1)
+    joint = fit_chinchilla(N, D, L, n_bootstrap=n_bootstrap, key=k1, quiet=quiet)
     d_max, n_max = D.max(), N.max()
     held = D < d_max
-    extrap = fit_chinchilla(N[held], D[held], L[held], n_bootstrap=0, key=k2)
+    extrap = fit_chinchilla(N[held], D[held], L[held], n_bootstrap=0, key=k2, quiet=quiet)
     pred = np.asarray(extrap.predict(N[~held], D[~held]))
     sel_d = N == n_max  # loss vs data at the largest width
     sel_n = D == d_max  # loss vs model size at the largest data size
@@ -349,7 +351,7 @@ def run(cfg: Config) -> Result:
     res = sweep(
         widths, sizes, seeds, steps=steps, lr=3e-3, eval_every=20, key=k_sweep, quiet=cfg.quiet
     )
-    fits = sweep_fits(res, n_boot, k_fit)
+    fits = sweep_fits(res, n_boot, k_fit, quiet=cfg.quiet)
     joint = fits["joint"]
     figures.append(figure_sweep(res, joint, cfg))
     metrics["sweep"] = {

@@ -274,7 +274,7 @@ def fit_chinchilla(
     num_refine: int = 256,
     bootstrap_starts: int = 1,
     dtype: Any = np.float64,
-    quiet: bool = True,
+    quiet: bool = False,
 ) -> ChinchillaFit:
     r"""Fit :math:`L(N, D) = E + A/N^\alpha + B/D^\beta` the way Besiroglu et al. (2024) do.
 
@@ -309,7 +309,7 @@ def fit_chinchilla(
         whatever the global setting: in float32 the relative resolution of the
         objective (~1e-7) stops L-BFGS early in the flat valley of this fit, and
         bootstrap intervals come out about ten times too narrow.
-      quiet: no progress bar over bootstrap chunks.
+      quiet: no progress bars (over chunks of 512 starts and of bootstrap refits).
 
     Returns:
       A :class:`ChinchillaFit`.

@@ -116,6 +116,22 @@ def test_fit_passes_outputs_fn_and_loss_of_outputs_to_extra_args_transforms():
     assert res.history["loss"][-1] != res.history["loss"][0]
 
 
+def test_fit_passes_value_to_polyak_sgd(x64):
+    x, y = _lsq()
+    apply_fn, params = _mlp_apply()
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    tx = optax.polyak_sgd(max_learning_rate=1.0)
+    res = train.fit(apply_fn, params, tx, (x, y), steps=6, log_every=3, quiet=True)
+    loss = lambda p: train.mse(apply_fn(p, x), y)
+    p, s = params, tx.init(params)
+    for _ in range(6):
+        value, g = jax.value_and_grad(loss)(p)
+        u, s = tx.update(g, s, p, value=value)
+        p = optax.apply_updates(p, u)
+    for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(p)):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
 def test_fit_with_pl_adaptive_matches_manual_extra_args_loop():
     optim = pytest.importorskip("wideth.optim")
     x, y = _lsq()

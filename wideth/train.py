@@ -263,7 +263,8 @@ def fit(
     and the returned state is :math:`(\theta_{j-1}, s_{j-1})`, the last one
     whose loss was finite (:math:`\theta_0` if :math:`j = 0`).
 
-    Extra arguments: ``tx.update`` always receives ``outputs_fn`` and
+    Extra arguments: ``tx.update`` always receives ``value`` (the batch loss,
+    for ``optax.polyak_sgd``-style transforms), ``outputs_fn`` and
     ``loss_of_outputs``; a plain ``GradientTransformation`` is wrapped with
     ``optax.with_extra_args_support`` (which drops them), and
     ``GradientTransformationExtraArgs`` chains forward them to the members
@@ -385,6 +386,7 @@ def fit(
                 grads,
                 c.opt_state,
                 c.params,
+                value=value,
                 outputs_fn=lambda p: apply_fn(p, xb),
                 loss_of_outputs=lambda o: loss_fn(o, yb),
             )

@@ -748,15 +748,15 @@ def mup_multipliers(
     learning rate :math:`\eta\, m_r` with :math:`m_r = (n/n_0)^{e_r}`,
     :math:`n` = ``module.width``, :math:`n_0` = ``base_width``:
 
-    ==============  ===========  ============
-    role            SGD :math:`e`  Adam :math:`e`
-    ==============  ===========  ============
-    input weights   1            0
-    biases          1            0
-    hidden weights  0            -1
-    readout weights 1            0
-    readout bias    0            0
-    ==============  ===========  ============
+    ===============  ==============  ===============
+    role             SGD :math:`e`   Adam :math:`e`
+    ===============  ==============  ===============
+    input weights    1               0
+    biases           1               0
+    hidden weights   0               -1
+    readout weights  1               0
+    readout bias     0               0
+    ===============  ==============  ===============
 
     (Tensor Programs V, Table 3, with the output layer rewritten in the
     multiplier form: init :math:`\mathcal N(0,\sigma_w^2)` times :math:`1/n` has

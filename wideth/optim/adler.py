@@ -223,10 +223,10 @@ def pl_adaptive_info(state: Any) -> dict[str, jax.Array]:
             (the first one found is used if there are several).
 
     Returns:
-        ``{"eta_hat": η̂ applied at the last update, "last_eta": last raw η_k
-        (nan if that step was skipped), "count": number of updates,
-        "weight": bias-correction weight c}`` as scalar arrays (batched if the
-        state was ``vmap``-ed).
+        A dict with ``"eta_hat"`` (η̂ applied at the last update), ``"last_eta"``
+        (the last raw η_k, nan if that step was skipped), ``"count"`` (number of
+        updates) and ``"weight"`` (the bias-correction weight c), as scalar
+        arrays (batched if the state was ``vmap``-ed).
 
     Raises:
         ValueError: if ``state`` contains no ``PLAdaptiveState``.

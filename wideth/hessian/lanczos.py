@@ -27,9 +27,9 @@ _HI = lax.Precision.HIGHEST
 
 
 def _orthogonalise(basis: jax.Array, w: jax.Array) -> jax.Array:
-    """Project ``w`` (``(n,)`` or rows ``(r, n)``) off the rows of ``basis``, twice."""
+    """Project ``w`` off the span of the rows of ``basis``, twice (rows may be zero)."""
     for _ in range(2):
-        w = w - jnp.dot(jnp.dot(w, basis.T, precision=_HI), basis, precision=_HI)
+        w = w - jnp.dot(jnp.dot(basis, w, precision=_HI), basis, precision=_HI)
     return w
 
 
@@ -49,17 +49,20 @@ def lanczos_flat(
     phase = jnp.arange(n, dtype=dtype) * 0.6180339887
     seed = phase + v0 if key is None else phase + jax.random.normal(key, (n,), dtype)
 
-    def restart_candidate(i):
+    def random_unit(basis, i):
         c = jnp.asarray(i, dtype) + 2
-        return jnp.cos(seed * c * 1.3247179572 + c)
-
-    def unit(r):
+        r = jnp.cos(seed * c * 1.3247179572 + c)
+        r = _orthogonalise(basis, r)
         nr = jnp.linalg.norm(r)
         return r / jnp.where(nr > 0, nr, 1)
 
     basis = jnp.zeros((m, n), dtype)
     norm0 = jnp.linalg.norm(v0)
-    q0 = jnp.where(norm0 > 0, v0 / jnp.where(norm0 > 0, norm0, 1), unit(restart_candidate(-1)))
+    q0 = lax.cond(
+        norm0 > 0,
+        lambda: v0 / jnp.where(norm0 > 0, norm0, 1),
+        lambda: random_unit(basis, -1),
+    )
     basis = basis.at[0].set(q0)
     zeros = jnp.zeros((m,), dtype)
 
@@ -70,12 +73,14 @@ def lanczos_flat(
         anorm = jnp.maximum(anorm, jnp.linalg.norm(w))
         alpha = jnp.dot(q, w, precision=_HI)
         w = w - alpha * q - beta_prev * basis[jnp.maximum(i - 1, 0)] * (i > 0)
-        # The residual and a restart candidate are projected together: one pass
-        # over the basis for both, and no branch (vmap-friendly).
-        w, r = _orthogonalise(basis, jnp.stack([w, restart_candidate(i)]))
+        w = _orthogonalise(basis, w)
         beta = jnp.linalg.norm(w)
         broke = beta <= rel * anorm
-        q_next = jnp.where(broke, unit(r), w / jnp.where(broke, 1, beta))
+        q_next = lax.cond(
+            broke,
+            lambda: random_unit(basis, i),
+            lambda: w / jnp.where(broke, 1, beta),
+        )
         beta = jnp.where(broke, 0, beta)
         basis = basis.at[i + 1].set(q_next, mode="drop")
         return basis, alphas.at[i].set(alpha), betas.at[i].set(beta), beta, anorm

@@ -62,6 +62,17 @@ def test_analytic_kernel_out_host(tmp_path):
     assert np.load(path).shape == (37, 11, 2)
 
 
+def test_empirical_ntk_out_host(tmp_path):
+    from wideth.kernels import analytic, empirical
+
+    x1, x2 = _data()
+    init_fn, apply_fn, _ = analytic.mlp(depth=1, width=32, out_dim=2)
+    _, params = init_fn(jax.random.PRNGKey(3), x1.shape)
+    direct = empirical.ntk(apply_fn, params, x1, x2)
+    got = empirical.ntk(apply_fn, params, x1, x2, batch_size=8, out="host", path=tmp_path / "t.npy")
+    np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_arguments():
     x1, x2 = _data()
     with pytest.raises(ValueError, match="block_size"):
@@ -90,6 +101,13 @@ _SHARDED = textwrap.dedent(
     np.testing.assert_allclose(np.asarray(ntk), single, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(np.asarray(nngp), analytic.kernel(kernel_fn, x1, x2, get="nngp"),
                                rtol=1e-6, atol=1e-7)
+    from wideth.kernels import empirical
+    init_fn, apply_fn, _ = analytic.mlp(depth=2, width=32, out_dim=3)
+    _, params = init_fn(jax.random.PRNGKey(2), x1.shape)
+    ref = np.asarray(empirical.ntk(apply_fn, params, x1, x2))
+    emp = empirical.ntk(apply_fn, params, x1, x2, batch_size=4, mesh=mesh)
+    assert len(emp.sharding.device_set) == 4
+    np.testing.assert_allclose(np.asarray(emp), ref, rtol=1e-5, atol=1e-6)
     print("OK")
     """
 )

@@ -552,6 +552,11 @@ def ntk(
     method: str = "auto",
     batch_size: int | None = None,
     full: bool = False,
+    *,
+    mesh: Any = None,
+    out: str = "device",
+    path: Any = None,
+    quiet: bool = True,
 ) -> jax.Array:
     r"""Empirical neural tangent kernel of a finite network.
 
@@ -579,6 +584,13 @@ def ntk(
       batch_size: rows of ``x1``/``x2`` processed at a time (``None``: all). Need not
         divide ``n1``/``n2``.
       full: return the ``(n1, n2, k, k)`` kernel instead of its trace.
+      mesh: a one-axis :class:`jax.sharding.Mesh`: rows of ``x1`` are computed in
+        blocks of ``batch_size`` (default 256) sharded over its devices
+        (:func:`wideth.kernels.blocks.blockwise`); the result stays row-sharded.
+      out: ``"device"``, or ``"host"`` to stream row blocks into host memory (a
+        ``.npy`` memmap at ``path`` if given) with a progress bar unless ``quiet``.
+      path: ``.npy`` file for ``out="host"``.
+      quiet: hide the progress bar of ``out="host"``.
 
     Returns:
       ``(n1, n2)`` array, or ``(n1, n2, k, k)`` when ``full``.
@@ -608,6 +620,13 @@ def ntk(
     x2 = x1 if same else x2
     if method == "auto":
         method = _choose(apply_fn, params, x1, min(batch_size or x1.shape[0], x1.shape[0]))
+    if mesh is not None or out != "device":
+        from wideth.kernels.blocks import blockwise
+
+        block = lambda a, b: _ntk_jit(apply_fn, params, a, b, method, None, bool(full), False)
+        return blockwise(
+            block, x1, x2, block_size=batch_size or 256, mesh=mesh, out=out, path=path, quiet=quiet
+        )
     return _ntk_jit(apply_fn, params, x1, x2, method, batch_size, bool(full), same)
 
 

@@ -291,8 +291,9 @@ def spectral_density(
     :math:`\operatorname{tr}H/d` and :math:`\operatorname{tr}H^2/d`.
 
     Args:
-      loss_fn, params, matrix, outputs_fn, loss_of_outputs, data, batch_size,
-        mesh, axis_name, dtype: as in :func:`top_eigenpairs`.
+      loss_fn: as in :func:`top_eigenpairs`, and so are ``params``, ``matrix``,
+        ``outputs_fn``, ``loss_of_outputs``, ``data``, ``batch_size``, ``mesh``,
+        ``axis_name`` and ``dtype``.
       num_probes: number of probe vectors :math:`P` (static).
       num_steps: Lanczos steps per probe :math:`m` (static; clipped to :math:`d`).
       key: PRNG key for the probes (default ``PRNGKey(0)``).
@@ -422,8 +423,9 @@ def trace(
     the sample standard deviation :math:`s` of the :math:`P` terms.
 
     Args:
-      loss_fn, params, matrix, outputs_fn, loss_of_outputs, data, batch_size,
-        mesh, axis_name, dtype: as in :func:`top_eigenpairs`.
+      loss_fn: as in :func:`top_eigenpairs`, and so are ``params``, ``matrix``,
+        ``outputs_fn``, ``loss_of_outputs``, ``data``, ``batch_size``, ``mesh``,
+        ``axis_name`` and ``dtype``.
       num_probes: number of probes :math:`P` (static, >= 2 for a standard error).
       key: PRNG key (default ``PRNGKey(0)``).
       probe_batch_size: probes per ``vmap`` batch (default: all).

@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wideth.diagnostics.profile import _jsonable
+
 __all__ = [
     "Bound",
     "Certificate",
@@ -97,7 +99,7 @@ class Certificate:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python data (JSON-serialisable)."""
-        return _clean(dataclasses.asdict(self) | {"holds": self.holds, "failed": self.failed})
+        return _jsonable(dataclasses.asdict(self) | {"holds": self.holds, "failed": self.failed})
 
     def to_json(self, indent: int = 2) -> str:
         """The certificate as JSON."""
@@ -111,18 +113,6 @@ class Certificate:
             row = [b.name, f"{b.bound:.4g}", f"{b.measured:.4g}", str(b.holds), f"{b.margin:.3g}"]
             lines.append("| " + " | ".join(row) + " |")
         return "\n".join(lines)
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if hasattr(x, "tolist"):
-        return _clean(np.asarray(x).tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
 
 
 def _upper(name: str, bound: float, measured: float, note: str = "") -> Bound:

@@ -91,6 +91,7 @@ def test_shallow_critical_relu_is_not_wild(digits):
     assert cert.measurements["ntk_condition_number"] == pytest.approx(ev[-1] / ev[0], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_deep_tanh_below_criticality_is_wild_with_vanishing_gradients(digits):
     """40 tanh layers at sigma_w^2 = 0.5, sigma_b^2 = 0.05 (ordered phase, chi_1 ~ 0.4)."""
     x, y, _, _ = digits
@@ -126,6 +127,7 @@ def test_deep_tanh_below_criticality_is_wild_with_vanishing_gradients(digits):
     assert ratios[0] < 1e-2 and ratios[0] == min(ratios)
 
 
+@pytest.mark.slow
 def test_resnet_better_than_plain_net_of_same_depth(digits):
     x, y, _, _ = digits
     depth = 20

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from wideth._json import jsonable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +76,9 @@ def check(
         passed = bool(math.isfinite(m) and abs(m - t) <= float(tolerance) * scale)
     out = {
         "name": name,
-        "theory": _jsonable(theory),
-        "measured": _jsonable(measured),
-        "tolerance": _jsonable(tolerance),
+        "theory": jsonable(theory),
+        "measured": jsonable(measured),
+        "tolerance": jsonable(tolerance),
         "relative": relative,
         "pass": bool(passed),
     }
@@ -125,22 +125,6 @@ def hardware() -> dict[str, Any]:
     }
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "tolist") and hasattr(x, "dtype"):  # numpy / jax arrays and scalars
-        return _jsonable(np.asarray(x).tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, bool | int | float | str) or x is None:
-        return x
-    return str(x)
-
-
 def write_metrics(cfg: Config, result: Result, runtime_s: float, description: str) -> Path:
     """Write ``cfg.out/metrics.json`` and return its path."""
     payload = {
@@ -159,7 +143,7 @@ def write_metrics(cfg: Config, result: Result, runtime_s: float, description: st
         "all_pass": all(c["pass"] for c in result.checks),
     }
     path = cfg.out / "metrics.json"
-    path.write_text(json.dumps(_jsonable(payload), indent=2))
+    path.write_text(json.dumps(jsonable(payload), indent=2))
     return path
 
 

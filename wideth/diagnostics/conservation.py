@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wideth.diagnostics.profile import _jsonable
+from wideth._json import jsonable
 
 __all__ = [
     "Bound",
@@ -99,7 +99,7 @@ class Certificate:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python data (JSON-serialisable)."""
-        return _jsonable(dataclasses.asdict(self) | {"holds": self.holds, "failed": self.failed})
+        return jsonable(dataclasses.asdict(self) | {"holds": self.holds, "failed": self.failed})
 
     def to_json(self, indent: int = 2) -> str:
         """The certificate as JSON."""

@@ -52,6 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wideth._json import jsonable
+
 __all__ = ["ProfileCertificate", "profile", "gradient_ratios", "loss_curve_shape", "main"]
 
 REGIMES = ("library", "tame", "wild")
@@ -89,7 +91,7 @@ class ProfileCertificate:
 
     def to_dict(self) -> dict[str, Any]:
         """The certificate as plain Python data."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     def to_json(self, indent: int = 2) -> str:
         """The certificate as a JSON string."""
@@ -107,18 +109,6 @@ class ProfileCertificate:
         if self.adaptation:
             lines += ["", f"Suggested adaptation: {self.adaptation}."]
         return "\n".join(lines)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist"):
-        return _jsonable(np.asarray(x).tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
 
 
 def _as_functional(apply_fn_or_module: Any, params: Any) -> tuple[Callable, Any]:
@@ -425,7 +415,7 @@ def profile(
             if lam_h > 0
             else "use the PL-adaptive step size (wideth.optim.pl_adaptive)"
         )
-    return ProfileCertificate(regime, criteria, _jsonable(m), pathology, adaptation)
+    return ProfileCertificate(regime, criteria, jsonable(m), pathology, adaptation)
 
 
 def _diagnose(criteria: dict[str, dict[str, str]], m: dict[str, Any]) -> dict[str, str]:

@@ -123,21 +123,45 @@ def blockwise(
 
     shape = jax.eval_shape(run, jax.ShapeDtypeStruct((chunk, *x1.shape[1:]), x1.dtype), x2)
     full_shape = (n1, *shape.shape[1:])
-    nbytes = math.prod(full_shape) * np.dtype(shape.dtype).itemsize
+    dtype = np.dtype(shape.dtype)
+    nbytes = math.prod(full_shape) * dtype.itemsize
     if path is None and nbytes > 2**30:
         path = Path(tempfile.mkdtemp()) / "kernel.npy"
-    if path is None:
-        result = np.empty(full_shape, dtype=shape.dtype)
-    else:
-        result = np.lib.format.open_memmap(path, mode="w+", dtype=shape.dtype, shape=full_shape)
     padded = _pad_rows(x1, chunk)
-    starts = range(0, padded.shape[0], chunk)
-    for s in tqdm(starts, desc="kernel blocks", disable=quiet, total=len(starts)):
+    starts = list(range(0, padded.shape[0], chunk))
+
+    def launch(s: int) -> jax.Array:
         rows = padded[s : s + chunk]
         if mesh is not None:
             rows = jax.device_put(rows, NamedSharding(mesh, P(mesh.axis_names[0])))
-        stop = min(s + chunk, n1)
-        result[s:stop] = np.asarray(run(rows, x2))[: stop - s]
-    if isinstance(result, np.memmap):
-        result.flush()
-    return result
+        return run(rows, x2)  # asynchronous: returns before the block is computed
+
+    def blocks():
+        # Double buffering: block k + 1 is dispatched before block k is copied to
+        # the host, so the device computes while the host writes.
+        pending = launch(starts[0])
+        for k, s in enumerate(tqdm(starts, desc="kernel blocks", disable=quiet)):
+            block = pending
+            if k + 1 < len(starts):
+                pending = launch(starts[k + 1])
+            stop = min(s + chunk, n1)
+            yield s, stop, np.asarray(block)[: stop - s]
+
+    if path is None:
+        result = np.empty(full_shape, dtype=dtype)
+        for s, stop, values in blocks():
+            result[s:stop] = values
+        return result
+    # Create the .npy header and size, then append rows with plain file writes:
+    # they go through the page cache, so the process holds one block at a time
+    # (writing through a memmap would keep every dirty page in its resident set).
+    path = Path(path)
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=full_shape)
+    del header
+    offset = path.stat().st_size - nbytes
+    row_bytes = nbytes // n1
+    with open(path, "r+b") as f:
+        for s, _stop, values in blocks():
+            f.seek(offset + s * row_bytes)
+            np.ascontiguousarray(values, dtype=dtype).tofile(f)
+    return np.load(path, mmap_mode="r+")

@@ -297,8 +297,11 @@ def spectral_density(
       num_probes: number of probe vectors :math:`P` (static).
       num_steps: Lanczos steps per probe :math:`m` (static; clipped to :math:`d`).
       key: PRNG key for the probes (default ``PRNGKey(0)``).
-      probe_batch_size: probes run together under ``vmap`` (default: all);
-        smaller values bound memory at ``probe_batch_size * m * d`` floats.
+      probe_batch_size: probes run together under ``vmap``; memory holds
+        ``probe_batch_size * m * d`` floats of Lanczos bases. Default: all
+        probes at once on an accelerator, one at a time on the CPU, where a
+        vmapped HVP costs more per probe than a loop of single ones (measured
+        in BENCHMARKS.md, section hessian).
 
     Returns:
       ``(nodes, weights)``, each ``(num_probes, m)``; each row of ``weights``
@@ -318,9 +321,10 @@ def spectral_density(
     spec = _spec(loss_fn, matrix, outputs_fn, loss_of_outputs, batch_size, mesh, axis_name, dtype)
     key = jax.random.PRNGKey(0) if key is None else key
     d = _num_params(params)
-    return _slq_impl(
-        params, data, key, spec, num_probes, min(num_steps, d), probe_batch_size or num_probes
-    )
+    if probe_batch_size is None:
+        probe_batch_size = 1 if jax.default_backend() == "cpu" else num_probes
+    probe_batch_size = min(_check_int("probe_batch_size", probe_batch_size), num_probes)
+    return _slq_impl(params, data, key, spec, num_probes, min(num_steps, d), probe_batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "num_probes", "m", "probe_batch_size"))

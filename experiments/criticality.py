@@ -45,6 +45,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -141,13 +143,32 @@ def two_inputs(key: jax.Array, d: int, q_x: float, c_x: float) -> jax.Array:
     return jnp.stack([a * s, (c_x * a + jnp.sqrt(1 - c_x**2) * b) * s])
 
 
+#: Configurations propagated together under ``vmap`` (larger grids run in groups).
+CONFIGS_PER_BATCH = 192
+
+
 def _propagate_many(
     keys: jax.Array, x: jax.Array, W: jax.Array, b: jax.Array, depth: int, width: int, act: str
 ) -> dict[str, jax.Array]:
     """:func:`propagate` vmapped over configs ``(C,)`` and networks ``keys (C, N)``."""
+    return propagate_program(depth, width, act)(keys, x, W, b)
+
+
+@functools.cache
+def propagate_program(depth: int, width: int, act: str) -> Callable:
+    """Jitted ``(keys (C, N), x, W (C,), b (C,)) -> stats``: configs in groups under ``vmap``.
+
+    ``CONFIGS_PER_BATCH`` configs at a time bound memory (the full phase diagram,
+    756 networks of width 1000 at once, would need 11 GiB).
+    """
     per_net = jax.vmap(propagate, (0, None, None, None, None, None, None))
-    f = jax.vmap(per_net, (0, None, 0, 0, None, None, None))
-    return jax.jit(f, static_argnums=(4, 5, 6))(keys, x, W, b, depth, width, act)
+
+    @jax.jit
+    def run(keys, x, W, b):
+        one = lambda a: per_net(a[0], x, a[1], a[2], depth, width, act)
+        return jax.lax.map(one, (keys, W, b), batch_size=CONFIGS_PER_BATCH)
+
+    return run
 
 
 def signal_propagation(
@@ -279,16 +300,58 @@ def trainability(
     lr: float,
     b_var: float = 0.05,
     batch_size: int = 64,
+    nets_per_batch: int = 36,
 ) -> dict[str, Any]:
-    """Train accuracy after ``steps`` of SGD+momentum for every (W_var, depth), one vmapped run."""
+    """Train accuracy after ``steps`` of SGD+momentum for every (W_var, depth), vmapped.
+
+    The grid's networks train ``nets_per_batch`` at a time under ``vmap``
+    (``lax.map`` over groups), which bounds memory: at full size (144 networks
+    of 127 stacked 256 x 256 layers) all at once would need 22 GiB.
+    """
     from wideth.data import digits
-    from wideth.train import accuracy, xent
 
     ds = digits()
     X, Y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     Wm, Lm = np.meshgrid(W_grid, depths, indexing="ij")
+    run = train_grid_program(width, int(depths.max()), steps, lr, b_var, batch_size, nets_per_batch)
+    acc, loss = run(
+        jax.random.split(key, Wm.size),
+        jnp.asarray(Wm.ravel(), jnp.float32),
+        jnp.asarray(Lm.ravel(), jnp.int32),
+        X,
+        Y,
+    )
+    xi_c = np.array([float(mf.depth_scales("tanh", float(w), b_var)[1]) for w in W_grid])
+    W_fine = np.linspace(W_grid.min(), W_grid.max(), 200)
+    xi_fine = np.array([float(mf.depth_scales("tanh", float(w), b_var)[1]) for w in W_fine])
+    return {
+        "W_grid": W_grid,
+        "depths": depths,
+        "b_var": b_var,
+        "train_accuracy": np.asarray(acc).reshape(Wm.shape),
+        "final_loss": np.asarray(loss).reshape(Wm.shape),
+        "xi_c": xi_c,
+        "W_fine": W_fine,
+        "xi_c_fine": xi_fine,
+    }
+
+
+def train_grid_program(
+    width: int,
+    max_depth: int,
+    steps: int,
+    lr: float,
+    b_var: float,
+    batch_size: int,
+    nets_per_batch: int,
+) -> Callable:
+    """The jitted program of :func:`trainability`: ``(keys, W_vars, depths, X, Y) -> (acc, loss)``.
+
+    Networks train ``nets_per_batch`` at a time under ``vmap``.
+    """
+    from wideth.train import accuracy, xent
+
     tx = optax.sgd(lr, momentum=0.9)
-    max_depth = int(depths.max())
 
     def train(k, W_var, depth, X, Y):
         k_init, k_data = jax.random.split(k)
@@ -306,23 +369,13 @@ def trainability(
         out = stacked_apply(p, X, depth)
         return accuracy(out, Y), losses[-10:].mean()
 
-    keys = jax.random.split(key, Wm.size)
-    acc, loss = jax.jit(jax.vmap(train, (0, 0, 0, None, None)))(
-        keys, jnp.asarray(Wm.ravel(), jnp.float32), jnp.asarray(Lm.ravel(), jnp.int32), X, Y
-    )
-    xi_c = np.array([float(mf.depth_scales("tanh", float(w), b_var)[1]) for w in W_grid])
-    W_fine = np.linspace(W_grid.min(), W_grid.max(), 200)
-    xi_fine = np.array([float(mf.depth_scales("tanh", float(w), b_var)[1]) for w in W_fine])
-    return {
-        "W_grid": W_grid,
-        "depths": depths,
-        "b_var": b_var,
-        "train_accuracy": np.asarray(acc).reshape(Wm.shape),
-        "final_loss": np.asarray(loss).reshape(Wm.shape),
-        "xi_c": xi_c,
-        "W_fine": W_fine,
-        "xi_c_fine": xi_fine,
-    }
+    @jax.jit
+    def train_grid(keys, W_vars, depths, X, Y):
+        return jax.lax.map(
+            lambda a: train(*a, X, Y), (keys, W_vars, depths), batch_size=nets_per_batch
+        )
+
+    return train_grid
 
 
 # ------------------------------------------------------------------ ReLU gradients
@@ -342,11 +395,22 @@ def relu_backprop_norms(
       ``(len(W_vars), depth)`` mean squared norms.
     """
     x = jax.random.normal(jax.random.fold_in(key, 7), (d,))
+    keys = jax.random.split(key, (len(W_vars), num_nets))
+    out = relu_norms_program(x, depth, width)(keys, jnp.asarray(W_vars, jnp.float32))
+    return np.asarray(out, np.float64).mean(1)
+
+
+def relu_norms_program(x: jax.Array, depth: int, width: int) -> Callable:
+    """The jitted program of :func:`relu_backprop_norms`: ``(keys (W, N), W_vars (W,))``."""
+    d = x.shape[0]
 
     def f(eps, k, W_var):
         k0, kv, k = jax.random.split(k, 3)
         h = jnp.sqrt(W_var / d) * x @ jax.random.normal(k0, (d, width)) + eps[0]
 
+        # Rematerialised: the backward pass redraws W from its key instead of
+        # storing depth x width^2 floats per network (67 GiB at full size).
+        @jax.checkpoint
         def layer(h, ke):
             kl, e = ke
             W = jax.random.normal(kl, (width, width))
@@ -361,9 +425,7 @@ def relu_backprop_norms(
         return jnp.sum(g * g, axis=1)
 
     per_w = jax.vmap(norms, (0, None))
-    keys = jax.random.split(key, (len(W_vars), num_nets))
-    out = jax.jit(jax.vmap(per_w))(keys, jnp.asarray(W_vars, jnp.float32))
-    return np.asarray(out, np.float64).mean(1)
+    return jax.jit(jax.vmap(per_w))
 
 
 def relu_gradients(
@@ -462,6 +524,36 @@ def _fig_gradients(rg: dict[str, Any]):
 # ------------------------------------------------------------------ run
 
 
+#: Sizes of the four parts per mode: signal propagation, phase diagram (grid and
+#: network), trainability (grid and training) and ReLU gradients.
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "signal": dict(depth=20, width=512, num_nets=8),
+        "phase_grid": dict(W_grid=np.linspace(0.5, 4.0, 12), b_grid=np.linspace(0.0, 1.0, 9)),
+        "phase_net": dict(depth=20, width=256),
+        "train_grid": dict(
+            W_grid=np.linspace(0.25, 4.0, 8), depths=np.array([4, 8, 16, 32]), width=64
+        ),
+        "train_run": dict(steps=200, lr=0.01),
+        "gradients": dict(depth=30, width=256, num_nets=32),
+    },
+    "full": {
+        "signal": dict(depth=40, width=2000, num_nets=16),
+        "phase_grid": dict(W_grid=np.linspace(0.5, 4.0, 36), b_grid=np.linspace(0.0, 1.0, 21)),
+        "phase_net": dict(depth=40, width=1000),
+        "train_grid": dict(
+            W_grid=np.linspace(0.25, 4.0, 16),
+            depths=np.array([4, 8, 16, 24, 32, 48, 64, 96, 128]),
+            width=256,
+        ),
+        "train_run": dict(steps=1000, lr=0.01),
+        "gradients": dict(depth=50, width=1024, num_nets=64),
+    },
+}
+#: Weight variances of the ReLU gradient part.
+RELU_W_VARS = np.array([1.6, 1.8, 2.0, 2.2, 2.4])
+
+
 def run(cfg: Config) -> Result:
     """Signal propagation, phase diagram, trainability and ReLU gradients."""
     key = jax.random.key(cfg.seed)
@@ -473,25 +565,9 @@ def run(cfg: Config) -> Result:
         ("relu", 1.5, 0.1),
         ("relu", 2.0, 0.0),
     ]
-    if cfg.quick:
-        sp_size = dict(depth=20, width=512, num_nets=8)
-        pd_size = dict(W_grid=np.linspace(0.5, 4.0, 12), b_grid=np.linspace(0.0, 1.0, 9))
-        pd_net = dict(depth=20, width=256)
-        tr_size = dict(W_grid=np.linspace(0.25, 4.0, 8), depths=np.array([4, 8, 16, 32]), width=64)
-        tr_run = dict(steps=200, lr=0.01)
-        rg_size = dict(depth=30, width=256, num_nets=32)
-    else:
-        sp_size = dict(depth=40, width=2000, num_nets=16)
-        pd_size = dict(W_grid=np.linspace(0.5, 4.0, 36), b_grid=np.linspace(0.0, 1.0, 21))
-        pd_net = dict(depth=40, width=1000)
-        tr_size = dict(
-            W_grid=np.linspace(0.25, 4.0, 16),
-            depths=np.array([4, 8, 16, 24, 32, 48, 64, 96, 128]),
-            width=256,
-        )
-        tr_run = dict(steps=1000, lr=0.01)
-        rg_size = dict(depth=50, width=1024, num_nets=64)
-
+    sp_size, pd_size, pd_net, tr_size, tr_run, rg_size = SIZES[
+        "quick" if cfg.quick else "full"
+    ].values()
     say = (lambda s: None) if cfg.quiet else print
     say("signal propagation ...")
     sp = signal_propagation(k1, configs, **sp_size)
@@ -500,7 +576,7 @@ def run(cfg: Config) -> Result:
     say("trainability ...")
     tr = trainability(k3, tr_size["W_grid"], tr_size["depths"], tr_size["width"], **tr_run)
     say("ReLU gradients ...")
-    rg = relu_gradients(k4, np.array([1.6, 1.8, 2.0, 2.2, 2.4]), **rg_size)
+    rg = relu_gradients(k4, RELU_W_VARS, **rg_size)
 
     figures = [
         save_figure(_fig_propagation(sp), cfg, "signal_propagation"),

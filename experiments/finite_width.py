@@ -52,6 +52,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -65,6 +66,10 @@ from wideth.kernels import meanfield as mf
 # ------------------------------------------------------------------ NNGP diagonal
 
 
+#: Random networks sampled together under ``vmap``; larger ensembles run in groups.
+NETS_PER_BATCH = 250
+
+
 def nngp_diag_samples(key: jax.Array, width: int, depth: int, num_nets: int, d: int = 32):
     r""":math:`\hat K_l = \|\phi(h^l)\|^2/n` for :math:`l = 1..L` of ``num_nets`` random networks.
 
@@ -75,6 +80,12 @@ def nngp_diag_samples(key: jax.Array, width: int, depth: int, num_nets: int, d: 
       ``(relu, linear)``, each ``(num_nets, depth)``.
     """
     x = jax.random.normal(jax.random.fold_in(key, 3), (d,))
+    return nngp_program(x, width, depth)(jax.random.split(key, num_nets))
+
+
+def nngp_program(x: jax.Array, width: int, depth: int) -> Callable:
+    """The jitted sampler of :func:`nngp_diag_samples`: ``keys (N,) -> (relu, linear)``."""
+    d = x.shape[0]
 
     def one(k):
         k0, k = jax.random.split(k)
@@ -90,7 +101,9 @@ def nngp_diag_samples(key: jax.Array, width: int, depth: int, num_nets: int, d: 
         (hr, hl), (kr, kl) = jax.lax.scan(layer, (hr, hl), jax.random.split(k, depth))
         return kr, kl
 
-    return jax.jit(jax.vmap(one))(jax.random.split(key, num_nets))
+    # Networks in groups of NETS_PER_BATCH under vmap: all 10,000 of width 512
+    # at once would need 39 GiB of weights in flight.
+    return jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=NETS_PER_BATCH))
 
 
 def _bootstrap_relvar(samples: np.ndarray, key: int, reps: int = 200) -> tuple[float, float]:
@@ -138,14 +151,20 @@ def ntk_diag_samples(
     init distribution (every leaf i.i.d. :math:`\mathcal N(0, 1)` in NTK
     parameterisation) and :func:`wideth.kernels.empirical.ntk` is vmapped over them.
     """
+    x = jax.random.normal(jax.random.fold_in(key, 5), (1, d))
+    x = x / jnp.linalg.norm(x) * jnp.sqrt(d)
+    run = ntk_program(x, width, depth)
+    return np.asarray(run(jax.random.split(key, num_nets)), np.float64)
+
+
+def ntk_program(x: jax.Array, width: int, depth: int) -> Callable:
+    """The jitted sampler of :func:`ntk_diag_samples`: ``keys (N,) -> Theta(x, x) (N,)``."""
     from flax import nnx
 
     from wideth.kernels import empirical
     from wideth.models import MLP, functional
 
-    apply_fn, params = functional(MLP(d, width, depth, rngs=nnx.Rngs(0)))
-    x = jax.random.normal(jax.random.fold_in(key, 5), (1, d))
-    x = x / jnp.linalg.norm(x) * jnp.sqrt(d)
+    apply_fn, params = functional(MLP(x.shape[1], width, depth, rngs=nnx.Rngs(0)))
     leaves, tree = jax.tree.flatten(params)
 
     def one(k):
@@ -154,7 +173,7 @@ def ntk_diag_samples(
         p = jax.tree.unflatten(tree, new)
         return empirical.ntk(apply_fn, p, x)[0, 0]
 
-    return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(key, num_nets)), np.float64)
+    return jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=NETS_PER_BATCH))
 
 
 def ntk_fluctuations(
@@ -334,24 +353,32 @@ def _fig_movement(mv: dict[str, Any]):
 # ------------------------------------------------------------------ run
 
 
-def run(cfg: Config) -> Result:
-    """NNGP and NTK fluctuations at init, NTK movement in NTK vs muP parameterisation."""
-    key = jax.random.key(cfg.seed)
-    k1, k2, k3 = jax.random.split(key, 3)
-    if cfg.quick:
-        nn = dict(widths=[32, 64, 128], depths=[1, 2, 4, 8], num_nets=2000)
-        nk = dict(widths=[64, 256], depths=[1, 4], num_nets=400)
-        mv = dict(widths=[64, 128, 256, 512], depth=2, steps=200, n_train=256, n_probe=32)
-    else:
-        nn = dict(widths=[32, 64, 128, 256, 512], depths=[1, 2, 4, 8, 16, 32], num_nets=10000)
-        nk = dict(widths=[64, 128, 256, 512], depths=[1, 2, 4, 8], num_nets=2000)
-        mv = dict(
+#: Sizes of the three parts (NNGP, NTK fluctuations, NTK movement) per mode.
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "nngp": dict(widths=[32, 64, 128], depths=[1, 2, 4, 8], num_nets=2000),
+        "ntk": dict(widths=[64, 256], depths=[1, 4], num_nets=400),
+        "movement": dict(widths=[64, 128, 256, 512], depth=2, steps=200, n_train=256, n_probe=32),
+    },
+    "full": {
+        "nngp": dict(widths=[32, 64, 128, 256, 512], depths=[1, 2, 4, 8, 16, 32], num_nets=10000),
+        "ntk": dict(widths=[64, 128, 256, 512], depths=[1, 2, 4, 8], num_nets=2000),
+        "movement": dict(
             widths=[64, 128, 256, 512, 1024, 2048, 4096],
             depth=2,
             steps=1000,
             n_train=1024,
             n_probe=64,
-        )
+        ),
+    },
+}
+
+
+def run(cfg: Config) -> Result:
+    """NNGP and NTK fluctuations at init, NTK movement in NTK vs muP parameterisation."""
+    key = jax.random.key(cfg.seed)
+    k1, k2, k3 = jax.random.split(key, 3)
+    nn, nk, mv = (SIZES["quick"] if cfg.quick else SIZES["full"]).values()
     lr = {"ntk": 1.0, "mup": 0.5}
     say = (lambda s: None) if cfg.quiet else print
     say("NNGP diagonal fluctuations ...")

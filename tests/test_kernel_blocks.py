@@ -108,6 +108,23 @@ _SHARDED = textwrap.dedent(
     emp = empirical.ntk(apply_fn, params, x1, x2, batch_size=4, mesh=mesh)
     assert len(emp.sharding.device_set) == 4
     np.testing.assert_allclose(np.asarray(emp), ref, rtol=1e-5, atol=1e-6)
+    # A 2 x 2 mesh shards rows over all four devices (every axis).
+    mesh2 = jax.make_mesh((2, 2), ("a", "b"))
+    k2 = analytic.kernel(kernel_fn, x1, x2, get="ntk", batch_size=4, mesh=mesh2)
+    assert len(k2.sharding.device_set) == 4, k2.sharding
+    np.testing.assert_allclose(np.asarray(k2), single, rtol=1e-6, atol=1e-7)
+    # The mesh set with jax.set_mesh is picked up without mesh=.
+    with jax.set_mesh(mesh):
+        amb = analytic.kernel(kernel_fn, x1, x2, get="ntk", batch_size=4)
+        emp_amb = empirical.ntk(apply_fn, params, x1, x2, batch_size=4)
+        # ...but not inside a trace, where the enclosing computation owns sharding.
+        traced = jax.jit(lambda a: empirical.ntk(apply_fn, params, a, x2))(x1)
+    assert len(amb.sharding.device_set) == 4, amb.sharding
+    np.testing.assert_allclose(np.asarray(amb), single, rtol=1e-6, atol=1e-7)
+    assert len(emp_amb.sharding.device_set) == 4
+    np.testing.assert_allclose(np.asarray(emp_amb), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(traced), ref, rtol=1e-5, atol=1e-6)
+    assert blocks.current_mesh() is None and blocks.current_mesh(mesh) is mesh
     print("OK")
     """
 )

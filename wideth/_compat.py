@@ -27,7 +27,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["neural_tangents", "shim_report", "SHIMMED"]
+__all__ = ["is_tracer", "neural_tangents", "shim_report", "SHIMMED"]
 
 _CORE_NAMES = ("Jaxpr", "JaxprEqn", "Literal", "Var", "Primitive", "ClosedJaxpr")
 
@@ -124,3 +124,8 @@ def neural_tangents() -> Any:
 def shim_report() -> dict[str, Any]:
     """Describe the compatibility layer: JAX version and names restored."""
     return {"jax": jax.__version__, "active": bool(SHIMMED), "restored": list(SHIMMED)}
+
+
+def is_tracer(x: Any) -> bool:
+    """Whether ``x`` is a JAX tracer (the value is being traced by jit, vmap, grad...)."""
+    return isinstance(x, jax.core.Tracer)

@@ -372,10 +372,11 @@ def kernel(
       x2: inputs of shape ``(n2, features...)`` or ``None`` for ``x1``.
       get: ``"ntk"``, ``"nngp"`` or a tuple such as ``("nngp", "ntk")``.
       batch_size: block size; ``0`` computes everything at once.
-      mesh: a one-axis :class:`jax.sharding.Mesh` (e.g.
+      mesh: a :class:`jax.sharding.Mesh` (e.g.
         :func:`wideth.kernels.blocks.row_mesh`): rows are computed in blocks of
         ``batch_size`` (default 256) sharded over its devices with
-        ``jax.shard_map``; the result stays row-sharded.
+        ``jax.shard_map``; the result stays row-sharded. Default: the mesh set
+        with :func:`jax.set_mesh`, if any.
       out: ``"device"`` or ``"host"``: stream row blocks into host memory (a
         NumPy array, or a ``.npy`` memmap at ``path``) with a progress bar
         unless ``quiet``, so kernels larger than accelerator memory fit.
@@ -433,9 +434,10 @@ def kernel(
         x2 = None if x2 is None else jnp.asarray(x2, ftype)
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
-        if mesh is not None or out != "device":
-            from wideth.kernels.blocks import blockwise
+        from wideth.kernels.blocks import blockwise, current_mesh
 
+        mesh = current_mesh(mesh, x1, x2)
+        if mesh is not None or out != "device":
             names = get if isinstance(get, tuple) else (get,)
             stacked = blockwise(
                 lambda a, b: jnp.stack(kernel_fn(a, b, names), axis=-1),

@@ -27,7 +27,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["blockwise", "row_mesh"]
+from wideth._compat import is_tracer
+
+__all__ = ["blockwise", "current_mesh", "row_mesh"]
 
 BlockFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -44,6 +46,22 @@ def row_mesh(devices: list | None = None, axis: str = "rows") -> Mesh:
     """A one-axis mesh over ``devices`` (default: every device) for row sharding."""
     devs = np.asarray(jax.devices() if devices is None else devices)
     return Mesh(devs.reshape(-1), (axis,))
+
+
+def current_mesh(mesh: Mesh | None = None, *inputs: Any) -> Mesh | None:
+    """``mesh`` if given, else the mesh set with :func:`jax.set_mesh` (``None`` if unset).
+
+    Kernel functions call this so that ``with jax.set_mesh(mesh): ...`` shards
+    them without passing ``mesh=`` to each call. Inside a trace (any of
+    ``inputs`` a tracer, e.g. a kernel computed inside a jitted training step)
+    the ambient mesh is left to the enclosing computation and ``None`` is returned.
+    """
+    if mesh is not None:
+        return mesh
+    if any(is_tracer(x) for x in inputs):
+        return None
+    ambient = jax.sharding.get_mesh()
+    return None if ambient.empty else ambient
 
 
 def _pad_rows(x: jax.Array, multiple: int) -> jax.Array:
@@ -82,8 +100,9 @@ def blockwise(
       x1: ``(n1, ...)`` row inputs.
       x2: ``(n2, ...)`` column inputs (replicated on every device).
       block_size: rows per block on one device.
-      mesh: optional one-axis :class:`~jax.sharding.Mesh` (see :func:`row_mesh`);
-        rows are sharded over its first axis.
+      mesh: optional :class:`~jax.sharding.Mesh` (see :func:`row_mesh`); rows
+        are sharded over all of its devices (every axis). Default: the mesh set
+        with :func:`jax.set_mesh`, if any (see :func:`current_mesh`).
       out: ``"device"`` returns a ``jax.Array`` (row-sharded when ``mesh`` is
         given); ``"host"`` returns a NumPy array, streamed super-block by super-block.
       path: with ``out="host"``, a ``.npy`` file to memory-map the result into
@@ -97,18 +116,23 @@ def blockwise(
         raise ValueError(f"block_size must be a positive integer, got {block_size}")
     if out not in ("device", "host"):
         raise ValueError(f"out must be 'device' or 'host', got {out!r}")
+    mesh = current_mesh(mesh, x1, x2)
+    if mesh is not None:
+        # Same devices with Auto axes (jax.make_mesh gives Explicit ones, under
+        # which slicing the padded, row-sharded result would need out_sharding=).
+        mesh = Mesh(mesh.devices, mesh.axis_names)
     x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
     n1 = x1.shape[0]
     n_dev = 1 if mesh is None else mesh.devices.size
+    rows_spec = None if mesh is None else P(tuple(mesh.axis_names))
     chunk = block_size * n_dev
     run = _blocks_fn(block_fn, block_size)
     if mesh is not None:
-        axis = mesh.axis_names[0]
         # No collectives: each device maps its own rows. check_vma=False lets block
         # functions that bind primitives directly (the structured empirical NTK)
         # mix replicated constants with row-varying values.
         run = jax.shard_map(
-            run, mesh=mesh, in_specs=(P(axis), P()), out_specs=P(axis), check_vma=False
+            run, mesh=mesh, in_specs=(rows_spec, P()), out_specs=rows_spec, check_vma=False
         )
         x2 = jax.device_put(x2, NamedSharding(mesh, P()))
     run = jax.jit(run)
@@ -116,7 +140,7 @@ def blockwise(
     if out == "device":
         padded = _pad_rows(x1, chunk)
         if mesh is not None:
-            padded = jax.device_put(padded, NamedSharding(mesh, P(mesh.axis_names[0])))
+            padded = jax.device_put(padded, NamedSharding(mesh, rows_spec))
         return run(padded, x2)[:n1]
 
     from tqdm import tqdm
@@ -133,7 +157,7 @@ def blockwise(
     def launch(s: int) -> jax.Array:
         rows = padded[s : s + chunk]
         if mesh is not None:
-            rows = jax.device_put(rows, NamedSharding(mesh, P(mesh.axis_names[0])))
+            rows = jax.device_put(rows, NamedSharding(mesh, rows_spec))
         return run(rows, x2)  # asynchronous: returns before the block is computed
 
     def blocks():

@@ -584,9 +584,10 @@ def ntk(
       batch_size: rows of ``x1``/``x2`` processed at a time (``None``: all). Need not
         divide ``n1``/``n2``.
       full: return the ``(n1, n2, k, k)`` kernel instead of its trace.
-      mesh: a one-axis :class:`jax.sharding.Mesh`: rows of ``x1`` are computed in
+      mesh: a :class:`jax.sharding.Mesh`: rows of ``x1`` are computed in
         blocks of ``batch_size`` (default 256) sharded over its devices
         (:func:`wideth.kernels.blocks.blockwise`); the result stays row-sharded.
+        Default: the mesh set with :func:`jax.set_mesh`, if any.
       out: ``"device"``, or ``"host"`` to stream row blocks into host memory (a
         ``.npy`` memmap at ``path`` if given) with a progress bar unless ``quiet``.
       path: ``.npy`` file for ``out="host"``.
@@ -620,9 +621,10 @@ def ntk(
     x2 = x1 if same else x2
     if method == "auto":
         method = _choose(apply_fn, params, x1, min(batch_size or x1.shape[0], x1.shape[0]))
-    if mesh is not None or out != "device":
-        from wideth.kernels.blocks import blockwise
+    from wideth.kernels.blocks import blockwise, current_mesh
 
+    mesh = current_mesh(mesh, x1, x2)
+    if mesh is not None or out != "device":
         block = lambda a, b: _ntk_jit(apply_fn, params, a, b, method, None, bool(full), False)
         return blockwise(
             block, x1, x2, block_size=batch_size or 256, mesh=mesh, out=out, path=path, quiet=quiet

@@ -1,0 +1,85 @@
+"""Full-mode programs fit in memory: compiled (not run) at full size on the CPU.
+
+Full mode is sized for one GPU, where nothing runs in CI. What can be checked
+here is the memory XLA plans for each large program at its full size
+(``compiled.memory_analysis()``, temporaries + outputs). Ensembles of random
+networks run in groups under ``vmap``; without the grouping (or, for the ReLU
+gradients, the rematerialised layers) these programs planned 11 to 68 GiB on
+this backend. Each must stay within ``BUDGET_GIB``, which leaves room on an
+80 GB accelerator and on a 24 GB host.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import criticality, finite_width
+
+BUDGET_GIB = 8.0
+
+
+def _planned_gib(program, *args) -> float:
+    mem = program.lower(*args).compile().memory_analysis()
+    if mem is None:  # pragma: no cover - backends without the analysis
+        pytest.skip("memory_analysis is not available on this backend")
+    return (mem.temp_size_in_bytes + mem.output_size_in_bytes) / 2**30
+
+
+def _keys(shape):
+    return jax.random.split(jax.random.key(0), shape)
+
+
+def test_criticality_full_programs_fit():
+    full = criticality.SIZES["full"]
+    f32 = lambda n: jnp.zeros((n,), jnp.float32)
+
+    grid = full["phase_grid"]
+    c = grid["W_grid"].size * grid["b_grid"].size
+    net = full["phase_net"]
+    prog = criticality.propagate_program(net["depth"], net["width"], "tanh")
+    phase = _planned_gib(prog, _keys((c, 1)), jnp.zeros((2, 50)), f32(c), f32(c))
+
+    sig = full["signal"]
+    prog = criticality.propagate_program(sig["depth"], sig["width"], "tanh")
+    signal = _planned_gib(prog, _keys((3, sig["num_nets"])), jnp.zeros((2, 100)), f32(3), f32(3))
+
+    g = full["gradients"]
+    w = len(criticality.RELU_W_VARS)
+    prog = criticality.relu_norms_program(jnp.zeros(100), g["depth"], g["width"])
+    grads = _planned_gib(prog, _keys((w, g["num_nets"])), f32(w))
+
+    tg, tr = full["train_grid"], full["train_run"]
+    n = tg["W_grid"].size * tg["depths"].size
+    prog = criticality.train_grid_program(
+        tg["width"], int(tg["depths"].max()), tr["steps"], tr["lr"], 0.05, 64, 36
+    )
+    x, y = jnp.zeros((1000, 64)), jnp.zeros((1000, 10))
+    train = _planned_gib(prog, _keys(n), f32(n), jnp.zeros((n,), jnp.int32), x, y)
+
+    planned = {"phase": phase, "signal": signal, "gradients": grads, "trainability": train}
+    assert max(planned.values()) < BUDGET_GIB, planned
+
+
+def test_finite_width_full_programs_fit():
+    full = finite_width.SIZES["full"]
+    nn, nk = full["nngp"], full["ntk"]
+    prog = finite_width.nngp_program(jnp.zeros(32), max(nn["widths"]), max(nn["depths"]))
+    nngp = _planned_gib(prog, _keys(nn["num_nets"]))
+    prog = finite_width.ntk_program(jnp.zeros((1, 32)), max(nk["widths"]), max(nk["depths"]))
+    ntk = _planned_gib(prog, _keys(nk["num_nets"]))
+    assert max(nngp, ntk) < BUDGET_GIB, {"nngp": nngp, "ntk": ntk}
+
+
+def test_grouped_ensembles_equal_one_vmap():
+    # Grouping networks (lax.map over groups of a vmap) changes memory, not values.
+    keys = _keys(7)
+    x = jax.random.normal(jax.random.key(1), (16,))
+    grouped = finite_width.nngp_program(x, 8, 3)
+    old, finite_width.NETS_PER_BATCH = finite_width.NETS_PER_BATCH, 3
+    try:
+        uneven = finite_width.nngp_program(x, 8, 3)(keys)
+    finally:
+        finite_width.NETS_PER_BATCH = old
+    for a, b in zip(grouped(keys), uneven, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)

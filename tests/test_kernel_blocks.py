@@ -73,6 +73,23 @@ def test_empirical_ntk_out_host(tmp_path):
     np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-6)
 
 
+def test_kernels_inside_jit_with_constant_inputs():
+    # Under jit with the inputs closed over as constants, no ambient mesh can be
+    # queried; the kernels must fall back to the unsharded path.
+    from wideth.kernels import analytic, empirical
+
+    x1, x2 = _data()
+    init_fn, apply_fn, kernel_fn = analytic.mlp(depth=1, width=32, out_dim=2)
+    _, params = init_fn(jax.random.PRNGKey(3), x1.shape)
+    direct = empirical.ntk(apply_fn, params, x1, x2)
+    jitted = jax.jit(lambda p: empirical.ntk(apply_fn, p, x1, x2))(params)
+    np.testing.assert_allclose(jitted, direct, rtol=1e-5, atol=1e-6)
+    k = analytic.kernel(kernel_fn, x1, x2, get="nngp")
+    scaled = jax.jit(lambda s: s * analytic.kernel(kernel_fn, x1, x2, get="nngp"))(2.0)
+    np.testing.assert_allclose(scaled, 2 * np.asarray(k), rtol=1e-5, atol=1e-6)
+    assert blocks.current_mesh() is None
+
+
 def test_bad_arguments():
     x1, x2 = _data()
     with pytest.raises(ValueError, match="block_size"):
@@ -119,11 +136,16 @@ _SHARDED = textwrap.dedent(
         emp_amb = empirical.ntk(apply_fn, params, x1, x2, batch_size=4)
         # ...but not inside a trace, where the enclosing computation owns sharding.
         traced = jax.jit(lambda a: empirical.ntk(apply_fn, params, a, x2))(x1)
+        # (also when only the parameters are traced and the inputs are constants)
+        traced_p = jax.jit(lambda p: empirical.ntk(apply_fn, p, x1, x2))(params)
+        traced_v = jax.vmap(lambda p: empirical.ntk(apply_fn, p, x1, x2))(
+            jax.tree.map(lambda a: a[None], params))[0]
     assert len(amb.sharding.device_set) == 4, amb.sharding
     np.testing.assert_allclose(np.asarray(amb), single, rtol=1e-6, atol=1e-7)
     assert len(emp_amb.sharding.device_set) == 4
     np.testing.assert_allclose(np.asarray(emp_amb), ref, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(traced), ref, rtol=1e-5, atol=1e-6)
+    for t in (traced, traced_p, traced_v):
+        np.testing.assert_allclose(np.asarray(t), ref, rtol=1e-5, atol=1e-6)
     assert blocks.current_mesh() is None and blocks.current_mesh(mesh) is mesh
     print("OK")
     """

@@ -60,7 +60,10 @@ def current_mesh(mesh: Mesh | None = None, *inputs: Any) -> Mesh | None:
         return mesh
     if any(is_tracer(x) for x in inputs):
         return None
-    ambient = jax.sharding.get_mesh()
+    try:
+        ambient = jax.sharding.get_mesh()
+    except ValueError:  # inside jax.jit (with inputs closed over as constants)
+        return None
     return None if ambient.empty else ambient
 
 

@@ -623,7 +623,7 @@ def ntk(
         method = _choose(apply_fn, params, x1, min(batch_size or x1.shape[0], x1.shape[0]))
     from wideth.kernels.blocks import blockwise, current_mesh
 
-    mesh = current_mesh(mesh, x1, x2)
+    mesh = current_mesh(mesh, x1, x2, *jax.tree.leaves(params))
     if mesh is not None or out != "device":
         block = lambda a, b: _ntk_jit(apply_fn, params, a, b, method, None, bool(full), False)
         return blockwise(

@@ -30,6 +30,7 @@ def _keys(shape):
     return jax.random.split(jax.random.key(0), shape)
 
 
+@pytest.mark.slow
 def test_criticality_full_programs_fit():
     full = criticality.SIZES["full"]
     f32 = lambda n: jnp.zeros((n,), jnp.float32)
@@ -61,6 +62,7 @@ def test_criticality_full_programs_fit():
     assert max(planned.values()) < BUDGET_GIB, planned
 
 
+@pytest.mark.slow
 def test_finite_width_full_programs_fit():
     full = finite_width.SIZES["full"]
     nn, nk = full["nngp"], full["ntk"]

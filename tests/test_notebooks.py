@@ -1,12 +1,15 @@
 """Execute every jupytext notebook in ``notebooks/`` at quick size, so they never rot.
 
 Notebooks read ``WIDETH_QUICK=1`` from the environment and shrink their sizes.
+They take 15-65 s each, so they run with the slow tests (``make test-slow``).
 """
 
 import os
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.py"))
 

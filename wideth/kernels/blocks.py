@@ -5,9 +5,9 @@ each block of rows needs only its own inputs and all of :math:`x^{(2)}`. This
 module computes it in row blocks of ``block_size``
 
 * on one device with ``lax.map`` (peak memory of one block's intermediates);
-* over a :class:`jax.sharding.Mesh` with ``jax.shard_map``: rows are split over
-  the mesh axis, :math:`x^{(2)}` is replicated, the output stays sharded by
-  rows (no communication at all);
+* over a :class:`jax.sharding.Mesh` (given, or set with ``jax.set_mesh``) with
+  ``jax.shard_map``: rows are split over all of its devices, :math:`x^{(2)}` is
+  replicated, the output stays sharded by rows (no communication at all);
 * into host memory (``out="host"``): super-blocks of ``block_size x devices``
   rows are computed on the device(s) and written into a NumPy array or a
   ``numpy.memmap`` file with a progress bar, so a 50k x 50k float32 kernel

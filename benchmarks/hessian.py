@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
                 loss, p, num_probes=num_probes, num_steps=m_slq, key=k, probe_batch_size=pb
             )
         )
-        o_nodes, o_weights = ours(params, key)  # compiles
+        o_nodes, o_weights = jax.block_until_ready(ours(params, key))  # compiles and runs
         t_o = timeit(lambda ours=ours: ours(params, key), repeats=1, warmup=0)
         mem = ours.lower(params, key).compile().memory_analysis()
         mem_mb = (
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         mapper = jax.lax.map if pb == 1 else (lambda f, xs: jax.vmap(f)(xs))
         mf = jax.jit(lambda probes, mapper=mapper: mapper(matfree_one, probes))
-        mf_nodes, mf_weights = mf(probes)  # compiles
+        mf_nodes, mf_weights = jax.block_until_ready(mf(probes))  # compiles and runs
         t_mf = timeit(lambda mf=mf: mf(probes), repeats=1, warmup=0)
         slq_time[pb], slq_out[pb] = t_o, (o_nodes, o_weights, mf_nodes, mf_weights, mem_mb)
         slq_rows.append((strategy, t_o, t_mf, mem_mb))

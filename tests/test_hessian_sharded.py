@@ -6,11 +6,7 @@ suite keeps one CPU device.
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 SCRIPT = textwrap.dedent(
     """
@@ -62,19 +58,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_data_parallel_hvp_matches_single_device(tmp_path):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    ).strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    root = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
-    script = tmp_path / "sharded.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
-    )
+def test_data_parallel_hvp_matches_single_device(run_on_devices):
+    proc = run_on_devices(SCRIPT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == 4

@@ -1,8 +1,5 @@
 """Block-wise kernels: equal to the direct computation, on 1 and 4 (simulated) devices."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -152,11 +149,6 @@ _SHARDED = textwrap.dedent(
 )
 
 
-def test_sharded_over_four_simulated_devices_equals_one_device():
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", _SHARDED], capture_output=True, text=True, env=env, timeout=300
-    )
+def test_sharded_over_four_simulated_devices_equals_one_device(run_on_devices):
+    proc = run_on_devices(_SHARDED)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

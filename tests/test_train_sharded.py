@@ -1,8 +1,5 @@
 """Data-parallel training over 4 simulated CPU devices equals one device."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 _SCRIPT = textwrap.dedent(
@@ -39,11 +36,6 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def test_data_parallel_fit_equals_single_device():
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
+def test_data_parallel_fit_equals_single_device(run_on_devices):
+    proc = run_on_devices(_SCRIPT)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

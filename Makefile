@@ -28,6 +28,7 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wideth tests experiments benchmarks
+	$(VENV)/bin/lint-imports
 
 # Every experiment in quick mode on CPU, then results/REPORT.md.
 reproduce: $(STAMP)

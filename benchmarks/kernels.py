@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks._common import block, table, timeit, write_section
-from wideth._compat import neural_tangents
+from wideth.compat import neural_tangents
 from wideth.kernels import empirical
 
 

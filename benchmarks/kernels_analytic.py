@@ -38,7 +38,7 @@ def _host_child(n: int, batch_size: int, mode: str) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from wideth._compat import neural_tangents
+    from wideth.compat import neural_tangents
     from wideth.kernels import analytic
 
     nt = neural_tangents()

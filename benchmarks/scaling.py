@@ -20,8 +20,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from benchmarks._common import table, write_section
-from wideth.scaling import chinchilla_grid, datasets, fit_chinchilla
-from wideth.scaling._common import bootstrap_weights
+from wideth.scaling import bootstrap_weights, chinchilla_grid, datasets, fit_chinchilla
 
 DELTA = 1e-3
 N_BOOT = 1000

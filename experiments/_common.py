@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import os
-import platform
 import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wideth._json import jsonable
+from wideth import environment, io
+from wideth.io import jsonable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +39,27 @@ class Config:
     seed: int
     out: Path
     quiet: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """An experiment's sizes in both modes: ``SIZES(cfg)`` is the namespace for ``cfg``.
+
+    Both dicts must have the same keys, so a full-mode name cannot be missing
+    (a test builds every experiment's full-mode programs).
+    """
+
+    quick: dict[str, Any]
+    full: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if set(self.quick) != set(self.full):
+            diff = sorted(set(self.quick) ^ set(self.full))
+            raise ValueError(f"Sizes: quick and full need the same keys, differ in {diff}")
+
+    def __call__(self, cfg: Config | bool) -> types.SimpleNamespace:
+        quick = cfg if isinstance(cfg, bool) else cfg.quick
+        return types.SimpleNamespace(**(self.quick if quick else self.full))
 
 
 @dataclasses.dataclass
@@ -88,45 +108,13 @@ def check(
 
 
 def save_figure(fig: Any, cfg: Config, name: str) -> str:
-    """Save a matplotlib figure as ``cfg.out/name.png`` and close it."""
-    import matplotlib.pyplot as plt
-
-    path = cfg.out / f"{name}.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path.name
-
-
-def versions() -> dict[str, str]:
-    """Versions of the libraries an experiment depends on."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("wideth", "jax", "jaxlib", "flax", "optax", "neural-tangents", "numpy", "scipy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def hardware() -> dict[str, Any]:
-    """The machine and JAX devices the experiment ran on."""
-    import jax
-
-    devices = jax.devices()
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in devices],
-        "device_kind": devices[0].device_kind if devices else "none",
-    }
+    """Save a matplotlib figure as ``cfg.out/name.png`` (atomically) and close it."""
+    io.save_figure(fig, cfg.out / f"{name}.png", name="--out", dpi=120, bbox_inches="tight")
+    return f"{name}.png"
 
 
 def write_metrics(cfg: Config, result: Result, runtime_s: float, description: str) -> Path:
-    """Write ``cfg.out/metrics.json`` and return its path."""
+    """Write ``cfg.out/metrics.json`` (atomically) and return its path."""
     payload = {
         "experiment": cfg.name,
         "description": description.strip(),
@@ -134,17 +122,15 @@ def write_metrics(cfg: Config, result: Result, runtime_s: float, description: st
         "mode": "quick" if cfg.quick else "full",
         "seed": cfg.seed,
         "config": result.config,
-        "versions": versions(),
-        "hardware": hardware(),
+        "versions": environment.versions(),
+        "hardware": environment.hardware(),
         "runtime_s": round(runtime_s, 2),
         "metrics": result.metrics,
         "checks": result.checks,
         "figures": result.figures,
         "all_pass": all(c["pass"] for c in result.checks),
     }
-    path = cfg.out / "metrics.json"
-    path.write_text(json.dumps(jsonable(payload), indent=2))
-    return path
+    return io.write_json(cfg.out / "metrics.json", payload, name="--out")
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> Config:
@@ -172,7 +158,12 @@ def cli(
     spec = getattr(module, "__spec__", None)  # under ``python -m`` __name__ is "__main__"
     name = (spec.name if spec is not None else module.__name__).rsplit(".", 1)[-1]
     cfg = parse_args(name, description or "", argv)
-    return execute(run, cfg, description or "")
+    try:
+        return execute(run, cfg, description or "")
+    except (Exception, KeyboardInterrupt) as err:  # one line, never a traceback
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"python -m experiments.{name}: error: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def execute(run: Callable[[Config], Result], cfg: Config, description: str = "") -> Result:
@@ -180,7 +171,7 @@ def execute(run: Callable[[Config], Result], cfg: Config, description: str = "")
     import matplotlib
 
     matplotlib.use("Agg")
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    io.ensure_dir(cfg.out, "--out")
     t0 = time.perf_counter()
     result = run(cfg)
     runtime = time.perf_counter() - t0

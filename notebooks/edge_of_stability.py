@@ -37,35 +37,54 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments import edge_of_stability as eos
+from wideth import hessian, train
 
 QUICK = bool(os.environ.get("WIDETH_QUICK"))
 n = 100 if QUICK else 500
 steps = 600 if QUICK else 2000
 
 # %%
-loss_fn, params, name = eos.setup(seed=0, n=n, width=32 if QUICK else 64)
+apply_fn, params, batch = eos.setup(seed=0, n=n, width=32 if QUICK else 64)
 key = jax.random.key(0)
-lam0 = float(eos.sharpness(loss_fn, params, key, 30))
+loss = lambda p, b: train.mse(apply_fn(p, b[0]), b[1])
+lam0 = float(hessian.sharpness(hessian.hessian(loss, params, batch), num_steps=30, key=key))
 print(f"sharpness at initialisation: {lam0:.3f}")
 multiples = [2.0, 3.0] if QUICK else [2.0, 3.0, 4.0]
 etas = [2 / (a * lam0) for a in multiples]
-runs = [
-    eos.gd_with_sharpness(loss_fn, params, eta, steps, 20, jax.random.fold_in(key, i))
-    for i, eta in enumerate(etas)
-]
+# All step sizes in one vmapped, jitted training loop with the sharpness probed inside it.
+res = eos.gd_runs(apply_fn, params, batch, etas, steps, 20, key)
+eta_flow = 2 / (20 * lam0)
+flow_steps = int(steps * max(etas) / eta_flow) // 20 * 20
+flow = eos.gd_runs(apply_fn, params, batch, [eta_flow], flow_steps, flow_steps // (steps // 20), key)
 
 # %%
-for r, eta in zip(runs, etas):
-    s = eos.eos_summary(r, eta)
+sharp, losses = np.asarray(res.probes["sharpness"]), np.asarray(res.metrics["loss"])
+for i, eta in enumerate(etas):
+    s = eos.summary(sharp[i], losses[i], eta)
     print(
         f"eta={eta:.3f}: 2/eta={s['edge']:.2f}, sharpness {s['lambda_0']:.2f} -> "
         f"max {s['lambda_max_reached']:.2f}; last 30% mean = {s['tail_mean_over_edge']:.3f} x 2/eta"
     )
-fig = eos.plot_eos(runs, etas, name, n)
+fig = eos.plot_eos(
+    {
+        "n": n,
+        "etas": etas,
+        "probe_steps": np.asarray(res.probe_steps[0]),
+        "sharpness": sharp,
+        "loss": losses,
+        "flow": {
+            "eta": eta_flow,
+            "probe_steps": np.asarray(flow.probe_steps[0]),
+            "sharpness": np.asarray(flow.probes["sharpness"][0]),
+            "loss": np.asarray(flow.metrics["loss"][0]),
+        },
+    }
+)
 plt.show()
 
 # %% [markdown]
 # Each sharpness curve rises from $\lambda_0$ until it meets its own dashed line $2/\eta$ and
-# then stays on it; the larger the step, the earlier sharpening stops. The loss (right) falls
+# then stays on it, while gradient flow (black, a small step run for the same time $\eta t$)
+# keeps sharpening past every one of them; the larger the step, the earlier sharpening stops. The loss (right) falls
 # throughout, with small spikes once GD is at the edge — the regime classical step-size
 # rules exclude, yet where training actually happens.

@@ -71,7 +71,9 @@ def test_kernel_matches_library(tmp_path, capsys):
 
 
 def test_spectrum_matches_dense_hessian(tmp_path, capsys):
-    from wideth.__main__ import _mlp_loss
+    from flax import nnx
+
+    from wideth import data, functional, models, train
 
     argv = [
         "spectrum",
@@ -88,8 +90,21 @@ def test_spectrum_matches_dense_hessian(tmp_path, capsys):
     ]
     assert main(argv) == 0
     top = json.loads(capsys.readouterr().out)["top_eigenvalues"]
-    args = build_parser().parse_args(argv)
-    loss_fn, params, *_ = _mlp_loss(args)
+    ds = data.digits(seed=0)  # the command's defaults: digits, seed 0, relu, W_std sqrt 2
+    x, y = ds.x_train[:32], ds.y_train[:32]
+    net = models.MLP(
+        x.shape[1],
+        8,
+        1,
+        y.shape[1],
+        activation="relu",
+        W_std=2**0.5,
+        b_std=0.0,
+        parameterization="ntk",
+        rngs=nnx.Rngs(0),
+    )
+    apply_fn, params = functional.as_apply(net)
+    loss_fn = lambda p: train.mse(apply_fn(p, x), y)
     flat, unravel = ravel_pytree(params)
     h = jax.hessian(lambda v: loss_fn(unravel(v)))(flat)
     dense = np.sort(np.linalg.eigvalsh(np.asarray(h, np.float64)))[::-1][:3]

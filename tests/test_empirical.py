@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from wideth._compat import neural_tangents
+from wideth.compat import neural_tangents
 from wideth.kernels import empirical
 
 METHODS = ("jvp", "jacobian", "structured", "auto")

@@ -1,57 +1,73 @@
-"""Edge-of-stability experiment: the GD/sharpness loop and the edge on a tiny problem."""
+"""Edge-of-stability experiment: the GD/sharpness sweep and its checks on small problems."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-hessian = pytest.importorskip("wideth.hessian")
-if not hasattr(hessian, "top_eigenpairs"):
-    pytest.skip("wideth.hessian.top_eigenpairs not available", allow_module_level=True)
-
-from experiments import edge_of_stability as eos  # noqa: E402
+from experiments import edge_of_stability as eos
 
 
-def test_gd_with_sharpness_on_a_quadratic():
-    # L = 1/2 sum_i h_i w_i^2: sharpness = max h, GD contracts each coordinate by (1 - eta h_i)
+def _quadratic(h):
+    # mse of the linear model x @ p with X^T X / n = diag(h): the Hessian is diag(h)
+    n = len(h)
+    x = jnp.sqrt(n) * jnp.diag(jnp.sqrt(h))
+    return (lambda p, xb: xb @ p), (x, jnp.zeros((n, 1)))
+
+
+def test_gd_runs_on_a_quadratic_match_the_closed_form():
     h = jnp.array([0.5, 2.0, 4.0, 1.0])
-    w0 = {"a": jnp.ones(2), "b": jnp.ones(2)}
-
-    def loss_fn(p):
-        w = jnp.concatenate([p["a"], p["b"]])
-        return 0.5 * jnp.sum(h * w**2)
-
-    eta, steps = 0.3, 20
-    r = eos.gd_with_sharpness(
-        loss_fn, w0, eta, steps, every=10, key=jax.random.key(0), num_lanczos=4
+    apply_fn, batch = _quadratic(h)
+    etas, steps = [0.1, 0.3], 20
+    res = eos.gd_runs(
+        apply_fn, jnp.ones((4, 1)), batch, etas, steps, 10, jax.random.key(0), num_lanczos=4
     )
-    np.testing.assert_allclose(r["sharpness"], 4.0, rtol=1e-4)
-    np.testing.assert_array_equal(r["sharpness_step"], [0, 10, 20])
+    np.testing.assert_allclose(res.probes["sharpness"], 4.0, rtol=1e-4)
+    np.testing.assert_array_equal(res.probe_steps[0], [0, 10, 20])
     t = np.arange(steps)[:, None]
-    want = 0.5 * np.sum(np.asarray(h) * (1 - eta * np.asarray(h)) ** (2 * t), axis=1)
-    np.testing.assert_allclose(r["loss"], want, rtol=1e-4)
+    for i, eta in enumerate(etas):
+        want = 0.5 * np.sum(np.asarray(h) * (1 - eta * np.asarray(h)) ** (2 * t), axis=1)
+        np.testing.assert_allclose(res.metrics["loss"][i], want, rtol=1e-4)
 
 
-def test_divergence_stops_the_loop():
-    loss_fn = lambda p: 0.5 * 10.0 * jnp.sum(p**2)
-    r = eos.gd_with_sharpness(
-        loss_fn, jnp.ones(3), 1.0, 400, every=50, key=jax.random.key(0), num_lanczos=3
+def test_divergent_step_stops_and_marks_later_probes_nan():
+    h = jnp.array([10.0, 1.0, 1.0])
+    apply_fn, batch = _quadratic(h)
+    res = eos.gd_runs(
+        apply_fn, jnp.ones((3, 1)), batch, [0.05, 1.0], 400, 50, jax.random.key(0), num_lanczos=3
     )
-    assert not np.all(np.isfinite(r["loss"]))
-    assert len(r["loss"]) < 400
+    assert not bool(res.stopped[0]) and bool(res.stopped[1])
+    assert 0 < int(res.bad_step[1]) < 400
+    assert np.isnan(np.asarray(res.probes["sharpness"][1, -1]))
+    assert np.all(np.isfinite(np.asarray(res.probes["sharpness"][0])))
 
 
-def test_tiny_mlp_reaches_and_hovers_at_edge():
-    loss_fn, params, _ = eos.setup(seed=0, n=100, width=32, depth=3)
+def test_tiny_mlp_reaches_and_hovers_at_edge_and_checks_can_fail():
+    apply_fn, params, batch = eos.setup(seed=0, n=100, width=32)
+    from wideth import hessian, train
+
+    loss = lambda p, b: train.mse(apply_fn(p, b[0]), b[1])
     key = jax.random.key(0)
-    lam0 = float(eos.sharpness(loss_fn, params, key, 30))
+    lam0 = float(hessian.sharpness(hessian.hessian(loss, params, batch), num_steps=30, key=key))
     eta = 2 / (2 * lam0)
-    r = eos.gd_with_sharpness(loss_fn, params, eta, 600, every=20, key=key, num_lanczos=15)
-    s = eos.eos_summary(r, eta)
-    assert s["lambda_0"] < 0.8 * s["edge"]  # starts well below 2/eta
-    assert s["lambda_max_reached"] >= 0.9 * s["edge"]  # progressive sharpening
-    assert s["tail_mean_over_edge"] == pytest.approx(1.0, abs=0.1)  # hovers at 2/eta
-    assert s["loss_last"] < 0.5 * s["loss_first"]
+    res = eos.gd_runs(apply_fn, params, batch, [eta], 600, 20, key, num_lanczos=15)
+    sharp, losses = res.probes["sharpness"][0], res.metrics["loss"][0]
+    s = eos.summary(sharp, losses, eta)
+    checks = eos.eos_checks(s, 2.0)
+    assert all(c["pass"] for c in checks), checks
+    assert s["tail_se_over_edge"] < 0.05
+    # The same run claimed for a step twice as large (edge 1/eta) fails the hover check,
+    # and claiming a 4x sharpening when it grew ~2x fails the sharpening check.
+    wrong = eos.eos_checks(eos.summary(sharp, losses, 2 * eta), 4.0)
+    assert not wrong[0]["pass"] and not wrong[1]["pass"]
+
+
+def test_plan_builds_the_full_configuration():
+    from experiments._common import Config
+
+    p = eos.plan(Config("edge_of_stability", quick=False, seed=0, out=None, quiet=True))
+    assert p["sz"].n == 1000 and len(p["etas"]) == 4
+    assert p["flow_steps"] % p["sz"].every == 0 and p["eta_flow"] < min(p["etas"])
 
 
 @pytest.mark.slow

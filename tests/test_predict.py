@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wideth._compat import neural_tangents
+from wideth.compat import neural_tangents
 from wideth.kernels import predict
 
 

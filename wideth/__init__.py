@@ -8,7 +8,10 @@ Subpackages (imported on first access, so ``import wideth`` stays cheap):
 * :mod:`wideth.hessian` -- Hessian/GGN products, Lanczos, spectra, traces;
 * :mod:`wideth.scaling` -- power-law and Chinchilla scaling-law fits;
 * :mod:`wideth.diagnostics` -- profile and conservation certificates;
-* :mod:`wideth.models`, :mod:`wideth.train`, :mod:`wideth.data`.
+* :mod:`wideth.models`, :mod:`wideth.train`, :mod:`wideth.data`;
+* :mod:`wideth.functional` (the NNX boundary), :mod:`wideth.activations`,
+  :mod:`wideth.io` (JSON, atomic writes), :mod:`wideth.environment`
+  (versions, hardware), :mod:`wideth.compat` (neural-tangents on current JAX).
 """
 
 from __future__ import annotations
@@ -18,7 +21,21 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("kernels", "optim", "hessian", "scaling", "diagnostics", "models", "train", "data")
+_SUBMODULES = (
+    "kernels",
+    "optim",
+    "hessian",
+    "scaling",
+    "diagnostics",
+    "models",
+    "train",
+    "data",
+    "functional",
+    "activations",
+    "io",
+    "environment",
+    "compat",
+)
 
 __all__ = [*_SUBMODULES, "__version__"]
 

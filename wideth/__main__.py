@@ -53,7 +53,7 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
         if getattr(args, name) <= 0:
             raise ValueError(
-                f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+                f"--{name.replace('_', '-')}: expected a positive value, got {getattr(args, name)}"
             )
 
 
@@ -64,36 +64,30 @@ def _load(args: argparse.Namespace):
     from wideth import data
 
     if args.data == "synthetic":
-        x, y = data.synthetic_regression(jax.random.PRNGKey(args.seed), args.n, 16)
+        x, y = data.synthetic_regression(jax.random.key(args.seed), args.n, 16)
         return x, y
     ds = data.digits(seed=args.seed) if args.data == "digits" else data.mnist5k(seed=args.seed)
     if args.n > ds.x_train.shape[0]:
-        raise ValueError(f"--n must be at most {ds.x_train.shape[0]} for {args.data}, got {args.n}")
+        raise ValueError(
+            f"--n: expected at most {ds.x_train.shape[0]} for {args.data}, got {args.n}"
+        )
     return ds.x_train[: args.n], ds.y_train[: args.n]
 
 
 def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     """Versions, devices, x64 and compat-layer status."""
-    from importlib import metadata
-
     import jax
 
-    from wideth import _compat
+    from wideth import compat, environment
 
-    versions = {}
-    for pkg in ("wideth", "jax", "jaxlib", "flax", "optax", "neural-tangents"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = "not installed"
     try:
-        _compat.neural_tangents()
+        compat.neural_tangents()
         nt_ok = True
     except ImportError:
         nt_ok = False
-    report = _compat.shim_report()
+    report = compat.shim_report()
     return {
-        "versions": versions,
+        "versions": environment.versions(),
         "devices": [str(d) for d in jax.devices()],
         "backend": jax.default_backend(),
         "x64": bool(jax.config.jax_enable_x64),
@@ -103,12 +97,23 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _out_path(args: argparse.Namespace, suffix: str | None = None) -> Path | None:
+    """Validate ``--out`` before any compute (parent exists and is writable)."""
+    if args.out is None:
+        return None
+    from wideth import _checks
+
+    return _checks.output_path("--out", args.out, suffix=suffix)
+
+
 def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
     """Analytic or empirical kernel of a dataset, saved as .npy."""
     _positive(args, "depth", "width", "n")
+    out = _out_path(args, ".npy")
     import jax
     import numpy as np
 
+    from wideth import io
     from wideth.kernels import analytic, empirical
 
     x, _ = _load(args)
@@ -126,7 +131,7 @@ def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
         from wideth import models
 
         if args.get != "ntk":
-            raise ValueError("--get nngp is only available with --kind analytic")
+            raise ValueError("--get: nngp is only available with --kind analytic")
         net = models.MLP(
             x.shape[1],
             args.width,
@@ -140,7 +145,9 @@ def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
         )
         k = empirical.ntk(net, None, x, batch_size=args.batch_size or None)
     k = np.asarray(jax.device_get(k))
-    np.save(args.out, k)
+    with io.atomic_path(out, "--out") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, k)
     evals = np.linalg.eigvalsh(k.astype(np.float64))
     return {
         "out": str(args.out),
@@ -155,10 +162,9 @@ def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
 
 def _mlp_loss(args: argparse.Namespace):
     """(loss_fn, params) of a freshly initialised MLP on the chosen data."""
-    import jax.numpy as jnp
     from flax import nnx
 
-    from wideth import models
+    from wideth import functional, models, train
 
     x, y = _load(args)
     y = y if y.ndim == 2 else y[:, None]
@@ -173,21 +179,22 @@ def _mlp_loss(args: argparse.Namespace):
         parameterization=args.parameterization,
         rngs=nnx.Rngs(args.seed),
     )
-    apply_fn, params = models.functional(net)
-    loss_fn = lambda p: 0.5 * jnp.mean(jnp.sum((apply_fn(p, x) - y) ** 2, axis=-1))
+    apply_fn, params = functional.as_apply(net)
+    loss_fn = lambda p: train.mse(apply_fn(p, x), y)
     return loss_fn, params, apply_fn, x, y
 
 
 def cmd_spectrum(args: argparse.Namespace) -> dict[str, Any]:
     """Top Hessian eigenvalues (Lanczos) and an SLQ density of a fresh MLP."""
-    _positive(args, "depth", "width", "n", "k", "num_steps")
+    _positive(args, "depth", "width", "n", "k", "num_steps", "num_probes")
+    out_path = _out_path(args)
     import jax
     import numpy as np
 
-    from wideth import hessian
+    from wideth import hessian, io
 
     loss_fn, params, *_ = _mlp_loss(args)
-    key = jax.random.PRNGKey(args.seed)
+    key = jax.random.key(args.seed)
     evals, _ = hessian.top_eigenpairs(loss_fn, params, k=args.k, num_steps=args.num_steps, key=key)
     out: dict[str, Any] = {"top_eigenvalues": np.asarray(evals).tolist()}
     if args.density:
@@ -197,8 +204,8 @@ def cmd_spectrum(args: argparse.Namespace) -> dict[str, Any]:
         out["negative_mass"] = float(hessian.negative_mass(nodes, weights))
         out["slq_nodes"] = np.asarray(nodes).tolist()
         out["slq_weights"] = np.asarray(weights).tolist()
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2))
+    if out_path is not None:
+        io.write_json(out_path, out, "--out")
         out = {k: v for k, v in out.items() if not k.startswith("slq_")} | {"out": str(args.out)}
     return out
 
@@ -206,16 +213,17 @@ def cmd_spectrum(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
     """Profile certificate (library / tame / wild) of an MLP on data."""
     _positive(args, "depth", "width", "n")
+    out_path = _out_path(args)
     import jax
 
-    from wideth import diagnostics
+    from wideth import diagnostics, io
 
     _, params, apply_fn, x, y = _mlp_loss(args)
     cert = diagnostics.profile(
-        apply_fn, params, x, y, loss="mse", key=jax.random.PRNGKey(args.seed)
+        apply_fn, params, x, y, loss="mse", key=jax.random.key(args.seed)
     )
-    if args.out:
-        Path(args.out).write_text(cert.to_json())
+    if out_path is not None:
+        io.write_text(out_path, cert.to_json(), "--out")
     print(cert.to_markdown())
     return {"regime": cert.regime}
 
@@ -280,8 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.fn(args)
-    except ValueError as e:
-        print(f"wideth {args.command}: error: {e}", file=sys.stderr)
+    except (Exception, KeyboardInterrupt) as e:  # every failure: one line, exit status 2
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"wideth {args.command}: error: {msg}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0

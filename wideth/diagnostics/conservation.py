@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wideth._json import jsonable
+from wideth.io import jsonable
 
 __all__ = [
     "Bound",

@@ -52,9 +52,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wideth._json import jsonable
+from wideth.io import jsonable
 
-__all__ = ["ProfileCertificate", "profile", "gradient_ratios", "loss_curve_shape", "main"]
+__all__ = ["ProfileCertificate", "profile", "gradient_ratios", "loss_curve_shape"]
 
 REGIMES = ("library", "tame", "wild")
 _RANK = {r: i for i, r in enumerate(REGIMES)}
@@ -454,14 +454,3 @@ def _diagnose(criteria: dict[str, dict[str, str]], m: dict[str, Any]) -> dict[st
         "location": f"relative NTK change {m['ntk_drift']:.3g}",
         "remedy": "widen the network or use NTK parameterisation for kernel-regime guarantees",
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wideth.diagnostics.profile``: same as ``wideth profile``."""
-    from wideth.__main__ import main as wideth_main
-
-    return wideth_main(["profile", *(argv if argv is not None else __import__("sys").argv[1:])])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

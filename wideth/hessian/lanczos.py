@@ -20,6 +20,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
+from wideth import _checks
+
 __all__ = ["lanczos", "lanczos_flat", "tridiagonal", "tridiagonal_eigh"]
 
 PyTree = Any
@@ -120,8 +122,9 @@ def lanczos(
     ``matvec`` plus :math:`4 m n` flops of reorthogonalisation.
 
     Args:
-      matvec: ``matvec(v, *params) -> A v`` for a symmetric :math:`A`; ``v`` has
-        the pytree structure of ``v0``.
+      matvec: ``matvec(v, *params) -> A v`` for a symmetric :math:`A` (``v`` has
+        the pytree structure of ``v0``), or an :class:`~wideth.hessian.Operator`
+        (then ``v0`` is a flat vector of its size and the basis is flat).
       v0: start vector (any pytree; raveled inside). A zero ``v0`` is replaced
         by a random vector.
       num_steps: number of Lanczos steps :math:`m \le n` (= matvecs).
@@ -137,7 +140,8 @@ def lanczos(
       vectors, a pytree like ``v0`` with a leading axis of size ``m``.
 
     Raises:
-      ValueError: ``num_steps`` < 1 or larger than the dimension of ``v0``.
+      ValueError: ``num_steps`` < 1 or larger than the dimension of ``v0``;
+        NaN/inf in ``v0``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -150,12 +154,36 @@ def lanczos(
       <https://doi.org/10.6028/jres.045.026>`_, 1950;
       Parlett, The Symmetric Eigenvalue Problem, 1998 (reorthogonalisation).
     """
-    n = sum(int(jnp.size(x)) for x in jax.tree.leaves(v0))
-    if not 1 <= int(num_steps) <= n:
-        raise ValueError(
-            f"num_steps must be between 1 and the dimension {n} of v0, got {num_steps}"
-        )
-    return _lanczos_jit(matvec, v0, int(num_steps), params, key, tol)
+    from .operators import Operator
+
+    leaves = jax.tree.leaves(v0)
+    if not leaves:
+        raise ValueError("v0: expected a vector (array or pytree of arrays), got no leaves")
+    for i, leaf in enumerate(leaves):
+        _checks.array("v0" if len(leaves) == 1 else f"v0 (leaf {i})", leaf, kind="number")
+    n = sum(int(jnp.size(x)) for x in leaves)
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    if num_steps > n:
+        raise ValueError(f"num_steps: expected at most the dimension {n} of v0, got {num_steps}")
+    if tol is not None:
+        tol = _checks.in_range("tol", tol, 0.0, 1.0, low_open=True)
+    key = _checks.prng_key("key", key, allow_none=True)
+    if isinstance(matvec, Operator):
+        if params:
+            raise TypeError("params: not used with an Operator (it holds its arrays)")
+        if tuple(jnp.shape(v0)) != (matvec.size,):
+            raise ValueError(
+                f"v0: expected a flat vector of the operator's size ({matvec.size},), got "
+                f"{_checks.shape_str(v0)}"
+            )
+        return _lanczos_op(matvec, jnp.asarray(v0, matvec.dtype), num_steps, key, tol)
+    _checks.callable_("matvec", matvec, "a callable matvec(v, *params) or an Operator")
+    return _lanczos_jit(matvec, v0, num_steps, params, key, tol)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 4))
+def _lanczos_op(op, v0, num_steps, key, tol):
+    return lanczos_flat(op.linearized(), v0, num_steps, key, tol)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 5))

@@ -1,7 +1,9 @@
 r"""Curvature-vector products: Hessian (HVP) and generalised Gauss-Newton (GGN).
 
-Every product here is a pure, jittable function of pytrees; no Hessian,
-Jacobian or GGN matrix is ever formed.
+Every product here is a pure, jittable function of pytrees (not jitted
+inside: call it from your jitted code, or build an operator with
+:func:`wideth.hessian.hessian` / :func:`wideth.hessian.ggn` and hand it to a
+spectrum routine); no Hessian, Jacobian or GGN matrix is ever formed.
 
 Three ways to supply the loss:
 
@@ -20,7 +22,6 @@ curvature of the mean loss over all of ``data``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,28 +30,43 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
+from wideth import _checks
+
 __all__ = ["hvp", "ggn_vp", "batched_hvp", "batched_ggn_vp", "check_scalar"]
 
 PyTree = Any
 
 
 def check_scalar(fn: Callable[..., Any], *args: Any, name: str = "loss_fn") -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``fn(*args)`` is a real scalar."""
-    out = jax.eval_shape(fn, *args)
-    if not hasattr(out, "shape") or out.shape != ():
-        shape = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"{name} must return a scalar, got output of shape {shape}")
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise ValueError(f"{name} must return a real floating scalar, got dtype {out.dtype}")
+    """Raise naming ``name`` unless ``fn(*args)`` is a real scalar (checked abstractly)."""
+    what = f"{name}({', '.join(['params', 'batch'][: len(args)])})"
+    _checks.scalar_output(name, fn, *args, what=what)
+
+
+def _check_call(
+    name: str,
+    fn: Any,
+    params: PyTree,
+    v: PyTree,
+    data: PyTree,
+    batch_size: int | None,
+    mesh: Mesh | None,
+) -> None:
+    _checks.callable_(name, fn, f"a callable {name}(params[, batch])")
+    _checks.tree_like("v", v, params)
+    if data is None and (batch_size is not None or mesh is not None):
+        raise ValueError("data: batch_size and mesh need data, got data=None")
+    if batch_size is not None:
+        _checks.positive_int("batch_size", batch_size)
 
 
 def _leading_size(data: PyTree) -> int:
     leaves = jax.tree.leaves(data)
     if not leaves:
-        raise ValueError("data must be a non-empty pytree of arrays with a leading batch axis")
+        raise ValueError("data: expected a non-empty pytree of arrays with a leading batch axis")
     sizes = {int(jnp.shape(x)[0]) if jnp.ndim(x) > 0 else -1 for x in leaves}
     if len(sizes) != 1 or -1 in sizes:
-        raise ValueError(f"data leaves must share one leading axis, got leading sizes {sizes}")
+        raise ValueError(f"data: expected leaves with one shared leading axis, got sizes {sizes}")
     return sizes.pop()
 
 
@@ -58,7 +74,7 @@ def _split_batches(data: PyTree, batch_size: int) -> PyTree:
     n = _leading_size(data)
     if batch_size <= 0 or n % batch_size:
         raise ValueError(
-            f"batch_size must be a positive divisor of the number of examples {n}, got {batch_size}"
+            f"batch_size: expected a positive divisor of the {n} examples in data, got {batch_size}"
         )
     return jax.tree.map(lambda x: x.reshape(n // batch_size, batch_size, *x.shape[1:]), data)
 
@@ -85,11 +101,13 @@ def _data_parallel(
     """Run ``local(params, v, data_shard)`` on every device and average the results."""
     axis = mesh.axis_names[0] if axis_name is None else axis_name
     if axis not in mesh.axis_names:
-        raise ValueError(f"axis_name must be one of the mesh axes {mesh.axis_names}, got {axis!r}")
+        raise ValueError(
+            f"axis_name: expected one of the mesh axes {mesh.axis_names}, got {axis!r}"
+        )
     n, n_dev = _leading_size(data), mesh.shape[axis]
     if n % n_dev:
         raise ValueError(
-            f"data must have a leading size divisible by the {n_dev} devices on mesh axis "
+            f"data: expected a leading size divisible by the {n_dev} devices on mesh axis "
             f"{axis!r}, got {n}"
         )
 
@@ -178,13 +196,7 @@ def hvp(
       Pearlmutter, `Fast exact multiplication by the Hessian
       <https://doi.org/10.1162/neco.1994.6.1.147>`_, 1994.
     """
-    if data is None and (batch_size is not None or mesh is not None):
-        raise ValueError("batch_size and mesh need data; got data=None")
-    return _hvp_jit(loss_fn, params, v, data, batch_size, mesh, axis_name)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _hvp_jit(loss_fn, params, v, data, batch_size, mesh, axis_name):
+    _check_call("loss_fn", loss_fn, params, v, data, batch_size, mesh)
     if data is None:
         check_scalar(loss_fn, params)
         return _hvp_closed(loss_fn, params, v)
@@ -245,13 +257,8 @@ def ggn_vp(
       Martens, `New insights and perspectives on the natural gradient method
       <https://jmlr.org/papers/v21/17-678.html>`_, 2020.
     """
-    if data is None and (batch_size is not None or mesh is not None):
-        raise ValueError("batch_size and mesh need data; got data=None")
-    return _ggn_jit(outputs_fn, loss_of_outputs, params, v, data, batch_size, mesh, axis_name)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 5, 6, 7))
-def _ggn_jit(outputs_fn, loss_of_outputs, params, v, data, batch_size, mesh, axis_name):
+    _check_call("outputs_fn", outputs_fn, params, v, data, batch_size, mesh)
+    _checks.callable_("loss_of_outputs", loss_of_outputs, "a callable loss_of_outputs(outputs)")
     if data is None:
         out = jax.eval_shape(outputs_fn, params)
         check_scalar(loss_of_outputs, out, name="loss_of_outputs")

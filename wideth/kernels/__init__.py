@@ -1,9 +1,15 @@
-"""Analytic and empirical NNGP/NTK kernels, mean-field theory, predictions."""
+"""Analytic and empirical NNGP/NTK kernels, mean-field theory, predictions, row blocks.
+
+Submodules are imported on first access (``wideth.kernels.analytic`` imports
+neural-tangents, which takes a moment).
+"""
 
 import importlib
 from typing import Any
 
-_SUBMODULES = ("analytic", "empirical", "meanfield", "predict")
+_SUBMODULES = ("analytic", "blocks", "empirical", "meanfield", "predict")
+
+__all__ = list(_SUBMODULES)
 
 
 def __getattr__(name: str) -> Any:
@@ -12,3 +18,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = module
         return module
     raise AttributeError(f"module 'wideth.kernels' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

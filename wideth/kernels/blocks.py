@@ -35,7 +35,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from wideth._compat import is_tracer
+from wideth._checks import is_tracer
 
 __all__ = ["blockwise", "current_mesh", "row_mesh"]
 

@@ -16,3 +16,19 @@ from .pl import ntk_lambda_max as ntk_lambda_max
 from .pl import pl_constant as pl_constant
 from .pl import pl_constant_init as pl_constant_init
 from .pl import pl_constant_update as pl_constant_update
+
+__all__ = [
+    "PLAdaptiveState",
+    "PLConstantState",
+    "conservative_step",
+    "conservative_step_on_batch",
+    "contrib",
+    "gauss_newton_curvature",
+    "loss_hessian_norm",
+    "ntk_lambda_max",
+    "pl_adaptive",
+    "pl_adaptive_info",
+    "pl_constant",
+    "pl_constant_init",
+    "pl_constant_update",
+]

@@ -1,0 +1,327 @@
+"""The one validation layer of every public entry point.
+
+Each check raises a :class:`ValueError` or :class:`TypeError` whose message
+starts with the argument's name and says what was expected and what came, so
+that a mistake is reported where the user made it, never as a deep JAX trace,
+a silent NaN or a silently clipped value. Checks that need concrete values
+(finiteness, ranges) are skipped for traced inputs: under ``jit``/``vmap`` the
+shapes and dtypes are still checked.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wideth import _compat
+
+__all__ = [
+    "is_tracer",
+    "array",
+    "finite",
+    "positive_int",
+    "nonnegative_int",
+    "real",
+    "in_range",
+    "choice",
+    "prng_key",
+    "tree_like",
+    "callable_",
+    "output_path",
+    "shape_str",
+]
+
+
+def is_tracer(x: Any) -> bool:
+    """Whether ``x`` (or any leaf of it) is an abstract value under a JAX transform."""
+    return any(_compat.is_tracer(leaf) for leaf in jax.tree.leaves(x))
+
+
+def shape_str(x: Any) -> str:
+    """``"shape (3, 4) float32"`` for an array, the type name otherwise."""
+    shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
+    if shape is None:
+        return type(x).__name__
+    return f"shape {tuple(shape)} {dtype}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral | np.integer) and not isinstance(value, bool)
+
+
+def positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """An integer ``>= minimum`` (a Python or NumPy integer, not a bool or a float)."""
+    if not _is_int(value):
+        raise TypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+def nonnegative_int(name: str, value: Any) -> int:
+    """An integer ``>= 0``."""
+    return positive_int(name, value, minimum=0)
+
+
+def real(name: str, value: Any, *, finite: bool = True) -> float:
+    """A real Python/NumPy scalar (a 0-d concrete array is accepted)."""
+    if isinstance(value, bool) or (
+        not isinstance(value, numbers.Real) and not (hasattr(value, "shape") and value.shape == ())
+    ):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    if is_tracer(value):
+        raise TypeError(f"{name}: expected a concrete real number, got a traced value")
+    try:
+        out = float(value)
+    except TypeError as err:  # complex 0-d arrays
+        raise TypeError(f"{name}: expected a real number, got {value!r}") from err
+    if finite and not math.isfinite(out):
+        raise ValueError(f"{name}: expected a finite number, got {out}")
+    return out
+
+
+def in_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_traced: bool = True,
+) -> Any:
+    """A real number in ``[low, high]`` (``(`` / ``)`` with the ``*_open`` flags).
+
+    A traced value (e.g. a hyperparameter under ``optax.inject_hyperparams``) is
+    returned unchecked when ``allow_traced``; a concrete array of any shape is
+    checked elementwise.
+    """
+    if is_tracer(value):
+        if allow_traced:
+            return value
+        raise TypeError(f"{name}: expected a concrete number, got a traced value")
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    if isinstance(value, bool) or isinstance(value, str | bytes):
+        raise TypeError(f"{name}: expected a real number in {interval}, got {value!r}")
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # noqa: BLE001 - any conversion failure is a type error here
+        raise TypeError(f"{name}: expected a real number in {interval}, got {value!r}") from err
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected a real number in {interval}, got {value!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: expected a finite number in {interval}, got {value!r}")
+    ok = np.ones(arr.shape, bool)
+    if low is not None:
+        ok &= arr > low if low_open else arr >= low
+    if high is not None:
+        ok &= arr < high if high_open else arr <= high
+    if not np.all(ok):
+        shown = value if arr.ndim == 0 else arr[~ok].ravel()[:3]
+        raise ValueError(f"{name}: expected a number in {interval}, got {shown!r}")
+    return value
+
+
+def choice(name: str, value: Any, options: Sequence[Any]) -> Any:
+    """One of ``options`` (strings are compared exactly)."""
+    if not isinstance(value, str | int | type(None)) or value not in options:
+        raise ValueError(f"{name}: expected one of {tuple(options)}, got {value!r}")
+    return value
+
+
+def finite(name: str, x: Any) -> None:
+    """No NaN or inf in a concrete inexact array (traced arrays are skipped)."""
+    if is_tracer(x):
+        return
+    a = np.asarray(x)
+    if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
+
+
+def array(
+    name: str,
+    x: Any,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    min_ndim: int | None = None,
+    min_rows: int | None = None,
+    shape: Sequence[int | None] | None = None,
+    kind: str = "real",
+    check_finite: bool = True,
+    dtype: Any = None,
+) -> jax.Array:
+    """A JAX array of the right rank, shape and dtype kind, with finite values.
+
+    Args:
+      name: the argument's name (starts every message).
+      x: array-like.
+      ndim: required rank (or a set of allowed ranks).
+      min_ndim: minimum rank.
+      min_rows: minimum size of the leading axis.
+      shape: required shape; ``None`` entries are free.
+      kind: ``"real"`` (integer or floating), ``"float"``, ``"int"``,
+        ``"number"`` (real or complex) or ``"any"``.
+      check_finite: reject NaN/inf in concrete inputs.
+      dtype: convert to this dtype after the checks.
+
+    Returns:
+      ``jnp.asarray(x)`` (cast to ``dtype`` if given).
+    """
+    if x is None or isinstance(x, str | bytes | dict):
+        raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
+    try:
+        a = x if isinstance(x, jax.Array) else jnp.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name}: expected an array, got {type(x).__name__}: {err}") from None
+    k = np.dtype(a.dtype).kind
+    allowed = {"real": "biuf", "float": "f", "int": "iu", "number": "biufc", "any": "biufcV"}[kind]
+    if k not in allowed or (kind == "real" and k == "b"):
+        raise TypeError(f"{name}: expected a {kind} array, got dtype {a.dtype}")
+    if ndim is not None:
+        allowed_nd = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if a.ndim not in allowed_nd:
+            want = allowed_nd[0] if len(allowed_nd) == 1 else allowed_nd
+            raise ValueError(f"{name}: expected an array of rank {want}, got {shape_str(a)}")
+    if min_ndim is not None and a.ndim < min_ndim:
+        raise ValueError(f"{name}: expected an array of rank >= {min_ndim}, got {shape_str(a)}")
+    if shape is not None:
+        if a.ndim != len(shape) or any(
+            s is not None and s != t for s, t in zip(shape, a.shape, strict=True)
+        ):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name}: expected shape {want}, got {shape_str(a)}")
+    if min_rows is not None and (a.ndim == 0 or a.shape[0] < min_rows):
+        raise ValueError(f"{name}: expected at least {min_rows} rows, got {shape_str(a)}")
+    if check_finite:
+        finite(name, a)
+    return a if dtype is None else a.astype(dtype)
+
+
+def prng_key(name: str, key: Any, *, allow_none: bool = False) -> jax.Array | None:
+    """A JAX PRNG key: a typed key (``jax.random.key``) or a raw ``uint32[2]`` key."""
+    if key is None:
+        if allow_none:
+            return None
+        raise TypeError(f"{name}: expected a PRNG key (jax.random.key(seed)), got None")
+    if isinstance(key, bool) or _is_int(key):
+        raise TypeError(
+            f"{name}: expected a PRNG key, got the integer {key!r}; use jax.random.key({key!r})"
+        )
+    dt = getattr(key, "dtype", None)
+    if dt is not None and jax.dtypes.issubdtype(dt, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"{name}: expected a single PRNG key, got key array {key.shape}")
+        return key
+    if dt is not None and np.dtype(dt) == np.uint32 and tuple(key.shape) == (2,):
+        return key
+    raise TypeError(f"{name}: expected a PRNG key (jax.random.key(seed)), got {shape_str(key)}")
+
+
+def tree_like(name: str, tree: Any, reference: Any, reference_name: str = "params") -> Any:
+    """A pytree with the structure, shapes and an inexact dtype like ``reference``."""
+    ref_def = jax.tree.structure(reference)
+    try:
+        got_def = jax.tree.structure(tree)
+    except Exception:  # noqa: BLE001
+        got_def = None
+    if got_def != ref_def:
+        raise ValueError(
+            f"{name}: expected a pytree with the structure of {reference_name} ({ref_def}), "
+            f"got {got_def}"
+        )
+    for (path, a), b in zip(
+        jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(reference), strict=True
+    ):
+        where = jax.tree_util.keystr(path)
+        if tuple(np.shape(a)) != tuple(np.shape(b)):
+            raise ValueError(
+                f"{name}: leaf {where} has shape {tuple(np.shape(a))}, expected "
+                f"{tuple(np.shape(b))} like {reference_name}"
+            )
+        dtype = jnp.result_type(a)
+        if np.dtype(dtype).kind not in "fc":
+            raise TypeError(f"{name}: leaf {where} has dtype {dtype}, expected a floating dtype")
+        finite(f"{name} (leaf {where})", a)
+    return tree
+
+
+def callable_(name: str, fn: Any, what: str = "a callable") -> Callable[..., Any]:
+    """A callable (the message says which signature was expected)."""
+    if not callable(fn):
+        raise TypeError(f"{name}: expected {what}, got {type(fn).__name__}")
+    return fn
+
+
+def evaluate_shape(name: str, fn: Callable[..., Any], *args: Any, what: str) -> Any:
+    """``jax.eval_shape(fn, *args)``, any failure reported as one error naming ``name``.
+
+    Runs no computation: the function is traced abstractly, so a wrong arity, a
+    shape mismatch inside it or a non-array output is caught before real work.
+    """
+    try:
+        return jax.eval_shape(fn, *args)
+    except TypeError as err:
+        shapes = ", ".join(_abstract_str(a) for a in args)
+        raise TypeError(f"{name}: calling it as {what} with ({shapes}) failed: {err}") from None
+    except Exception as err:  # noqa: BLE001 - JAX raises many error types on bad shapes
+        shapes = ", ".join(_abstract_str(a) for a in args)
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{name}: calling it as {what} with ({shapes}) failed: {msg}") from None
+
+
+def _abstract_str(a: Any) -> str:
+    leaves = jax.tree.leaves(a)
+    if len(leaves) == 1 and not isinstance(a, dict | list | tuple):
+        return shape_str(leaves[0])
+    return f"pytree of {len(leaves)} arrays"
+
+
+def scalar_output(name: str, fn: Callable[..., Any], *args: Any, what: str) -> Any:
+    """Check that ``fn(*args)`` returns a real scalar (abstractly)."""
+    out = evaluate_shape(name, fn, *args, what=what)
+    if not hasattr(out, "shape") or out.shape != () or np.dtype(out.dtype).kind not in "f":
+        raise ValueError(f"{name}: expected a real scalar output, got {shape_str(out)}")
+    return out
+
+
+def output_path(name: str, path: Any, *, suffix: str | None = None) -> Path:
+    """A file path whose parent folder exists and is writable, and that is not a folder."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name}: expected a file path, got {type(path).__name__}")
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{name}: expected a file path, got the existing folder {str(p)!r}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"{name}: the folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{name}: the folder {str(parent)!r} is not writable")
+    if suffix is not None and p.suffix != suffix:
+        raise ValueError(f"{name}: expected a {suffix} file, got {str(p)!r}")
+    return p
+
+
+def output_dir(name: str, path: Any) -> Path:
+    """A folder that exists or can be created, and is writable."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name}: expected a folder path, got {type(path).__name__}")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{name}: expected a folder, got the existing file {str(p)!r}")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent if str(probe.parent) != str(probe) else Path(".")
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise ValueError(f"{name}: cannot create or write the folder {str(p)!r}")
+    return p

@@ -1,0 +1,167 @@
+r"""Probes: measurements of a :class:`~wideth.train.TrainState` inside the jitted loop.
+
+Each constructor returns ``fn(state, batch) -> value`` for the ``probes=``
+argument of :func:`wideth.train.run` and :func:`wideth.train.fit`. ``batch``
+is the batch of the step being probed (the whole training set for full-batch
+runs); pass ``data=(x, y)`` to measure on fixed data instead. Random probes
+(Lanczos start vectors) draw from ``fold_in(state.key, state.step)``, so they
+are reproducible and differ between steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wideth import hessian
+from wideth.functional import as_apply
+
+from .losses import LossFn, get_loss
+from .step import TrainState, TrainStep, global_norm
+
+__all__ = [
+    "loss",
+    "grad_norm",
+    "sharpness",
+    "ntk_top_eigenvalue",
+    "eta_hat",
+    "distance_from_init",
+    "params_norm",
+]
+
+Probe = Callable[[TrainState, Any], Any]
+_SALT = 0x5EED  # separates probe randomness from minibatch sampling
+
+
+def _objective(model: Any) -> Callable[[Any, Any], jax.Array]:
+    if isinstance(model, TrainStep):
+        return model.objective
+    if callable(model):
+        return model
+    raise TypeError(
+        f"model: expected a wideth.train.TrainStep or loss_fn(params, batch), got "
+        f"{type(model).__name__}"
+    )
+
+
+def _probe_key(state: TrainState) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(state.key, _SALT), state.step)
+
+
+def loss(model: TrainStep | Callable[[Any, Any], jax.Array], data: Any = None) -> Probe:
+    """The loss :math:`\\mathcal L(\\theta_t)` on the probed batch or on ``data``.
+
+    Args:
+      model: a :class:`~wideth.train.TrainStep` or ``loss_fn(params, batch)``.
+      data: fixed ``(x, y)`` (e.g. the full training or test set).
+    """
+    fn = _objective(model)
+    return lambda state, batch: fn(state.params, batch if data is None else data)
+
+
+def grad_norm(model: TrainStep | Callable[[Any, Any], jax.Array], data: Any = None) -> Probe:
+    r""":math:`\|\nabla\mathcal L(\theta_t)\|` on the probed batch or on ``data``."""
+    fn = _objective(model)
+    return lambda state, batch: global_norm(
+        jax.grad(fn)(state.params, batch if data is None else data)
+    )
+
+
+def sharpness(
+    model: TrainStep | Callable[[Any, Any], jax.Array],
+    data: Any = None,
+    *,
+    num_steps: int = 20,
+) -> Probe:
+    r"""Sharpness :math:`\lambda_{\max}(\nabla^2\mathcal L(\theta_t))` by Lanczos.
+
+    Uses :func:`wideth.hessian.sharpness` (``num_steps`` Hessian-vector
+    products from a random start).
+    """
+    fn = _objective(model)
+
+    def probe(state: TrainState, batch: Any) -> jax.Array:
+        b = batch if data is None else data
+        op = hessian.hessian(fn, state.params, b)
+        return hessian.sharpness(op, num_steps=num_steps, key=_probe_key(state))
+
+    return probe
+
+
+def ntk_top_eigenvalue(
+    apply_fn: Any,
+    x: Any = None,
+    *,
+    num_steps: int = 20,
+) -> Probe:
+    r""":math:`\lambda_{\max}(\Theta_t)` of the empirical NTK :math:`\Theta = JJ^\top` on a batch.
+
+    Args:
+      apply_fn: ``apply_fn(params, x)``, an ``nnx.Module`` or a
+        :class:`~wideth.train.TrainStep`.
+      x: fixed inputs (default: the probed batch's inputs).
+      num_steps: Lanczos steps on the NTK-vector product (never forms :math:`\Theta`).
+    """
+    if isinstance(apply_fn, TrainStep):
+        apply_fn = apply_fn.apply_fn
+    else:
+        from flax import nnx
+
+        if isinstance(apply_fn, nnx.Module):
+            apply_fn, _ = as_apply(apply_fn)
+
+    def probe(state: TrainState, batch: Any) -> jax.Array:
+        xs = batch[0] if x is None else x
+        op = hessian.ntk(apply_fn, state.params, xs)
+        return hessian.sharpness(op, num_steps=num_steps, key=_probe_key(state))
+
+    return probe
+
+
+def eta_hat() -> Probe:
+    r"""The current PL-adaptive step :math:`\hat\eta_t` of :func:`wideth.optim.pl_adaptive`."""
+    from wideth.optim import pl_adaptive_info
+
+    return lambda state, batch: pl_adaptive_info(state.opt_state)["eta"]
+
+
+def distance_from_init(params0: Any, *, relative: bool = False) -> Probe:
+    r""":math:`\|\theta_t - \theta_0\|` (divided by :math:`\|\theta_0\|` with ``relative``)."""
+    norm0 = optax.tree.norm(params0)
+
+    def probe(state: TrainState, batch: Any) -> jax.Array:
+        d = optax.tree.norm(optax.tree.sub(state.params, params0))
+        return d / norm0 if relative else d
+
+    return probe
+
+
+def params_norm() -> Probe:
+    r""":math:`\|\theta_t\|`."""
+    return lambda state, batch: optax.tree.norm(state.params)
+
+
+def outputs(apply_fn: Any, x: Any) -> Probe:
+    """Network outputs :math:`f_{\\theta_t}(x)` on fixed inputs."""
+    if isinstance(apply_fn, TrainStep):
+        apply_fn = apply_fn.apply_fn
+    x = jnp.asarray(x)
+    return lambda state, batch: apply_fn(state.params, x)
+
+
+def metric(apply_fn: Any, fn: str | LossFn, data: Any) -> Probe:
+    """Any ``(outputs, targets)`` metric on fixed ``data = (x, y)`` (e.g. test accuracy)."""
+    from .losses import METRICS
+
+    if isinstance(apply_fn, TrainStep):
+        apply_fn = apply_fn.apply_fn
+    f = METRICS[fn] if isinstance(fn, str) and fn in METRICS else get_loss(fn, "fn")
+    x, y = data
+    return lambda state, batch: f(apply_fn(state.params, x), y)
+
+
+__all__ += ["outputs", "metric"]

@@ -4,7 +4,7 @@ import importlib
 import importlib.util
 import sys
 
-SCRIPTS = ("kernels", "kernels_analytic", "hessian", "optim", "scaling", "sharding")
+SCRIPTS = ("kernels", "kernels_analytic", "hessian", "optim", "scaling", "sharding", "overhead")
 
 
 def main() -> int:

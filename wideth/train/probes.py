@@ -126,7 +126,7 @@ def eta_hat() -> Probe:
     r"""The current PL-adaptive step :math:`\hat\eta_t` of :func:`wideth.optim.pl_adaptive`."""
     from wideth.optim import pl_adaptive_info
 
-    return lambda state, batch: pl_adaptive_info(state.opt_state)["eta"]
+    return lambda state, batch: pl_adaptive_info(state.opt_state)["eta_hat"]
 
 
 def distance_from_init(params0: Any, *, relative: bool = False) -> Probe:

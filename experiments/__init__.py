@@ -14,4 +14,5 @@ EXPERIMENTS = (
     "finite_width",
     "pl_adaptive",
     "scaling_laws",
+    "linear_regions",
 )

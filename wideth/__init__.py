@@ -11,7 +11,8 @@ Subpackages (imported on first access, so ``import wideth`` stays cheap):
 * :mod:`wideth.models`, :mod:`wideth.train`, :mod:`wideth.data`;
 * :mod:`wideth.functional` (the NNX boundary), :mod:`wideth.activations`,
   :mod:`wideth.io` (JSON, atomic writes), :mod:`wideth.environment`
-  (versions, hardware), :mod:`wideth.compat` (neural-tangents on current JAX).
+  (versions, hardware), :mod:`wideth.compat` (neural-tangents on current JAX),
+  :mod:`wideth.regions` (exact linear regions of ReLU networks).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _SUBMODULES = (
     "io",
     "environment",
     "compat",
+    "regions",
 )
 
 __all__ = [*_SUBMODULES, "__version__"]

@@ -155,33 +155,32 @@ def line_regions(
     """
     layers = affine_layers(model)
     x0, u, lo, hi = _line(layers, x0, u=direction, t_range=t_range)
-    # Each piece: (t_a, t_b, a, c) with the layer input x(t) = a + t c on [t_a, t_b].
-    pieces = [(lo, hi, x0, u)]
+    # Pieces [ta, tb] with the layer input a + t c on each (rows of a, c).
+    ta, tb = np.array([lo]), np.array([hi])
+    a, c = x0[None], u[None]
     per_layer = []
     tol = 1e-12 * (hi - lo)
     for w, b in layers:
-        new = []
-        count = 0
-        for ta, tb, a, c in pieces:
-            za, zc = a @ w + b, c @ w
-            with np.errstate(divide="ignore", invalid="ignore"):
-                roots = np.where(zc != 0, -za / zc, np.nan)
-            inside = np.sort(roots[(roots > ta + tol) & (roots < tb - tol)])
-            count += inside.size
-            edges = np.concatenate([[ta], inside, [tb]])
-            for s, e in zip(edges[:-1], edges[1:], strict=True):
-                mid = 0.5 * (s + e)
-                on = (za + mid * zc) > 0
-                # ReLU on this sub-piece: the next layer sees (za + t zc) * on.
-                new.append((s, e, za * on, zc * on))
-        pieces = new
-        per_layer.append(count)
-    starts = np.array([p[0] for p in pieces[1:]])
+        za, zc = a @ w + b, c @ w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            roots = np.where(zc != 0, -za / zc, np.nan)
+        inside = (roots > ta[:, None] + tol) & (roots < tb[:, None] - tol)
+        piece, _ = np.nonzero(inside)
+        per_layer.append(int(piece.size))
+        # Sub-piece starts: every piece's own start and its interior roots, sorted per piece.
+        idx = np.concatenate([np.arange(ta.size), piece])
+        start = np.concatenate([ta, roots[inside]])
+        order = np.lexsort((start, idx))
+        idx, start = idx[order], start[order]
+        last = np.append(idx[1:] != idx[:-1], True)
+        end = np.where(last, tb[idx], np.append(start[1:], 0.0))
+        mid = 0.5 * (start + end)
+        on = (za[idx] + mid[:, None] * zc[idx]) > 0
+        ta, tb, a, c = start, end, za[idx] * on, zc[idx] * on
+    starts = ta[1:]
     if starts.size:
         keep = np.concatenate([[True], np.diff(starts) > tol])
-        groups = np.cumsum(keep) - 1
-        merged = starts[keep]
-        multiplicity = np.bincount(groups)
+        merged, multiplicity = starts[keep], np.bincount(np.cumsum(keep) - 1)
     else:
         merged, multiplicity = starts, np.zeros(0, int)
     return LineRegions(merged, multiplicity, int(merged.size + 1), per_layer)

@@ -15,4 +15,5 @@ EXPERIMENTS = (
     "pl_adaptive",
     "scaling_laws",
     "linear_regions",
+    "depth_fluctuations",
 )

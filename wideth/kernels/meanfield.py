@@ -75,6 +75,7 @@ from jax.scipy.special import erf as _erf
 
 __all__ = [
     "ACTIVATIONS",
+    "variance_sequence",
     "QUAD",
     "c_star",
     "chi_c",
@@ -255,6 +256,67 @@ def variance_map(q, activation: str, W_var, b_var, *, quad: tuple[int, int] = QU
     _check_var(q, "q")
     f = _ftype(q, W_var, b_var)
     return _variance_map(jnp.asarray(q, f), activation, W_var, b_var, quad)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "quad", "depth"))
+def _variance_sequence(activation: str, W_var, b_var, q_in, depth: int, quad: tuple[int, int]):
+    def layer(q, _):
+        nxt = _variance_map(q, activation, W_var, b_var, quad)
+        return nxt, q
+
+    q1 = W_var * q_in + b_var
+    _, qs = jax.lax.scan(layer, q1, None, length=depth)
+    return qs
+
+
+def variance_sequence(
+    activation: str, W_var, b_var, q_in, depth: int, *, quad: tuple[int, int] = QUAD
+) -> jax.Array:
+    r"""Pre-activation variances :math:`q^{(1)}, \dots, q^{(L)}` of an infinitely wide network.
+
+        .. math::
+
+            q^{(1)} = \sigma_w^2\, q_{
+    m in} + \sigma_b^2, \qquad
+            q^{(l+1)} = \mathcal V(q^{(l)}) = \sigma_w^2 E_z[\phi(\sqrt{q^{(l)}} z)^2] + \sigma_b^2,
+
+        with :math:`q_{
+    m in} = \|x\|^2/n_0`. For tanh at :math:`\sigma_w^2 = 1,
+        \sigma_b^2 = 0` (the :math:`K^* = 0` universality class)
+        :math:`\mathcal V(q) = q - 2q^2 + O(q^3)`, so :math:`2l\,q^{(l)} 	o 1`
+        (Roberts, Yaida & Hanin 2022, Sec. 5.3).
+
+        Args:
+          activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+          W_var: weight variance :math:`\sigma_w^2`.
+          b_var: bias variance :math:`\sigma_b^2`.
+          q_in: input second moment per coordinate :math:`\|x\|^2/n_0`.
+          depth: number of layers :math:`L \ge 1`.
+          quad: quadrature grid sizes, see :data:`QUAD`.
+
+        Returns:
+          ``(depth,)`` array of :math:`q^{(l)}`.
+
+        Examples:
+          >>> q = variance_sequence("relu", 2.0, 0.0, 1.0, 3)
+          >>> [round(float(v), 6) for v in q]
+          [2.0, 2.0, 2.0]
+    """
+    _check_activation(activation)
+    _check_var(W_var, "W_var")
+    _check_var(b_var, "b_var")
+    _check_var(q_in, "q_in")
+    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 1:
+        raise ValueError(f"depth: expected an integer >= 1, got {depth!r}")
+    f = _ftype(q_in, W_var, b_var)
+    return _variance_sequence(
+        activation,
+        jnp.asarray(W_var, f),
+        jnp.asarray(b_var, f),
+        jnp.asarray(q_in, f),
+        int(depth),
+        quad,
+    )
 
 
 def _q_star(activation: str, W_var, b_var, quad: tuple[int, int], num_iter: int):

@@ -383,7 +383,6 @@ def _blocks() -> None:
     V(e, "path", "path is a folder", lambda: analytic.kernel(kernel_fn(), x(), out="host", path=str(scratch())))
     V(e, "path", "path not a .npy file", lambda: analytic.kernel(kernel_fn(), x(), out="host", path=str(scratch() / "k.bin")))
     V(e, "path", "path without out='host'", lambda: analytic.kernel(kernel_fn(), x(), path=str(scratch() / "k.npy")))
-    V(e, "path", "one path for two kernels", lambda: analytic.kernel(kernel_fn(), x(), get=("nngp", "ntk"), out="host", path=str(scratch() / "k2.npy")))
 
 
 # --- wideth.scaling ---------------------------------------------------------------

@@ -5,7 +5,6 @@ of the library, the command line and the experiments)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

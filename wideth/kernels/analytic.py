@@ -380,9 +380,10 @@ def kernel(
       out: ``"device"`` or ``"host"``: stream row blocks into host memory (a
         NumPy array, or a ``.npy`` memmap at ``path``) with a progress bar
         unless ``quiet``, so kernels larger than accelerator memory fit.
-      path: ``.npy`` file for ``out="host"`` with a single ``get``; it holds the
-        returned ``(n1, n2)`` array and is written atomically (see
-        :func:`wideth.kernels.blocks.blockwise`).
+      path: ``.npy`` file for ``out="host"``, written atomically (see
+        :func:`wideth.kernels.blocks.blockwise`). With a single ``get`` it holds
+        the returned ``(n1, n2)`` array; with a tuple, the kernels stacked on a
+        last axis, ``(n1, n2, len(get))``, of which the returned arrays are views.
       quiet: hide the progress bar of ``out="host"``.
       dtype: ``jnp.float64`` computes in double precision inside a
         ``jax.enable_x64`` context (the flag is restored afterwards; the result
@@ -442,12 +443,7 @@ def kernel(
         if path is not None and out != "host":
             raise ValueError(f"path: only used with out='host', got out={out!r}")
         if mesh is not None or out != "device":
-            if isinstance(get, tuple) and path is not None:
-                raise ValueError(
-                    f"path: one .npy file holds one kernel; with get={get!r} call kernel once "
-                    "per entry (or leave path=None)"
-                )
-            if isinstance(get, tuple):
+            if isinstance(get, tuple):  # stacked on a last axis; the parts are views of it
                 block = lambda a, b: jnp.stack(kernel_fn(a, b, get), axis=-1)
             else:  # the file at ``path`` holds exactly the (n1, n2) array returned
                 block = lambda a, b: kernel_fn(a, b, get)

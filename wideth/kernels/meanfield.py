@@ -404,7 +404,13 @@ def _corr(activation: str, c, q, W_var, b_var, quad: tuple[int, int]):
         limit = _cross_moment("relu", 1.0, c, quad) / _second_moment("relu", 1.0, quad)
     else:
         limit = jnp.clip(c, -1.0, 1.0)
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), limit)
+    # |C(c)| <= 1 by Cauchy-Schwarz (b_var >= 0): clip the rounding only.
+    return jnp.clip(jnp.where(ok, num / jnp.where(ok, den, 1.0), limit), -1.0, 1.0)
+
+
+#: Correlations within this distance outside [-1, 1] are rounding (an iterated
+#: float32 map can return 1 + 1e-7) and are clipped; farther ones are errors.
+_C_ROUNDING = 1e-6
 
 
 def _corr_slope(activation: str, c, q, W_var, b_var, quad: tuple[int, int]):
@@ -446,7 +452,8 @@ def correlation_map(
     \arccos c`).
 
     Args:
-      c: input correlation in :math:`[-1, 1]`.
+      c: input correlation in :math:`[-1, 1]` (values within 1e-6 outside it,
+        float rounding, are clipped to it; farther ones raise).
       activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
       W_var: weight variance :math:`\sigma_w^2`.
       b_var: bias variance :math:`\sigma_b^2`.
@@ -455,14 +462,15 @@ def correlation_map(
       num_iter: fixed-point iterations for :math:`q^*`.
 
     Returns:
-      :math:`c^{l+1}` (scalar array).
+      :math:`c^{l+1}` (scalar array) in :math:`[-1, 1]`, so the map can be
+      iterated.
 
     References:
       Poole et al., Exponential expressivity in deep neural networks through
       transient chaos, 2016. Cho & Saul, Kernel Methods for Deep Learning, 2009.
     """
     quad = _check_common(activation, W_var, b_var, quad, num_iter)
-    _checks.scalar("c", c, -1.0, 1.0)
+    _checks.scalar("c", c, -1.0 - _C_ROUNDING, 1.0 + _C_ROUNDING)
     if q is not None:
         _check_var(q, "q")
     _check_defined(W_var, b_var)

@@ -180,12 +180,14 @@ def test_atomic_path_leaves_no_file_or_the_previous_one(tmp_path, error):
 
 def test_output_checks_try_a_real_write(tmp_path, monkeypatch):
     """os.access says yes to root on read-only mounts: the check creates a file instead."""
-    from wideth import _checks, io
+    import tempfile
+
+    from wideth import io
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Read-only file system")
 
-    monkeypatch.setattr(_checks.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(ValueError, match="^path: the folder .* is not writable"):
         io.write_text(tmp_path / "a.txt", "x")
     with pytest.raises(ValueError, match="^--out: the folder .* is not writable"):

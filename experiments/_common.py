@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wideth import environment, io
 from wideth.io import jsonable
 
@@ -55,7 +57,7 @@ class Sizes:
     def __post_init__(self) -> None:
         if set(self.quick) != set(self.full):
             diff = sorted(set(self.quick) ^ set(self.full))
-            raise ValueError(f"Sizes: quick and full need the same keys, differ in {diff}")
+            raise ValueError(f"full: expected the keys of quick, the two differ in {diff}")
 
     def __call__(self, cfg: Config | bool) -> types.SimpleNamespace:
         quick = cfg if isinstance(cfg, bool) else cfg.quick
@@ -91,9 +93,14 @@ def check(
     ``theory`` (a string is fine) and ``note``.
     """
     if passed is None:
-        t, m = float(theory), float(measured)
+        t, m = _number("theory", theory), _number("measured", measured)
+        tol = _number("tolerance", tolerance)
+        if not tol >= 0:
+            raise ValueError(f"tolerance: expected a number >= 0, got {tolerance!r}")
         scale = abs(t) if relative else 1.0
-        passed = bool(math.isfinite(m) and abs(m - t) <= float(tolerance) * scale)
+        passed = bool(math.isfinite(m) and abs(m - t) <= tol * scale)
+    elif not isinstance(passed, bool | np.bool_):
+        raise TypeError(f"passed: expected True, False or None, got {passed!r}")
     out = {
         "name": name,
         "theory": jsonable(theory),
@@ -105,6 +112,18 @@ def check(
     if note:
         out["note"] = note
     return out
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, str | bytes) or value is None:
+        raise TypeError(
+            f"{name}: expected a number (give passed= for claims that are not a distance), got "
+            f"{value!r}"
+        )
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number, got {value!r}") from None
 
 
 def save_figure(fig: Any, cfg: Config, name: str) -> str:

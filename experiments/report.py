@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from experiments import EXPERIMENTS
+from wideth import io
 
 
 def available() -> list[str]:
@@ -51,12 +52,23 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def _read_metrics(path: Path) -> dict | str:
+    """The metrics of one run, or why they cannot be read."""
+    if not path.exists():
+        return f"`{path}` is missing (the run failed or was skipped)"
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"`{path}` cannot be read ({type(err).__name__}: {err})"
+    return m if isinstance(m, dict) else f"`{path}` does not hold a JSON object"
+
+
 def section(name: str, out: Path) -> str:
     """Markdown section for one experiment from its metrics.json."""
     path = out / name / "metrics.json"
-    if not path.exists():
-        return f"## {name}\n\nNo results: `{path}` is missing (the run failed or was skipped).\n"
-    m = json.loads(path.read_text())
+    m = _read_metrics(path)
+    if isinstance(m, str):
+        return f"## {name}\n\nNo results: {m}.\n"
     checks = m.get("checks", [])
     n_pass = sum(c["pass"] for c in checks)
     lines = [f"## {name}", ""]
@@ -98,9 +110,8 @@ def write_report(names: list[str], out: Path) -> Path:
         "|---|---|---|",
     ]
     for name in names:
-        path = out / name / "metrics.json"
-        if path.exists():
-            m = json.loads(path.read_text())
+        m = _read_metrics(out / name / "metrics.json")
+        if isinstance(m, dict):
             c = m.get("checks", [])
             passed = f"{sum(x['pass'] for x in c)}/{len(c)}"
             anchor = name.replace("_", "-")
@@ -109,10 +120,8 @@ def write_report(names: list[str], out: Path) -> Path:
             parts.append(f"| {name} | missing | - |")
     parts.append("")
     parts += [section(n, out) for n in names]
-    report = out / "REPORT.md"
-    out.mkdir(parents=True, exist_ok=True)
-    report.write_text("\n".join(parts))
-    return report
+    io.ensure_dir(out, "--out")
+    return io.write_text(out / "REPORT.md", "\n".join(parts), "--out")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,8 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(EXPERIMENTS))
     if unknown:
         parser.error(f"--only: unknown experiments {unknown}; choose from {list(EXPERIMENTS)}")
-    codes = run_all(names, args.out, args.quick, args.seed, args.quiet) if args.run else {}
-    report = write_report(names, args.out)
+    try:  # every failure is one line and exit status 2, never a traceback
+        io.ensure_dir(args.out, "--out")  # before minutes of experiments
+        codes = run_all(names, args.out, args.quick, args.seed, args.quiet) if args.run else {}
+        report = write_report(names, args.out)
+    except (Exception, KeyboardInterrupt) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"python -m experiments.report: error: {msg}", file=sys.stderr)
+        return 2
     print(f"report: {report}")
     failed = [n for n, c in codes.items() if c != 0]
     if failed:

@@ -280,8 +280,8 @@ def test_conservation_bad_input(trained):
 
 
 def test_cli_prints_certificate(capsys):
-    from wideth.diagnostics.profile import main
+    from wideth.__main__ import main
 
-    rc = main(["--depth", "2", "--width", "16", "--n", "32", "--data", "digits"])
+    rc = main(["profile", "--depth", "2", "--width", "16", "--n", "32", "--data", "digits"])
     out = capsys.readouterr().out
     assert rc == 0 and "Profile certificate" in out and '"regime"' in out

@@ -50,11 +50,10 @@ def _add_data_args(p: argparse.ArgumentParser, n: int = 256) -> None:
 
 
 def _positive(args: argparse.Namespace, *names: str) -> None:
+    from wideth import _checks
+
     for name in names:
-        if getattr(args, name) <= 0:
-            raise ValueError(
-                f"--{name.replace('_', '-')}: expected a positive value, got {getattr(args, name)}"
-            )
+        _checks.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
 
 
 def _load(args: argparse.Namespace):
@@ -109,6 +108,9 @@ def _out_path(args: argparse.Namespace, suffix: str | None = None) -> Path | Non
 def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
     """Analytic or empirical kernel of a dataset, saved as .npy."""
     _positive(args, "depth", "width", "n")
+    from wideth import _checks
+
+    _checks.nonnegative_int("--batch-size", args.batch_size)
     out = _out_path(args, ".npy")
     import jax
     import numpy as np
@@ -116,8 +118,7 @@ def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
     from wideth import io
     from wideth.kernels import analytic, empirical
 
-    x, _ = _load(args)
-    if args.kind == "analytic":
+    if args.kind == "analytic":  # the model's arguments are checked before the data load
         _, _, kernel_fn = analytic.mlp(
             depth=args.depth,
             width=args.width,
@@ -126,6 +127,8 @@ def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
             b_std=args.b_std,
             parameterization=args.parameterization,
         )
+    x, _ = _load(args)
+    if args.kind == "analytic":
         k = analytic.kernel(kernel_fn, x, None, get=args.get, batch_size=args.batch_size)
     else:
         from wideth import models

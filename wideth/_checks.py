@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,25 @@ __all__ = [
     "finite",
     "positive_int",
     "nonnegative_int",
+    "integer",
+    "int_sequence",
+    "boolean",
     "real",
+    "scalar",
     "in_range",
     "choice",
+    "float_dtype",
     "prng_key",
     "tree_like",
+    "params_tree",
+    "arrays_tree",
+    "class_labels",
+    "mesh",
     "callable_",
+    "evaluate_shape",
+    "scalar_output",
     "output_path",
+    "output_dir",
     "shape_str",
 ]
 
@@ -263,21 +276,25 @@ def callable_(name: str, fn: Any, what: str = "a callable") -> Callable[..., Any
     return fn
 
 
-def evaluate_shape(name: str, fn: Callable[..., Any], *args: Any, what: str) -> Any:
+def evaluate_shape(
+    name: str, fn: Callable[..., Any], *args: Any, what: str, verb: str = "calling it as"
+) -> Any:
     """``jax.eval_shape(fn, *args)``, any failure reported as one error naming ``name``.
 
     Runs no computation: the function is traced abstractly, so a wrong arity, a
     shape mismatch inside it or a non-array output is caught before real work.
+    ``name`` is the function's argument (``verb="calling it as"``) or the data
+    it was evaluated on (e.g. ``verb="evaluating"``).
     """
     try:
         return jax.eval_shape(fn, *args)
     except TypeError as err:
         shapes = ", ".join(_abstract_str(a) for a in args)
-        raise TypeError(f"{name}: calling it as {what} with ({shapes}) failed: {err}") from None
+        raise TypeError(f"{name}: {verb} {what} with ({shapes}) failed: {err}") from None
     except Exception as err:  # noqa: BLE001 - JAX raises many error types on bad shapes
         shapes = ", ".join(_abstract_str(a) for a in args)
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{name}: calling it as {what} with ({shapes}) failed: {msg}") from None
+        raise ValueError(f"{name}: {verb} {what} with ({shapes}) failed: {msg}") from None
 
 
 def _abstract_str(a: Any) -> str:
@@ -305,10 +322,9 @@ def output_path(name: str, path: Any, *, suffix: str | None = None) -> Path:
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise ValueError(f"{name}: the folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"{name}: the folder {str(parent)!r} is not writable")
     if suffix is not None and p.suffix != suffix:
         raise ValueError(f"{name}: expected a {suffix} file, got {str(p)!r}")
+    _probe_writable(name, parent)
     return p
 
 
@@ -322,6 +338,212 @@ def output_dir(name: str, path: Any) -> Path:
     probe = p
     while not probe.exists():
         probe = probe.parent if str(probe.parent) != str(probe) else Path(".")
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise ValueError(f"{name}: cannot create or write the folder {str(p)!r}")
+    if not probe.is_dir():
+        raise ValueError(
+            f"{name}: cannot create the folder {str(p)!r}: {str(probe)!r} is a file, not a folder"
+        )
+    _probe_writable(name, probe)
     return p
+
+
+def _probe_writable(name: str, folder: Path) -> None:
+    """Create and remove a file in ``folder``: the one test of writability that holds
+    for every user (``os.access`` says yes to root on a read-only mount) and file system."""
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{name}: the folder {str(folder)!r} is not writable")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".wideth-write-test.", dir=folder)
+    except OSError as err:
+        raise ValueError(
+            f"{name}: the folder {str(folder)!r} is not writable ({err.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def integer(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """A Python/NumPy integer (not a bool or a float) in ``[minimum, maximum]``."""
+    lo = "-inf" if minimum is None else minimum
+    hi = "inf" if maximum is None else maximum
+    if not _is_int(value):
+        raise TypeError(f"{name}: expected an integer in [{lo}, {hi}], got {value!r}")
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v}")
+    return v
+
+
+def int_sequence(name: str, value: Any, *, minimum: int = 1, min_len: int = 1) -> tuple[int, ...]:
+    """A non-empty 1-d sequence of integers ``>= minimum`` (integer-valued arrays accepted)."""
+    if isinstance(value, str | bytes) or is_tracer(value):
+        raise TypeError(f"{name}: expected a sequence of integers, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 - ragged or odd objects
+        raise TypeError(f"{name}: expected a sequence of integers, got {value!r}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-d sequence of integers, got shape {arr.shape}")
+    if arr.size < min_len:
+        raise ValueError(f"{name}: expected at least {min_len} entries, got {arr.size}")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integers, got {value!r} (dtype {arr.dtype})")
+    if np.any(arr < minimum):
+        raise ValueError(f"{name}: expected integers >= {minimum}, got {arr.tolist()}")
+    return tuple(int(v) for v in arr)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """A bool (Python or NumPy); integers and strings are not silently read as truth values."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def scalar(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Any:
+    """A real 0-d number in a range, returned unchanged (a JAX scalar keeps its dtype).
+
+    A traced value (under ``jit``/``vmap``) is checked for its shape and dtype
+    only; its value is the caller's responsibility there.
+    """
+    if is_tracer(value):
+        if np.shape(value) != () or np.dtype(value.dtype).kind not in "biuf":
+            raise TypeError(f"{name}: expected a real scalar, got {shape_str(value)}")
+        return value
+    if isinstance(value, str | bytes | bool | np.bool_) or value is None:
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name}: expected a real scalar, got {shape_str(np.asarray(value))}")
+    return in_range(name, value, low, high, low_open=low_open, high_open=high_open)
+
+
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+def float_dtype(name: str, dtype: Any, *, allow_none: bool = False) -> Any:
+    """``jnp.float32`` or ``jnp.float64`` (as a NumPy dtype), or ``None`` when allowed."""
+    if dtype is None and allow_none:
+        return None
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        d = None
+    if d is None or d.name not in _FLOAT_DTYPES or isinstance(dtype, bool):
+        shown = "None, " if allow_none else ""
+        raise TypeError(f"{name}: expected {shown}float32 or float64, got {dtype!r}")
+    return d
+
+
+def params_tree(name: str, tree: Any) -> Any:
+    """A parameter pytree: at least one leaf, every leaf a floating array, finite when concrete."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    if not leaves:
+        raise ValueError(f"{name}: expected a pytree with at least one array leaf, got none")
+    for path, a in leaves:
+        where = jax.tree_util.keystr(path)
+        if not hasattr(a, "dtype") and not isinstance(a, numbers.Number):
+            raise TypeError(
+                f"{name}: leaf {where or '(root)'} is a {type(a).__name__}, not an array"
+            )
+        dt = jnp.result_type(a)
+        if np.dtype(dt).kind not in "fc":
+            raise TypeError(
+                f"{name}: leaf {where or '(root)'} has dtype {dt}, expected a floating dtype"
+            )
+        finite(f"{name} (leaf {where})" if where else name, a)
+    return tree
+
+
+def arrays_tree(name: str, tree: Any, *, check_finite: bool = True) -> Any:
+    """A pytree of numeric arrays (any dtype but strings/objects), finite when concrete."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    if not leaves:
+        raise ValueError(f"{name}: expected a non-empty pytree of arrays, got no leaves")
+    for path, a in leaves:
+        where = jax.tree_util.keystr(path)
+        label = f"{name} (leaf {where})" if where else name
+        if is_tracer(a):
+            continue
+        if isinstance(a, str | bytes):
+            raise TypeError(f"{label}: expected an array, got a string")
+        try:
+            arr = np.asarray(a)
+        except Exception:  # noqa: BLE001
+            raise TypeError(f"{label}: expected an array, got {type(a).__name__}") from None
+        if arr.dtype.kind not in "biufc":
+            raise TypeError(f"{label}: expected a numeric array, got dtype {arr.dtype}")
+        if check_finite:
+            finite(label, arr)
+    return tree
+
+
+def class_labels(name: str, labels: Any, num_classes: int) -> None:
+    """Integer class indices in ``[0, num_classes)`` (concrete values only)."""
+    if is_tracer(labels):
+        return
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class indices, got dtype {lab.dtype}")
+    if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
+        raise ValueError(
+            f"{name}: expected integer classes in [0, {num_classes - 1}], got values in "
+            f"[{int(lab.min())}, {int(lab.max())}]"
+        )
+
+
+def mesh(name: str, value: Any, *, allow_none: bool = True) -> Any:
+    """A :class:`jax.sharding.Mesh` (or ``None`` when allowed)."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, jax.sharding.Mesh):
+        hint = " (build one with jax.make_mesh or wideth.kernels.blocks.row_mesh)"
+        raise TypeError(
+            f"{name}: expected a jax.sharding.Mesh{' or None' if allow_none else ''}, got "
+            f"{type(value).__name__} {value!r}{hint}"
+        )
+    return value
+
+
+def host_array(
+    name: str,
+    x: Any,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    min_rows: int | None = None,
+    kind: str = "real",
+    check_finite: bool = True,
+    dtype: Any = None,
+) -> np.ndarray:
+    """Like :func:`array`, for concrete data kept on the host as NumPy (float64 stays float64).
+
+    Used where data are fitted or indexed on the host (scaling laws, datasets),
+    so that no precision is lost to the default float32 of JAX.
+    """
+    if x is None or isinstance(x, str | bytes | dict):
+        raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
+    if is_tracer(x):
+        raise TypeError(f"{name}: expected a concrete array, got a traced value")
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name}: expected an array, got {type(x).__name__}: {err}") from None
+    allowed = {"real": "iuf", "float": "f", "int": "iu", "number": "iufc"}[kind]
+    if a.dtype.kind not in allowed:
+        raise TypeError(f"{name}: expected a {kind} array, got dtype {a.dtype}")
+    if ndim is not None:
+        allowed_nd = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if a.ndim not in allowed_nd:
+            want = allowed_nd[0] if len(allowed_nd) == 1 else allowed_nd
+            raise ValueError(f"{name}: expected an array of rank {want}, got {shape_str(a)}")
+    if min_rows is not None and (a.ndim == 0 or a.shape[0] < min_rows):
+        raise ValueError(f"{name}: expected at least {min_rows} rows, got {shape_str(a)}")
+    if check_finite:
+        finite(name, a)
+    return a if dtype is None else a.astype(dtype)

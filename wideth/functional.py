@@ -144,6 +144,8 @@ def as_apply(
         raise TypeError(f"params: required when {name} is a function (got None)")
     if not jax.tree.leaves(params):
         raise ValueError("params: expected a pytree with at least one array leaf, got none")
+    if not isinstance(method, str) or method != "__call__":
+        raise ValueError(f"method: only used with an nnx.Module, got {method!r} with a function")
     return model_or_apply, params
 
 
@@ -154,6 +156,13 @@ def features(module: nnx.Module) -> tuple[ModuleApply, Any]:
     activations (as :class:`wideth.models.MLP` does) or one array; the last
     entry is used.
     """
+    if not isinstance(module, nnx.Module):
+        raise TypeError(f"module: expected an nnx.Module, got {type(module).__name__}")
+    if not callable(getattr(module, "features", None)):
+        raise ValueError(
+            f"module: {type(module).__name__} has no features(x) method (the hidden "
+            "activations, as wideth.models.MLP defines)"
+        )
     fn, params = functional(module, "features")
     return _Last(fn), params
 

@@ -85,6 +85,8 @@ def atomic_path(path: str | os.PathLike, name: str = "path") -> Iterator[Path]:
 
 def write_text(path: str | os.PathLike, text: str, name: str = "path") -> Path:
     """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
     with atomic_path(path, name) as tmp:
         tmp.write_text(text)
     return Path(path)
@@ -92,6 +94,8 @@ def write_text(path: str | os.PathLike, text: str, name: str = "path") -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any, name: str = "path", indent: int = 2) -> Path:
     """Write :func:`jsonable` ``obj`` as JSON to ``path`` atomically."""
+    if indent is not None:
+        _checks.nonnegative_int("indent", indent)
     return write_text(path, json.dumps(jsonable(obj), indent=indent), name)
 
 
@@ -99,10 +103,18 @@ def save_figure(fig: Any, path: str | os.PathLike, name: str = "path", **savefig
     """Save a matplotlib figure to ``path`` atomically and close it."""
     import matplotlib.pyplot as plt
 
-    target = Path(path)
+    if not callable(getattr(fig, "savefig", None)):
+        raise TypeError(f"fig: expected a matplotlib Figure, got {type(fig).__name__}")
     try:
+        target = _checks.output_path(name, path)
+        fmt = target.suffix.lstrip(".").lower() or "png"
+        if fmt not in fig.canvas.get_supported_filetypes():
+            raise ValueError(
+                f"{name}: expected a figure file ending in one of "
+                f"{sorted(fig.canvas.get_supported_filetypes())}, got {str(target)!r}"
+            )
         with atomic_path(target, name) as tmp:
-            fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", **savefig)
+            fig.savefig(tmp, format=fmt, **savefig)
     finally:
         plt.close(fig)
     return target

@@ -23,7 +23,14 @@ guarantee it is held to, by how much it holds, or that it fails:
   (sampling) classifiers :math:`|\mathrm{Acc}_T - \mathrm{Acc}_S| \le \mathbb E[\mathrm{TV}]`.
 
 Each returns a :class:`Certificate`: a list of bounds with the bound, the
-measured value, whether it holds and the margin.
+measured value, whether it holds and the margin. A bound holds when it does up
+to a relative tolerance of 64 machine epsilons of the computation's dtype
+(7.6e-6 in float32, 1.4e-14 in float64, :data:`TOLERANCE_EPS`): the measured
+numbers are sums and means over inputs and parameters, rounded at every step,
+so a bound that holds with equality in exact arithmetic (a student equal to its
+teacher up to temperature, a schedule that meets its certified decrease
+exactly) must not fail by the last bit. The tolerance used is stored in each
+:class:`Bound`.
 
 References:
   Nesterov, Introductory Lectures on Convex Optimization, 2004 (descent lemma, Lemma 1.2.3).
@@ -45,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wideth import _checks
 from wideth.io import jsonable
 
 __all__ = [
@@ -55,7 +63,11 @@ __all__ = [
     "preservation",
     "count_bound",
     "distillation",
+    "TOLERANCE_EPS",
 ]
+
+#: Bounds hold up to ``TOLERANCE_EPS * eps(dtype) * max(|bound|, |measured|)``.
+TOLERANCE_EPS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +81,7 @@ class Bound:
       holds: whether the inequality holds.
       margin: ``bound - measured`` for upper bounds, ``measured - bound`` for lower.
       note: what the bound assumes.
+      tolerance: the rounding allowance of the comparison (module docstring).
     """
 
     name: str
@@ -77,6 +90,7 @@ class Bound:
     holds: bool
     margin: float
     note: str = ""
+    tolerance: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,31 +129,38 @@ class Certificate:
         return "\n".join(lines)
 
 
-def _upper(name: str, bound: float, measured: float, note: str = "") -> Bound:
-    ok = bool(math.isfinite(measured) and measured <= bound)
-    return Bound(name, float(bound), float(measured), ok, float(bound - measured), note)
+def _tolerance(dtype: Any, bound: float, measured: float) -> float:
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    scale = max(abs(bound), abs(measured)) if math.isfinite(measured) else abs(bound)
+    return TOLERANCE_EPS * eps * scale
 
 
-def _lower(name: str, bound: float, measured: float, note: str = "") -> Bound:
-    ok = bool(math.isfinite(measured) and measured >= bound)
-    return Bound(name, float(bound), float(measured), ok, float(measured - bound), note)
+def _upper(name: str, bound: float, measured: float, note: str = "", dtype: Any = None) -> Bound:
+    bound, measured = float(bound), float(measured)
+    tol = _tolerance(np.float64 if dtype is None else dtype, bound, measured)
+    ok = bool(math.isfinite(measured) and measured <= bound + tol)
+    return Bound(name, bound, measured, ok, bound - measured, note, tol)
 
 
-def _scalar_loss(loss_fn: Callable, params: Any) -> jax.Array:
-    value = loss_fn(params)
-    if jnp.ndim(value) != 0:
-        raise ValueError(f"loss_fn must return a scalar, got shape {jnp.shape(value)}")
-    return value
+def _lower(name: str, bound: float, measured: float, note: str = "", dtype: Any = None) -> Bound:
+    bound, measured = float(bound), float(measured)
+    tol = _tolerance(np.float64 if dtype is None else dtype, bound, measured)
+    ok = bool(math.isfinite(measured) and measured >= bound - tol)
+    return Bound(name, bound, measured, ok, measured - bound, note, tol)
 
 
-def _check_same_tree(name: str, a: Any, b: Any) -> None:
-    if jax.tree.structure(a) != jax.tree.structure(b):
-        raise ValueError(f"{name} must have the same pytree structure as params")
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        if x.shape != y.shape:
-            raise ValueError(f"{name} leaf shape {y.shape} differs from params leaf {x.shape}")
-        if not bool(jnp.all(jnp.isfinite(y))):
-            raise ValueError(f"{name} contains NaN or inf")
+def _float_dtype(*trees: Any) -> Any:
+    """The (lowest-precision) floating dtype the measured numbers were computed in."""
+    dts = [jnp.result_type(a) for t in trees for a in jax.tree.leaves(t)]
+    dts = [d for d in dts if jnp.issubdtype(d, jnp.floating)]
+    return max(dts, key=lambda d: np.finfo(d).eps) if dts else jnp.result_type(float)
+
+
+def _check_loss(loss_fn: Any, params: Any, new_params: Any) -> None:
+    _checks.callable_("loss_fn", loss_fn, "a callable loss_fn(params) -> scalar")
+    _checks.params_tree("params", params)
+    _checks.tree_like("new_params", new_params, params)
+    _checks.scalar_output("loss_fn", loss_fn, params, what="loss_fn(params)")
 
 
 def progress(
@@ -165,18 +186,27 @@ def progress(
       loss_fn: ``params -> scalar`` loss.
       params: :math:`\theta`.
       new_params: :math:`\theta'` after the step.
-      learning_rate: :math:`\eta` used for the step.
-      key: PRNG key for Lanczos.
+      learning_rate: :math:`\eta > 0` used for the step.
+      key: PRNG key for Lanczos (``None``: ``jax.random.key(0)``).
       lanczos_steps: Krylov dimension.
 
     Returns:
       Certificate with bounds ``step size <= 1/lambda_max`` and
       ``loss decrease >= delta``.
+
+    Raises:
+      ValueError / TypeError: ``loss_fn`` not a scalar loss of ``params``,
+        ``new_params`` not laid out like ``params`` or not finite,
+        ``learning_rate <= 0``, bad ``key`` or ``lanczos_steps``.
     """
     from wideth import hessian
 
-    _check_same_tree("new_params", params, new_params)
-    l0 = float(_scalar_loss(loss_fn, params))
+    _check_loss(loss_fn, params, new_params)
+    learning_rate = float(_checks.scalar("learning_rate", learning_rate, 0.0, low_open=True))
+    key = _checks.prng_key("key", key, allow_none=True)
+    lanczos_steps = _checks.positive_int("lanczos_steps", lanczos_steps)
+    dtype = _float_dtype(params)
+    l0 = float(loss_fn(params))
     l1 = float(loss_fn(new_params))
     g = jax.grad(loss_fn)(params)
     g2 = float(sum(jnp.sum(x**2) for x in jax.tree.leaves(g)))
@@ -185,8 +215,20 @@ def progress(
     lam_max = float(lam[0])
     delta = 0.5 * learning_rate * g2
     bounds = (
-        _upper("learning_rate * lambda_max", 1.0, learning_rate * lam_max, "descent lemma premise"),
-        _lower("loss decrease", delta, l0 - l1, "eta ||grad||^2 / 2, valid when the premise holds"),
+        _upper(
+            "learning_rate * lambda_max",
+            1.0,
+            learning_rate * lam_max,
+            "descent lemma premise",
+            dtype,
+        ),
+        _lower(
+            "loss decrease",
+            delta,
+            l0 - l1,
+            "eta ||grad||^2 / 2, valid when the premise holds",
+            dtype,
+        ),
     )
     m = {
         "loss_before": l0,
@@ -221,17 +263,22 @@ def taylor_change(
       loss_fn: ``params -> scalar`` loss.
       params: :math:`\theta`.
       new_params: :math:`\theta'`.
-      rel_tolerance: allowed relative error of the prediction.
+      rel_tolerance: allowed relative error of the prediction (>= 0).
 
     Returns:
       Certificate with the prediction error bound; measurements hold the
       first- and second-order terms.
+
+    Raises:
+      ValueError / TypeError: as :func:`progress`; ``rel_tolerance < 0``.
     """
     from wideth import hessian
 
-    _check_same_tree("new_params", params, new_params)
+    _check_loss(loss_fn, params, new_params)
+    rel_tolerance = float(_checks.scalar("rel_tolerance", rel_tolerance, 0.0))
+    dtype = _float_dtype(params)
     dw = jax.tree.map(lambda a, b: b - a, params, new_params)
-    l0 = float(_scalar_loss(loss_fn, params))
+    l0 = float(loss_fn(params))
     l1 = float(loss_fn(new_params))
     g = jax.grad(loss_fn)(params)
     first = float(
@@ -250,6 +297,7 @@ def taylor_change(
             rel_tolerance * scale,
             err,
             "second-order Taylor model (Optimal Brain Damage)",
+            dtype,
         ),
     )
     m = {
@@ -289,35 +337,62 @@ def preservation(
       params: :math:`\theta`.
       new_params: :math:`\theta'`.
       x: inputs.
-      y: optional labels.
-      eps: one tolerance for every layer, or one per layer.
-      max_accuracy_drop: allowed accuracy drop.
+      y: optional labels: one-hot ``(n, c)`` or integers ``(n,)`` in ``[0, c)``.
+      eps: one tolerance for every layer, or one per layer (>= 0).
+      max_accuracy_drop: allowed accuracy drop, in ``[0, 1]``.
 
     Returns:
-      Certificate with one bound per layer (and the accuracy bound).
+      Certificate with one bound per layer (and the accuracy bound). A layer
+      whose representation is exactly zero at :math:`\theta` has relative
+      change 0 if it stays zero and ``inf`` otherwise.
+
+    Raises:
+      ValueError / TypeError: ``features_fn`` failing on ``(params, x)`` or not
+        returning a list of arrays (checked abstractly first), ``new_params``
+        not like ``params``, NaN/inf in ``x``, labels of the wrong shape or
+        range, negative tolerances.
     """
-    _check_same_tree("new_params", params, new_params)
-    if not bool(jnp.all(jnp.isfinite(x))):
-        raise ValueError("x contains NaN or inf")
-    f0, f1 = list(features_fn(params, x)), list(features_fn(new_params, x))
-    eps_l = [float(eps)] * len(f0) if np.isscalar(eps) else [float(e) for e in eps]
-    if len(eps_l) != len(f0):
-        raise ValueError(
-            f"eps must be a scalar or have one entry per layer ({len(f0)}), got {len(eps_l)}"
+    _checks.callable_("features_fn", features_fn, "a callable features_fn(params, x) -> [f_1..f_L]")
+    _checks.params_tree("params", params)
+    _checks.tree_like("new_params", new_params, params)
+    x = _checks.array("x", x, min_ndim=1, min_rows=1, kind="number")
+    shapes = _checks.evaluate_shape(
+        "features_fn", features_fn, params, x, what="features_fn(params, x)"
+    )
+    if not isinstance(shapes, list | tuple) or not shapes:
+        raise TypeError(
+            "features_fn: expected a non-empty list of per-layer arrays [f_1, ..., f_L], got "
+            f"{type(shapes).__name__}"
         )
-    rel = [float(jnp.linalg.norm(b - a) / jnp.linalg.norm(a)) for a, b in zip(f0, f1, strict=True)]
+    if np.ndim(eps) == 0:
+        eps_l = [float(_checks.scalar("eps", eps, 0.0))] * len(shapes)
+    else:
+        eps_a = _checks.host_array("eps", eps, ndim=1, kind="real")
+        if eps_a.shape[0] != len(shapes):
+            raise ValueError(
+                f"eps: expected a scalar or one entry per layer ({len(shapes)}), got "
+                f"{eps_a.shape[0]}"
+            )
+        _checks.in_range("eps", eps_a, 0.0)
+        eps_l = [float(e) for e in eps_a]
+    max_accuracy_drop = float(_checks.scalar("max_accuracy_drop", max_accuracy_drop, 0.0, 1.0))
+    out_shape = shapes[-1].shape
+    if y is not None:
+        labels = _labels("y", y, x.shape[0], out_shape[-1] if len(out_shape) > 1 else 1)
+    dtype = _float_dtype(params)
+    f0, f1 = list(features_fn(params, x)), list(features_fn(new_params, x))
+    rel = [_relative_change(a, b) for a, b in zip(f0, f1, strict=True)]
     bounds = [
-        _upper(f"layer {i} relative change", e, r)
+        _upper(f"layer {i} relative change", e, r, dtype=dtype)
         for i, (e, r) in enumerate(zip(eps_l, rel, strict=True))
     ]
     pred0, pred1 = jnp.argmax(f0[-1], -1), jnp.argmax(f1[-1], -1)
     agree = float(jnp.mean(pred0 == pred1))
     m: dict[str, Any] = {"relative_change": rel, "output_agreement": agree}
     if y is not None:
-        labels = jnp.argmax(y, -1) if jnp.ndim(y) == 2 else jnp.asarray(y)
         acc0, acc1 = float(jnp.mean(pred0 == labels)), float(jnp.mean(pred1 == labels))
         m.update(accuracy_before=acc0, accuracy_after=acc1)
-        bounds.append(_upper("accuracy drop", max_accuracy_drop, acc0 - acc1))
+        bounds.append(_upper("accuracy drop", max_accuracy_drop, acc0 - acc1, dtype=dtype))
     return Certificate("preservation", tuple(bounds), m)
 
 
@@ -337,20 +412,42 @@ def count_bound(
       loss_star: lower bound on the loss (0 for MSE / cross-entropy).
 
     Returns:
-      Certificate with ``N <= bound`` and ``every stage decreased by >= delta_k``.
+      Certificate with ``N <= bound`` and ``every stage decreased by >= delta_k``
+      (each stage up to the rounding tolerance of the inputs' dtype).
+
+    Raises:
+      ValueError / TypeError: non-finite or mis-sized ``losses``/``deltas``,
+        non-positive ``deltas``, ``loss_star`` above a measured loss.
     """
-    l = np.asarray(losses, dtype=np.float64)
-    d = np.asarray(deltas, dtype=np.float64)
-    if l.ndim != 1 or d.ndim != 1 or l.size != d.size + 1:
-        raise ValueError(f"losses must have len(deltas) + 1 entries, got {l.size} and {d.size}")
-    if d.size == 0 or np.any(d <= 0):
-        raise ValueError("deltas must be positive")
+    l_in = _checks.host_array("losses", losses, ndim=1, kind="real")
+    d_in = _checks.host_array("deltas", deltas, ndim=1, kind="real")
+    # Rounding of the inputs' own dtype (Python floats are float64).
+    dtype = max(
+        (np.result_type(a.dtype, np.float32) for a in (l_in, d_in)),
+        key=lambda t: np.finfo(t).eps,
+    )
+    l, d = l_in.astype(np.float64), d_in.astype(np.float64)
+    if d.size == 0:
+        raise ValueError("deltas: expected at least one stage, got an empty sequence")
+    if l.size != d.size + 1:
+        raise ValueError(
+            f"losses: expected len(deltas) + 1 = {d.size + 1} entries, got {l.size}"
+        )
+    if np.any(d <= 0):
+        raise ValueError(f"deltas: expected positive certified decreases, got min {d.min():g}")
+    loss_star = float(_checks.scalar("loss_star", loss_star))
+    if loss_star > l.min():
+        raise ValueError(
+            f"loss_star: expected a lower bound on the loss, got {loss_star:g} above the "
+            f"smallest loss {l.min():g}"
+        )
     n = d.size
     bound = (l[0] - loss_star) / d.min()
-    achieved = int(np.sum(l[:-1] - l[1:] >= d))
+    tol = TOLERANCE_EPS * float(np.finfo(dtype).eps) * np.maximum(np.abs(l[:-1]), d)
+    achieved = int(np.sum(l[:-1] - l[1:] >= d - tol))
     bounds = (
-        _upper("number of stages", bound, n, "(L0 - L*) / min delta"),
-        _lower("stages meeting their certified decrease", n, achieved),
+        _upper("number of stages", bound, n, "(L0 - L*) / min delta", dtype),
+        _lower("stages meeting their certified decrease", n, achieved, dtype=dtype),
     )
     return Certificate("count", bounds, {"stages": n, "bound": bound, "min_delta": float(d.min())})
 
@@ -379,27 +476,37 @@ def distillation(
 
     Returns:
       Certificate with Pinsker's bound (worst input) and, with labels, the
-      accuracy bound.
+      accuracy bound (which holds with equality when the student only sharpens
+      or flattens the teacher's one-hot-aligned outputs; the dtype-aware
+      tolerance of the module docstring lets it pass).
+
+    Raises:
+      ValueError / TypeError: logits not finite real ``(n, c)`` arrays of one
+        shape; labels of the wrong shape or outside ``[0, c)``.
     """
-    t, s = jnp.asarray(teacher_logits), jnp.asarray(student_logits)
-    if t.shape != s.shape or t.ndim != 2:
+    t = _checks.array("teacher_logits", teacher_logits, ndim=2, min_rows=1, kind="real")
+    s = _checks.array("student_logits", student_logits, ndim=2, kind="real")
+    if t.shape != s.shape:
         raise ValueError(
-            f"teacher_logits and student_logits must both be (n, c), got {t.shape}, {s.shape}"
+            f"student_logits: expected the shape of teacher_logits {tuple(t.shape)}, got "
+            f"{tuple(s.shape)}"
         )
+    if labels is not None:
+        y = _labels("labels", labels, t.shape[0], t.shape[1])
+    dtype = _float_dtype(t, s)
     lt, ls = jax.nn.log_softmax(t, -1), jax.nn.log_softmax(s, -1)
     pt, ps = jnp.exp(lt), jnp.exp(ls)
     kl = jnp.maximum(jnp.sum(pt * (lt - ls), -1), 0.0)
     tv = 0.5 * jnp.sum(jnp.abs(pt - ps), -1)
     pinsker = jnp.sqrt(kl / 2)
     excess = float(jnp.max(tv - pinsker))
-    bounds = [_upper("max over inputs of TV - sqrt(KL/2)", 1e-6, excess, "Pinsker")]
+    bounds = [_upper("max over inputs of TV - sqrt(KL/2)", 1e-6, excess, "Pinsker", dtype)]
     m: dict[str, Any] = {
         "mean_kl": float(kl.mean()),
         "mean_tv": float(tv.mean()),
         "mean_pinsker": float(pinsker.mean()),
     }
     if labels is not None:
-        y = jnp.argmax(labels, -1) if jnp.ndim(labels) == 2 else jnp.asarray(labels)
         idx = jnp.arange(t.shape[0])
         acc_t, acc_s = float(pt[idx, y].mean()), float(ps[idx, y].mean())
         bounds.append(
@@ -408,6 +515,7 @@ def distillation(
                 float(tv.mean()),
                 abs(acc_t - acc_s),
                 "E[TV]",
+                dtype,
             )
         )
         m.update(
@@ -417,3 +525,27 @@ def distillation(
             argmax_accuracy_student=float(jnp.mean(jnp.argmax(s, -1) == y)),
         )
     return Certificate("distillation", tuple(bounds), m)
+
+
+def _labels(name: str, labels: Any, n: int, c: int) -> jax.Array:
+    """Integer class indices ``(n,)`` from integer labels or one-hot ``(n, c)`` rows."""
+    lab = _checks.array(name, labels, ndim=(1, 2), kind="real")
+    if lab.shape[0] != n:
+        raise ValueError(
+            f"{name}: expected {n} rows like the outputs, got {_checks.shape_str(lab)}"
+        )
+    if lab.ndim == 2:
+        if lab.shape[1] != c:
+            raise ValueError(
+                f"{name}: expected one-hot rows of {c} classes, got {_checks.shape_str(lab)}"
+            )
+        return jnp.argmax(lab, -1)
+    _checks.class_labels(name, lab, c)
+    return lab
+
+
+def _relative_change(a: jax.Array, b: jax.Array) -> float:
+    na, nd = float(jnp.linalg.norm(a)), float(jnp.linalg.norm(b - a))
+    if na == 0.0:
+        return 0.0 if nd == 0.0 else math.inf
+    return nd / na

@@ -52,6 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wideth import _checks
+from wideth.functional import as_apply
 from wideth.io import jsonable
 
 __all__ = ["ProfileCertificate", "profile", "gradient_ratios", "loss_curve_shape"]
@@ -111,48 +113,32 @@ class ProfileCertificate:
         return "\n".join(lines)
 
 
-def _as_functional(apply_fn_or_module: Any, params: Any) -> tuple[Callable, Any]:
-    """Return ``(apply_fn, params)`` for an ``apply_fn`` or a Flax NNX module."""
-    from flax import nnx
+def _validate(
+    apply_fn: Callable, params: Any, x: Any, y: Any, loss: str | Callable
+) -> tuple[jax.Array, jax.Array, Callable]:
+    """Check data, the network's output shape and the loss before any work; returns (x, y, loss)."""
+    from wideth.train.losses import get_loss
 
-    if isinstance(apply_fn_or_module, nnx.Module):
-        if params is not None:
-            raise ValueError("params must be None when a Flax NNX module is given")
-        graphdef, state = nnx.split(apply_fn_or_module, nnx.Param)
-        return (lambda p, x: nnx.merge(graphdef, p)(x)), state
-    if not callable(apply_fn_or_module):
-        raise TypeError("apply_fn_or_module must be apply_fn(params, x) or an nnx.Module")
-    if params is None:
-        raise ValueError("params is required with an apply_fn")
-    return apply_fn_or_module, params
-
-
-def _loss_of_outputs(loss: str | Callable) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    if callable(loss):
-        return loss
-    if loss == "mse":
-        return lambda out, y: 0.5 * jnp.mean(jnp.sum((out - y) ** 2, axis=-1))
-    if loss == "xent":
-        return lambda out, y: -jnp.mean(jnp.sum(y * jax.nn.log_softmax(out, axis=-1), axis=-1))
-    raise ValueError(f"loss must be 'mse', 'xent' or a callable, got {loss!r}")
-
-
-def _validate(apply_fn: Callable, params: Any, x: jax.Array, y: jax.Array) -> None:
-    leaves = jax.tree.leaves(params)
-    if not leaves:
-        raise ValueError("params has no array leaves")
-    if not all(bool(jnp.all(jnp.isfinite(p))) for p in leaves):
-        raise ValueError("params contain NaN or inf")
-    for name, a in (("x", x), ("y", y)):
-        if not bool(jnp.all(jnp.isfinite(a))):
-            raise ValueError(f"{name} contains NaN or inf")
+    _checks.params_tree("params", params)
+    x = _checks.array("x", x, min_ndim=1, min_rows=1, kind="number")
+    y = _checks.array("y", y, ndim=(1, 2), kind="real")
+    if y.ndim == 1:
+        y = y[:, None]
     if x.shape[0] != y.shape[0]:
         raise ValueError(
-            f"x and y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}"
+            f"y: expected the {x.shape[0]} rows of x, got {_checks.shape_str(y)}"
         )
-    out = jax.eval_shape(apply_fn, params, x)
-    if out.shape != y.shape:
-        raise ValueError(f"y must have the network's output shape {out.shape}, got {y.shape}")
+    out = _checks.evaluate_shape(
+        "apply_fn_or_module", apply_fn, params, x[:1], what="apply_fn(params, x)"
+    )
+    if not hasattr(out, "shape") or tuple(out.shape[1:]) != tuple(y.shape[1:]):
+        raise ValueError(
+            f"y: expected rows shaped like the network's outputs (n, "
+            f"{', '.join(map(str, getattr(out, 'shape', ())[1:]))}), got {_checks.shape_str(y)}"
+        )
+    loss_out = get_loss(loss)
+    _checks.scalar_output("loss", loss_out, out, y[:1], what="loss(outputs, y)")
+    return x, y, loss_out
 
 
 def _layer_groups(params: Any) -> list[tuple[str, list[int]]]:
@@ -178,8 +164,14 @@ def gradient_ratios(grads: Any) -> dict[str, float]:
       grads: gradient pytree; a layer is the set of leaves sharing a parent.
 
     Returns:
-      ``{layer name: R_l}`` in flattening order (the last entry is 1).
+      ``{layer name: R_l}`` in flattening order (the last entry is 1; every
+      entry is NaN when the last layer's gradient is exactly zero, where the
+      ratios are undefined).
+
+    Raises:
+      ValueError / TypeError: no leaves, non-floating or non-finite leaves.
     """
+    _checks.params_tree("grads", grads)
     leaves = jax.tree.leaves(grads)
     norms = []
     groups = _layer_groups(grads)
@@ -201,10 +193,23 @@ def loss_curve_shape(losses: Sequence[float]) -> dict[str, Any]:
       dict with ``rate`` (:math:`r`), ``r2`` of the fit, ``up_fraction``
       (fraction of steps where the loss went up), ``ratio`` (final / initial)
       and ``verdict`` in {library, tame, wild} (thresholds in the module docstring).
+      A curve with a NaN/inf entry is a divergence (``"wild"``); one that
+      reaches exactly zero has converged (``"library"``).
+
+    Raises:
+      ValueError / TypeError: not a 1-d sequence of at least 3 real numbers, or
+        a negative loss (the fit is on :math:`\log\mathcal L`, and the
+        thresholds assume a loss bounded below by 0).
     """
-    l = np.asarray(losses, dtype=np.float64)
+    l = _checks.host_array("losses", losses, ndim=1, kind="real", check_finite=False)
+    l = l.astype(np.float64)
     if l.size < 3:
-        raise ValueError(f"losses must have at least 3 entries, got {l.size}")
+        raise ValueError(f"losses: expected at least 3 entries, got {l.size}")
+    if np.any(l[np.isfinite(l)] < 0):
+        raise ValueError(
+            f"losses: expected non-negative losses (the fit is on log L), got min "
+            f"{np.nanmin(l[np.isfinite(l)]):g}"
+        )
     if not np.all(np.isfinite(l)) or np.any(l <= 0):
         finite = bool(np.all(np.isfinite(l)))
         verdict = "wild" if not finite else "library"  # zero loss: converged exactly
@@ -294,24 +299,31 @@ def profile(
     Returns:
       A :class:`ProfileCertificate`.
 
+    Raises:
+      ValueError / TypeError: a bad model or parameters (NaN/inf included),
+        ``x``/``y`` with NaN/inf, different row counts or ``y`` not shaped like
+        the outputs (``apply_fn`` is evaluated abstractly on one row first), a
+        loss that is not a name or a scalar ``loss(outputs, y)``, bad sizes or
+        key, ``widths`` without ``make_model``. All before any computation.
+
     Examples:
       >>> # cert = profile(apply_fn, params, x, y, key=jax.random.PRNGKey(0))
       >>> # cert.regime, cert.to_json()
     """
     from wideth import hessian
 
-    apply_fn, params = _as_functional(apply_fn_or_module, params)
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    if y.ndim == 1:
-        y = y[:, None]
-    _validate(apply_fn, params, x, y)
-    if probe_steps < 3:
-        raise ValueError(f"probe_steps must be at least 3, got {probe_steps}")
-    if widths is not None and make_model is None:
-        raise ValueError("widths needs make_model: width -> (apply_fn, params)")
-    key = jax.random.PRNGKey(0) if key is None else key
+    apply_fn, params = as_apply(apply_fn_or_module, params, name="apply_fn_or_module")
+    x, y, loss_out = _validate(apply_fn, params, x, y, loss)
+    probe_steps = _checks.positive_int("probe_steps", probe_steps, minimum=3)
+    probe_size = _checks.positive_int("probe_size", probe_size)
+    lanczos_steps = _checks.positive_int("lanczos_steps", lanczos_steps)
+    if widths is not None:
+        widths = _checks.int_sequence("widths", widths, minimum=1, min_len=2)
+        if make_model is None:
+            raise ValueError("make_model: widths needs make_model: width -> (apply_fn, params)")
+        _checks.callable_("make_model", make_model, "a callable width -> (apply_fn, params)")
+    key = jax.random.PRNGKey(0) if key is None else _checks.prng_key("key", key)
     xb, yb = x[:probe_size], y[:probe_size]
-    loss_out = _loss_of_outputs(loss)
     loss_fn = lambda p: loss_out(apply_fn(p, xb), yb)
     criteria: dict[str, dict[str, str]] = {}
     m: dict[str, Any] = {"probe_size": int(xb.shape[0]), "probe_steps": probe_steps}

@@ -178,6 +178,11 @@ def lanczos(
             )
         return _lanczos_op(matvec, jnp.asarray(v0, matvec.dtype), num_steps, key, tol)
     _checks.callable_("matvec", matvec, "a callable matvec(v, *params) or an Operator")
+    out = _checks.evaluate_shape("matvec", matvec, v0, *params, what="matvec(v0, *params)")
+    want = [tuple(jnp.shape(x)) for x in leaves]
+    got = [tuple(getattr(x, "shape", ())) for x in jax.tree.leaves(out)]
+    if jax.tree.structure(out) != jax.tree.structure(v0) or got != want:
+        raise ValueError(f"matvec: expected an output laid out like v0 {want}, got {got}")
     return _lanczos_jit(matvec, v0, num_steps, params, key, tol)
 
 
@@ -213,10 +218,35 @@ def tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
 
     Returns:
       ``(..., m, m)`` symmetric tridiagonal matrix.
+
+    Raises:
+      ValueError / TypeError: non-finite or non-real coefficients, ``betas``
+        whose last axis is not ``m`` or ``m - 1`` or whose batch shape differs.
     """
+    alphas, betas = _check_tridiagonal(alphas, betas)
     m = alphas.shape[-1]
     off = betas[..., : m - 1]
     return alphas[..., :, None] * jnp.eye(m, dtype=alphas.dtype) + _band(off, m)
+
+
+def _check_tridiagonal(alphas: Any, betas: Any) -> tuple[jax.Array, jax.Array]:
+    alphas = _checks.array("alphas", alphas, min_ndim=1, kind="real")
+    betas = _checks.array("betas", betas, min_ndim=1, kind="real")
+    m = alphas.shape[-1]
+    if m == 0:
+        raise ValueError(
+            f"alphas: expected at least one coefficient, got {_checks.shape_str(alphas)}"
+        )
+    if betas.shape[:-1] != alphas.shape[:-1] or betas.shape[-1] not in (m, m - 1):
+        raise ValueError(
+            f"betas: expected shape {(*alphas.shape[:-1], m)} or {(*alphas.shape[:-1], m - 1)} "
+            f"for alphas {_checks.shape_str(alphas)}, got {_checks.shape_str(betas)}"
+        )
+    if not jnp.issubdtype(alphas.dtype, jnp.floating):
+        alphas = alphas.astype(jnp.result_type(float))
+    if not jnp.issubdtype(betas.dtype, jnp.floating):
+        betas = betas.astype(alphas.dtype)
+    return alphas, betas
 
 
 def _band(off: jax.Array, m: int) -> jax.Array:

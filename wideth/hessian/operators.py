@@ -36,7 +36,7 @@ from jax.sharding import Mesh
 
 from wideth import _checks
 
-from .products import _hvp_closed, ggn_vp, hvp
+from .products import _hvp_closed, check_data_options, ggn_vp, hvp
 
 __all__ = ["Operator", "hessian", "ggn", "ntk", "from_matvec"]
 
@@ -53,15 +53,15 @@ class Space:
     dtype: Any  # dtype of the flat vectors
 
     @classmethod
-    def of(cls, tree: PyTree, dtype: Any = None) -> Space:
+    def of(cls, tree: PyTree, dtype: Any = None, name: str = "params") -> Space:
+        _checks.params_tree(name, tree)
         leaves, treedef = jax.tree.flatten(tree)
-        if not leaves:
-            raise ValueError("params: expected a pytree with at least one array leaf, got none")
         shapes = tuple(tuple(np.shape(a)) for a in leaves)
         dtypes = tuple(jnp.result_type(a) for a in leaves)
         for d in dtypes:
             if not jnp.issubdtype(d, jnp.floating):
-                raise TypeError(f"params: expected floating-point leaves, got dtype {d}")
+                raise TypeError(f"{name}: expected floating-point leaves, got dtype {d}")
+        dtype = _checks.float_dtype("dtype", dtype, allow_none=True)
         flat = jnp.dtype(jnp.result_type(*dtypes) if dtype is None else dtype)
         return cls(treedef, shapes, dtypes, flat)
 
@@ -143,16 +143,6 @@ class Operator:
         return f"Operator({type(self.kernel).__name__}, size={self.size}, dtype={self.dtype})"
 
 
-def _check_data_options(data: Any, batch_size: Any, mesh: Any) -> int | None:
-    if data is None and (batch_size is not None or mesh is not None):
-        raise ValueError("data: batch_size and mesh need data, got data=None")
-    if batch_size is not None:
-        batch_size = _checks.positive_int("batch_size", batch_size)
-    if mesh is not None and not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh: expected a jax.sharding.Mesh, got {type(mesh).__name__}")
-    return batch_size
-
-
 @dataclasses.dataclass(frozen=True)
 class _HessianKernel:
     loss_fn: Callable[..., jax.Array]
@@ -219,26 +209,15 @@ def hessian(
       <https://doi.org/10.1162/neco.1994.6.1.147>`_, 1994.
     """
     _checks.callable_("loss_fn", loss_fn, "a callable loss_fn(params[, batch]) -> scalar")
-    batch_size = _check_data_options(data, batch_size, mesh)
+    batch_size = check_data_options(data, batch_size, mesh, axis_name)
     space = Space.of(params, dtype)
     if data is None:
         _checks.scalar_output("loss_fn", loss_fn, params, what="loss_fn(params)")
     else:
-        _leading_rows(data)
         sample = data if batch_size is None else _first_rows(data, batch_size)
         _checks.scalar_output("loss_fn", loss_fn, params, sample, what="loss_fn(params, batch)")
     kernel = _HessianKernel(loss_fn, data is not None, batch_size, mesh, axis_name)
     return Operator(kernel, (params, data), space)
-
-
-def _leading_rows(data: PyTree) -> int:
-    leaves = jax.tree.leaves(data)
-    if not leaves:
-        raise ValueError("data: expected a non-empty pytree of arrays, got no leaves")
-    sizes = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in leaves}
-    if len(sizes) != 1 or -1 in sizes:
-        raise ValueError(f"data: expected leaves with one shared leading axis, got sizes {sizes}")
-    return sizes.pop()
 
 
 def _first_rows(data: PyTree, n: int) -> PyTree:
@@ -306,7 +285,7 @@ def ggn(
     """
     _checks.callable_("outputs_fn", outputs_fn, "a callable outputs_fn(params[, batch])")
     _checks.callable_("loss_of_outputs", loss_of_outputs, "a callable loss_of_outputs(outputs)")
-    batch_size = _check_data_options(data, batch_size, mesh)
+    batch_size = check_data_options(data, batch_size, mesh, axis_name)
     space = Space.of(params, dtype)
     if data is None:
         out = _checks.evaluate_shape("outputs_fn", outputs_fn, params, what="outputs_fn(params)")
@@ -314,7 +293,6 @@ def ggn(
             "loss_of_outputs", loss_of_outputs, out, what="loss_of_outputs(outputs)"
         )
     else:
-        _leading_rows(data)
         sample = data if batch_size is None else _first_rows(data, batch_size)
         out = _checks.evaluate_shape(
             "outputs_fn", outputs_fn, params, sample, what="outputs_fn(params, batch)"
@@ -372,8 +350,9 @@ def ntk(apply_fn: Any, params: PyTree, x: Any, *, dtype: Any = None) -> Operator
     apply_fn, params = as_apply(apply_fn, params)
     x = _checks.array("x", x, min_ndim=1, min_rows=1, kind="number")
     out = _checks.evaluate_shape("apply_fn", apply_fn, params, x, what="apply_fn(params, x)")
+    _checks.params_tree("params", params)
     kernel = _NTKKernel(apply_fn)
-    return Operator(kernel, (params, x), Space.of(out, dtype))
+    return Operator(kernel, (params, x), Space.of(out, dtype, name="apply_fn outputs"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,7 +382,7 @@ def from_matvec(
       :class:`Operator`.
     """
     _checks.callable_("matvec", matvec, "a callable matvec(v, *params)")
-    space = Space.of(v_example, dtype)
+    space = Space.of(v_example, dtype, name="v_example")
     out = _checks.evaluate_shape("matvec", matvec, v_example, *params, what="matvec(v, *params)")
     if (
         jax.tree.structure(out) != space.treedef

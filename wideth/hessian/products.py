@@ -43,6 +43,39 @@ def check_scalar(fn: Callable[..., Any], *args: Any, name: str = "loss_fn") -> N
     _checks.scalar_output(name, fn, *args, what=what)
 
 
+def check_data_options(
+    data: PyTree, batch_size: Any, mesh: Any, axis_name: Any = None
+) -> int | None:
+    """The data and batching options shared by every product and operator."""
+    if data is None and (batch_size is not None or mesh is not None):
+        raise ValueError("data: batch_size and mesh need data, got data=None")
+    if data is not None:
+        _checks.arrays_tree("data", data)
+        n = _leading_size(data)
+    if batch_size is not None:
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        if n % batch_size:
+            raise ValueError(
+                f"batch_size: expected a positive divisor of the {n} examples in data, got "
+                f"{batch_size}"
+            )
+    _checks.mesh("mesh", mesh)
+    if mesh is not None:
+        axis = mesh.axis_names[0] if axis_name is None else axis_name
+        if axis not in mesh.axis_names:
+            raise ValueError(
+                f"axis_name: expected one of the mesh axes {mesh.axis_names}, got {axis!r}"
+            )
+        if n % mesh.shape[axis]:
+            raise ValueError(
+                f"data: expected a leading size divisible by the {mesh.shape[axis]} devices on "
+                f"mesh axis {axis!r}, got {n}"
+            )
+    elif axis_name is not None:
+        raise ValueError(f"axis_name: only used with a mesh, got {axis_name!r} without one")
+    return batch_size
+
+
 def _check_call(
     name: str,
     fn: Any,
@@ -51,13 +84,12 @@ def _check_call(
     data: PyTree,
     batch_size: int | None,
     mesh: Mesh | None,
+    axis_name: str | None = None,
 ) -> None:
     _checks.callable_(name, fn, f"a callable {name}(params[, batch])")
+    _checks.params_tree("params", params)
     _checks.tree_like("v", v, params)
-    if data is None and (batch_size is not None or mesh is not None):
-        raise ValueError("data: batch_size and mesh need data, got data=None")
-    if batch_size is not None:
-        _checks.positive_int("batch_size", batch_size)
+    check_data_options(data, batch_size, mesh, axis_name)
 
 
 def _leading_size(data: PyTree) -> int:
@@ -196,7 +228,7 @@ def hvp(
       Pearlmutter, `Fast exact multiplication by the Hessian
       <https://doi.org/10.1162/neco.1994.6.1.147>`_, 1994.
     """
-    _check_call("loss_fn", loss_fn, params, v, data, batch_size, mesh)
+    _check_call("loss_fn", loss_fn, params, v, data, batch_size, mesh, axis_name)
     if data is None:
         check_scalar(loss_fn, params)
         return _hvp_closed(loss_fn, params, v)
@@ -257,10 +289,10 @@ def ggn_vp(
       Martens, `New insights and perspectives on the natural gradient method
       <https://jmlr.org/papers/v21/17-678.html>`_, 2020.
     """
-    _check_call("outputs_fn", outputs_fn, params, v, data, batch_size, mesh)
+    _check_call("outputs_fn", outputs_fn, params, v, data, batch_size, mesh, axis_name)
     _checks.callable_("loss_of_outputs", loss_of_outputs, "a callable loss_of_outputs(outputs)")
     if data is None:
-        out = jax.eval_shape(outputs_fn, params)
+        out = _checks.evaluate_shape("outputs_fn", outputs_fn, params, what="outputs_fn(params)")
         check_scalar(loss_of_outputs, out, name="loss_of_outputs")
         return _ggn_closed(outputs_fn, loss_of_outputs, params, v)
 
@@ -269,12 +301,16 @@ def ggn_vp(
 
     def local(p, w, d):
         if batch_size is None:
-            out = jax.eval_shape(outputs_fn, p, d)
+            out = _checks.evaluate_shape(
+                "outputs_fn", outputs_fn, p, d, what="outputs_fn(params, batch)"
+            )
             check_scalar(loss_of_outputs, out, d, name="loss_of_outputs")
             return one(p, w, d)
         batches = _split_batches(d, batch_size)
         b0 = jax.tree.map(lambda x: x[0], batches)
-        out = jax.eval_shape(outputs_fn, p, b0)
+        out = _checks.evaluate_shape(
+            "outputs_fn", outputs_fn, p, b0, what="outputs_fn(params, batch)"
+        )
         check_scalar(loss_of_outputs, out, b0, name="loss_of_outputs")
         return _scan_mean(lambda b: one(p, w, b), w, batches)
 

@@ -380,7 +380,10 @@ def kernel(
       out: ``"device"`` or ``"host"``: stream row blocks into host memory (a
         NumPy array, or a ``.npy`` memmap at ``path``) with a progress bar
         unless ``quiet``, so kernels larger than accelerator memory fit.
-      path: ``.npy`` file for ``out="host"`` (see :func:`wideth.kernels.blocks.blockwise`).
+      path: ``.npy`` file for ``out="host"``, written atomically (see
+        :func:`wideth.kernels.blocks.blockwise`). With a single ``get`` it holds
+        the returned ``(n1, n2)`` array; with a tuple, the kernels stacked on a
+        last axis, ``(n1, n2, len(get))``, of which the returned arrays are views.
       quiet: hide the progress bar of ``out="host"``.
       dtype: ``jnp.float64`` computes in double precision inside a
         ``jax.enable_x64`` context (the flag is restored afterwards; the result
@@ -437,10 +440,15 @@ def kernel(
         from wideth.kernels.blocks import blockwise, current_mesh
 
         mesh = current_mesh(mesh, x1, x2)
+        if path is not None and out != "host":
+            raise ValueError(f"path: only used with out='host', got out={out!r}")
         if mesh is not None or out != "device":
-            names = get if isinstance(get, tuple) else (get,)
-            stacked = blockwise(
-                lambda a, b: jnp.stack(kernel_fn(a, b, names), axis=-1),
+            if isinstance(get, tuple):  # stacked on a last axis; the parts are views of it
+                block = lambda a, b: jnp.stack(kernel_fn(a, b, get), axis=-1)
+            else:  # the file at ``path`` holds exactly the (n1, n2) array returned
+                block = lambda a, b: kernel_fn(a, b, get)
+            result = blockwise(
+                block,
                 x1,
                 x1 if x2 is None else x2,
                 block_size=int(batch_size) or 256,
@@ -449,8 +457,9 @@ def kernel(
                 path=path,
                 quiet=quiet,
             )
-            parts = tuple(stacked[..., i] for i in range(len(names)))
-            return parts if isinstance(get, tuple) else parts[0]
+            if isinstance(get, tuple):
+                return tuple(result[..., i] for i in range(len(get)))
+            return result
         if batch_size == 0 or (batch_size >= n1 and batch_size >= n2):
             out = _jitted(kernel_fn)(x1, x2, get=get)
         else:

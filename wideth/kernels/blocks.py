@@ -35,6 +35,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from wideth import _checks, io
 from wideth._checks import is_tracer
 
 __all__ = ["blockwise", "current_mesh", "row_mesh"]
@@ -43,9 +44,29 @@ BlockFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def row_mesh(devices: list | None = None, axis: str = "rows") -> Mesh:
-    """A one-axis mesh over ``devices`` (default: every device) for row sharding."""
-    devs = np.asarray(jax.devices() if devices is None else devices)
-    return Mesh(devs.reshape(-1), (axis,))
+    """A one-axis mesh over ``devices`` (default: every device) for row sharding.
+
+    Raises:
+      TypeError / ValueError: ``devices`` is not a non-empty sequence of JAX
+        devices; ``axis`` is not a non-empty string.
+    """
+    if not isinstance(axis, str) or not axis:
+        raise TypeError(f"axis: expected a non-empty mesh axis name (str), got {axis!r}")
+    if devices is None:
+        devices = jax.devices()
+    if isinstance(devices, jax.Device):
+        devices = [devices]
+    if isinstance(devices, str | bytes) or not hasattr(devices, "__len__"):
+        raise TypeError(f"devices: expected a sequence of JAX devices, got {devices!r}")
+    devs = list(np.asarray(devices, dtype=object).reshape(-1))
+    if not devs:
+        raise ValueError("devices: expected at least one device, got an empty sequence")
+    for d in devs:
+        if not isinstance(d, jax.Device):
+            raise TypeError(f"devices: expected JAX devices (jax.devices()), got {d!r}")
+    if len(set(devs)) != len(devs):
+        raise ValueError(f"devices: expected distinct devices, got {devs}")
+    return Mesh(np.asarray(devs, dtype=object), (axis,))
 
 
 def current_mesh(mesh: Mesh | None = None, *inputs: Any) -> Mesh | None:
@@ -57,7 +78,7 @@ def current_mesh(mesh: Mesh | None = None, *inputs: Any) -> Mesh | None:
     the ambient mesh is left to the enclosing computation and ``None`` is returned.
     """
     if mesh is not None:
-        return mesh
+        return _checks.mesh("mesh", mesh)
     if any(is_tracer(x) for x in inputs):
         return None
     try:
@@ -113,12 +134,44 @@ def blockwise(
       quiet: hide the progress bar of ``out="host"``.
 
     Returns:
-      The ``(n1, n2, ...)`` kernel matrix.
+      The ``(n1, n2, ...)`` kernel matrix; with ``path``, a read-write memmap
+      of the ``.npy`` file, which holds exactly that array.
+
+    Raises:
+      TypeError / ValueError: ``block_fn`` not callable or failing on a block
+        of ``x1`` and ``x2`` (checked abstractly, before any work), or returning
+        something other than one row per input row; ``x1``/``x2`` not finite
+        arrays with rows; bad ``block_size``, ``mesh``, ``out``; ``path``
+        without ``out="host"``, not a ``.npy`` file or not writable (all checked
+        before the first block is computed).
+
+    The file at ``path`` is written under a temporary name in its folder and
+    moved into place when complete: an error or an interrupt leaves no file at
+    ``path`` (or the previous one untouched).
     """
-    if block_size <= 0:
-        raise ValueError(f"block_size must be a positive integer, got {block_size}")
-    if out not in ("device", "host"):
-        raise ValueError(f"out must be 'device' or 'host', got {out!r}")
+    _checks.callable_("block_fn", block_fn, "a callable block_fn(x1_block, x2)")
+    block_size = _checks.positive_int("block_size", block_size)
+    _checks.choice("out", out, ("device", "host"))
+    _checks.boolean("quiet", quiet)
+    if path is not None:
+        if out != "host":
+            raise ValueError(f"path: only used with out='host', got out={out!r}")
+        path = _checks.output_path("path", path, suffix=".npy")
+    x1 = _checks.array("x1", x1, min_ndim=1, min_rows=1, kind="number")
+    x2 = _checks.array("x2", x2, min_ndim=1, min_rows=1, kind="number")
+    probe_rows = min(block_size, x1.shape[0])
+    block_out = _checks.evaluate_shape(
+        "block_fn",
+        block_fn,
+        jax.ShapeDtypeStruct((probe_rows, *x1.shape[1:]), x1.dtype),
+        jax.ShapeDtypeStruct(x2.shape, x2.dtype),
+        what="block_fn(x1_block, x2)",
+    )
+    if not hasattr(block_out, "shape") or block_out.ndim < 1 or block_out.shape[0] != probe_rows:
+        raise ValueError(
+            f"block_fn: expected one output row per input row, shape ({probe_rows}, ...), got "
+            f"{_checks.shape_str(block_out)} for a block of {probe_rows} rows"
+        )
     mesh = current_mesh(mesh, x1, x2)
     if mesh is not None:
         # Same devices with Auto axes (jax.make_mesh gives Explicit ones, under
@@ -183,12 +236,13 @@ def blockwise(
     # they go through the page cache, so the process holds one block at a time
     # (writing through a memmap would keep every dirty page in its resident set).
     path = Path(path)
-    header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=full_shape)
-    del header
-    offset = path.stat().st_size - nbytes
-    row_bytes = nbytes // n1
-    with open(path, "r+b") as f:
-        for s, _stop, values in blocks():
-            f.seek(offset + s * row_bytes)
-            np.ascontiguousarray(values, dtype=dtype).tofile(f)
+    with io.atomic_path(path, "path") as tmp:
+        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=full_shape)
+        del header
+        offset = tmp.stat().st_size - nbytes
+        row_bytes = nbytes // n1
+        with open(tmp, "r+b") as f:
+            for s, _stop, values in blocks():
+                f.seek(offset + s * row_bytes)
+                np.ascontiguousarray(values, dtype=dtype).tofile(f)
     return np.load(path, mmap_mode="r+")

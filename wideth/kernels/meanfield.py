@@ -49,9 +49,25 @@ quadrature. Gauss--Hermite quadrature of degree 100 was measured first and rejec
 its nodes are too sparse once :math:`\sqrt q` is large (relative error of
 :math:`E[\tanh'(\sqrt q z)^2]` of 2e-6 at :math:`q = 2`, 6e-3 at :math:`q = 7`,
 0.15 at :math:`q = 20`, against adaptive quadrature), and NumPy's
-``hermegauss`` overflows beyond degree ~360. Everything is jittable and runs in
-the default float type: enable float64 (``jax.config.update(
-"jax_enable_x64", True)``) for more than ~6 significant digits.
+``hermegauss`` overflows beyond degree ~360.
+
+Grids smaller than :data:`MIN_QUAD` are rejected: measured against adaptive
+quadrature (``scipy.integrate.quad``) in float64, the
+trapezoidal moments :math:`E[\tanh^2]`, :math:`E[\tanh'^2]` on 201 points
+have relative error at most 1.3e-6 for :math:`q \le 20` (4e-10 for
+:math:`q \le 10`) and :math:`E[\tanh\tanh]`, :math:`E[\tanh'\tanh']` on
+101 x 101 points at most 1.3e-9 for :math:`q \le 3` (7e-5 at :math:`q = 10`),
+while 41 and 21 points are wrong by 70% and 35% at :math:`q = 20` and
+:math:`q = 3`, and a 3-point grid is wrong in the first digit everywhere. For
+tanh :math:`q^* \le \sigma_w^2 + \sigma_b^2`, so large grids matter only for
+large weight variances.
+
+Everything is jittable and runs in the default float type: enable float64
+(``jax.config.update("jax_enable_x64", True)``) for more than ~6 significant
+digits. Bad arguments (unknown activations, negative or non-finite variances,
+correlations outside :math:`[-1, 1]`, grids below :data:`MIN_QUAD`,
+non-positive iteration budgets) raise a ``ValueError`` or ``TypeError`` naming
+the argument; under ``jit``/``vmap`` only shapes and dtypes are checked.
 
 References:
     Poole et al., `Exponential expressivity in deep neural networks through
@@ -73,9 +89,11 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import erf as _erf
 
+from wideth import _checks
+
 __all__ = [
     "ACTIVATIONS",
-    "variance_sequence",
+    "MIN_QUAD",
     "QUAD",
     "c_star",
     "chi_c",
@@ -85,6 +103,7 @@ __all__ = [
     "fixed_point",
     "nngp_diag_variance",
     "variance_map",
+    "variance_sequence",
 ]
 
 #: Activations understood by this module.
@@ -95,6 +114,10 @@ ACTIVATIONS = ("relu", "tanh", "erf", "linear")
 #: :math:`z \in [-Z_{\max}, Z_{\max}]`. See the module docstring for why this
 #: and not Gauss--Hermite.
 QUAD = (4001, 321)
+
+#: Smallest accepted ``quad``: below it the moments lose more than ~6 digits
+#: (measured accuracy in the module docstring).
+MIN_QUAD = (201, 101)
 
 #: Half-width of the quadrature grid in standard deviations.
 Z_MAX = 10.0
@@ -108,18 +131,46 @@ _KAPPA_MINUS_ONE = {"relu": 5.0, "linear": 2.0, "identity": 2.0}
 
 
 def _check_activation(activation: str) -> str:
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    return activation
+    return _checks.choice("activation", activation, ACTIVATIONS)
 
 
 def _check_var(value, name: str) -> None:
-    try:
-        v = float(value)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return  # traced: checked by the caller's own logic
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite non-negative float, got {value!r}")
+    """A variance: a real scalar >= 0 (traced values: shape and dtype only)."""
+    _checks.scalar(name, value, 0.0)
+
+
+def _check_quad(quad) -> tuple[int, int]:
+    if not isinstance(quad, tuple | list) or len(quad) != 2:
+        raise TypeError(
+            f"quad: expected a pair (points for 1-d, points per axis for 2-d expectations), "
+            f"got {quad!r}"
+        )
+    return (
+        _checks.positive_int("quad[0]", quad[0], minimum=MIN_QUAD[0]),
+        _checks.positive_int("quad[1]", quad[1], minimum=MIN_QUAD[1]),
+    )
+
+
+def _check_common(activation: str, W_var, b_var, quad, num_iter: int | None = None):
+    """Checks shared by every map: activation, variances, quadrature, iteration budget."""
+    _check_activation(activation)
+    _check_var(W_var, "W_var")
+    _check_var(b_var, "b_var")
+    quad = _check_quad(quad)
+    if num_iter is not None:
+        _checks.positive_int("num_iter", num_iter)
+    return quad
+
+
+def _check_defined(W_var, b_var) -> None:
+    """The normalised correlation map divides by the output variance, 0 when W_var = b_var = 0."""
+    if _checks.is_tracer((W_var, b_var)):
+        return
+    if float(W_var) == 0.0 and float(b_var) == 0.0:
+        raise ValueError(
+            "W_var: the correlation map is undefined at W_var = b_var = 0 (every "
+            "pre-activation is 0, so correlations are 0/0); use a positive W_var or b_var"
+        )
 
 
 def _phi(activation: str, x):
@@ -250,9 +301,7 @@ def variance_map(q, activation: str, W_var, b_var, *, quad: tuple[int, int] = QU
       Poole et al., Exponential expressivity in deep neural networks through
       transient chaos, 2016 (eq. 3).
     """
-    _check_activation(activation)
-    _check_var(W_var, "W_var")
-    _check_var(b_var, "b_var")
+    quad = _check_common(activation, W_var, b_var, quad)
     _check_var(q, "q")
     f = _ftype(q, W_var, b_var)
     return _variance_map(jnp.asarray(q, f), activation, W_var, b_var, quad)
@@ -306,8 +355,8 @@ def variance_sequence(
     _check_var(W_var, "W_var")
     _check_var(b_var, "b_var")
     _check_var(q_in, "q_in")
-    if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 1:
-        raise ValueError(f"depth: expected an integer >= 1, got {depth!r}")
+    depth = _checks.positive_int("depth", depth)
+    quad = _check_quad(quad)
     f = _ftype(q_in, W_var, b_var)
     return _variance_sequence(
         activation,
@@ -387,9 +436,7 @@ def fixed_point(
       transient chaos, 2016. Schoenholz et al., Deep Information Propagation,
       2017 (eq. 4-5).
     """
-    _check_activation(activation)
-    _check_var(W_var, "W_var")
-    _check_var(b_var, "b_var")
+    quad = _check_common(activation, W_var, b_var, quad, num_iter)
     return _fixed_point(activation, W_var, b_var, quad, num_iter)
 
 
@@ -397,9 +444,13 @@ def _norm_q(activation: str, W_var, b_var, quad: tuple[int, int], num_iter: int)
     """(q, b) at which to evaluate the correlation map.
 
     For ReLU/linear with q* in {0, inf} the normalised map is the b_var -> 0
-    limit evaluated at any q (positive homogeneity), here q = 1.
+    limit evaluated at any q (positive homogeneity), here q = 1. For tanh/erf
+    q* is finite; q* = 0 (b_var = 0 in the ordered phase) is handled by
+    :func:`_corr` as the limit q -> 0.
     """
     q = _q_star(activation, W_var, b_var, quad, num_iter)
+    if activation not in ("relu", "linear"):
+        return q, jnp.asarray(b_var, q.dtype)
     ok = jnp.isfinite(q) & (q > 0)
     return jnp.where(ok, q, 1.0), jnp.where(jnp.isfinite(q), b_var, 0.0)
 
@@ -407,13 +458,33 @@ def _norm_q(activation: str, W_var, b_var, quad: tuple[int, int], num_iter: int)
 def _corr(activation: str, c, q, W_var, b_var, quad: tuple[int, int]):
     num = W_var * _cross_moment(activation, q, c, quad) + b_var
     den = W_var * _second_moment(activation, q, quad) + b_var
-    return num / den
+    ok = den > 0
+    # den = 0 only at q = 0 with b_var = 0 (W_var = b_var = 0 is rejected by the
+    # public functions): the limit q -> 0 is c for activations with phi'(0) != 0
+    # and the (q-independent) normalised arc-cosine map for ReLU.
+    if activation == "relu":
+        limit = _cross_moment("relu", 1.0, c, quad) / _second_moment("relu", 1.0, quad)
+    else:
+        limit = jnp.clip(c, -1.0, 1.0)
+    # |C(c)| <= 1 by Cauchy-Schwarz (b_var >= 0): clip the rounding only.
+    return jnp.clip(jnp.where(ok, num / jnp.where(ok, den, 1.0), limit), -1.0, 1.0)
+
+
+#: Correlations within this distance outside [-1, 1] are rounding (an iterated
+#: float32 map can return 1 + 1e-7) and are clipped; farther ones are errors.
+_C_ROUNDING = 1e-6
 
 
 def _corr_slope(activation: str, c, q, W_var, b_var, quad: tuple[int, int]):
     # Price's theorem: d/dc E[phi(u1) phi(u2)] = q E[phi'(u1) phi'(u2)].
     den = W_var * _second_moment(activation, q, quad) + b_var
-    return W_var * q * _cross_deriv_moment(activation, q, c, quad) / den
+    ok = den > 0
+    if activation == "relu":  # slope of the normalised arc-cosine map (see _corr)
+        limit = 2.0 * _cross_deriv_moment("relu", 1.0, c, quad)
+    else:
+        limit = jnp.ones_like(den)
+    slope = W_var * q * _cross_deriv_moment(activation, q, c, quad) / jnp.where(ok, den, 1.0)
+    return jnp.where(ok, slope, limit)
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "quad", "num_iter"))
@@ -443,7 +514,8 @@ def correlation_map(
     \arccos c`).
 
     Args:
-      c: input correlation in :math:`[-1, 1]`.
+      c: input correlation in :math:`[-1, 1]` (values within 1e-6 outside it,
+        float rounding, are clipped to it; farther ones raise).
       activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
       W_var: weight variance :math:`\sigma_w^2`.
       b_var: bias variance :math:`\sigma_b^2`.
@@ -452,15 +524,18 @@ def correlation_map(
       num_iter: fixed-point iterations for :math:`q^*`.
 
     Returns:
-      :math:`c^{l+1}` (scalar array).
+      :math:`c^{l+1}` (scalar array) in :math:`[-1, 1]`, so the map can be
+      iterated.
 
     References:
       Poole et al., Exponential expressivity in deep neural networks through
       transient chaos, 2016. Cho & Saul, Kernel Methods for Deep Learning, 2009.
     """
-    _check_activation(activation)
-    _check_var(W_var, "W_var")
-    _check_var(b_var, "b_var")
+    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    _checks.scalar("c", c, -1.0 - _C_ROUNDING, 1.0 + _C_ROUNDING)
+    if q is not None:
+        _check_var(q, "q")
+    _check_defined(W_var, b_var)
     f = _ftype(c, W_var, b_var)
     q = None if q is None else jnp.asarray(q, f)
     return _correlation_map(jnp.asarray(c, f), activation, W_var, b_var, q, quad, num_iter)
@@ -515,9 +590,8 @@ def c_star(
       Poole et al., Exponential expressivity in deep neural networks through
       transient chaos, 2016. Schoenholz et al., Deep Information Propagation, 2017.
     """
-    _check_activation(activation)
-    _check_var(W_var, "W_var")
-    _check_var(b_var, "b_var")
+    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    _check_defined(W_var, b_var)
     return _c_star_jit(activation, W_var, b_var, quad, num_iter)
 
 
@@ -554,9 +628,8 @@ def chi_c(
     References:
       Schoenholz et al., Deep Information Propagation, 2017 (eq. 9).
     """
-    _check_activation(activation)
-    _check_var(W_var, "W_var")
-    _check_var(b_var, "b_var")
+    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    _check_defined(W_var, b_var)
     return _chi_c(activation, W_var, b_var, quad, num_iter)
 
 
@@ -604,9 +677,8 @@ def depth_scales(
     References:
       Schoenholz et al., Deep Information Propagation, 2017 (eqs. 6 and 9).
     """
-    _check_activation(activation)
-    _check_var(W_var, "W_var")
-    _check_var(b_var, "b_var")
+    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    _check_defined(W_var, b_var)
     return _depth_scales(activation, W_var, b_var, quad, num_iter)
 
 
@@ -669,8 +741,9 @@ def critical_W_var(
       Schoenholz et al., Deep Information Propagation, 2017. He et al., Delving
       Deep into Rectifiers, 2015.
     """
-    _check_activation(activation)
-    _check_var(b_var, "b_var")
+    quad = _check_common(activation, 1.0, b_var, quad, num_iter)
+    _checks.scalar("W_var_max", W_var_max, 0.0, low_open=True)
+    bisect_steps = _checks.positive_int("bisect_steps", bisect_steps)
     f = _ftype(b_var)
     if activation == "relu":
         return jnp.asarray(2.0, f)
@@ -732,20 +805,9 @@ def nngp_diag_variance(widths: Sequence[int], activation: str = "relu") -> jax.A
       Deep Neural Networks, 2019. Yaida, Non-Gaussian processes and neural
       networks at finite widths, 2020.
     """
-    if activation not in _KAPPA_MINUS_ONE:
-        raise ValueError(
-            f"activation must be one of {tuple(_KAPPA_MINUS_ONE)} (positively homogeneous), "
-            f"got {activation!r}"
-        )
-    try:
-        w = np.asarray(widths, dtype=float)
-    except (TypeError, jax.errors.TracerArrayConversionError):
-        w = None
-    if w is not None:
-        if w.ndim != 1 or w.size == 0 or np.any(w <= 0) or not np.all(np.isfinite(w)):
-            raise ValueError(
-                f"widths must be a non-empty 1-d sequence of positive ints, got {widths!r}"
-            )
+    _checks.choice("activation", activation, tuple(_KAPPA_MINUS_ONE))
+    if not _checks.is_tracer(widths):
+        _checks.int_sequence("widths", widths, minimum=1)
     n = jnp.asarray(widths, _ftype())
     # expm1(sum log1p) avoids the cancellation of prod(...) - 1 at large widths.
     return jnp.expm1(jnp.sum(jnp.log1p(_KAPPA_MINUS_ONE[activation] / n)))

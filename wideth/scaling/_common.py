@@ -8,19 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wideth import _checks
+
 
 def as_positive_1d(name: str, value: Any) -> np.ndarray:
     """``value`` as a float64 1-D numpy array of finite positive numbers, else ``ValueError``."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}") from err
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D of shape (n,), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite; found {int(np.sum(~np.isfinite(arr)))} NaN/inf")
+    arr = _checks.host_array(name, value, ndim=1, kind="real", dtype=np.float64)
     if np.any(arr <= 0):
-        raise ValueError(f"{name} must be positive; found {int(np.sum(arr <= 0))} values <= 0")
+        raise ValueError(
+            f"{name}: expected positive values, found {int(np.sum(arr <= 0))} <= 0 "
+            f"(smallest {arr.min():g})"
+        )
     return arr
 
 
@@ -31,25 +29,41 @@ def check_lengths(num_params: int, **arrays: np.ndarray) -> int:
     for name in names[1:]:
         if arrays[name].shape[0] != n:
             raise ValueError(
-                f"{name} has length {arrays[name].shape[0]} but {names[0]} has length {n}; "
-                "they must match"
+                f"{name}: expected the length {n} of {names[0]}, got {arrays[name].shape[0]}"
             )
     if n <= num_params:
         raise ValueError(
-            f"{names[0]} has {n} points; fitting {num_params} parameters needs more than "
-            f"{num_params}"
+            f"{names[0]}: fitting {num_params} parameters needs more than {num_params} points, "
+            f"got {n}"
         )
     return n
 
 
-def check_options(delta: float, n_bootstrap: int, ci_level: float) -> None:
+def check_distinct(name: str, values: np.ndarray, needed: int, what: str) -> None:
+    """At least ``needed`` distinct values, else the parameters ``what`` are not identifiable."""
+    k = np.unique(values).size
+    if k < needed:
+        raise ValueError(
+            f"{name}: expected at least {needed} distinct values to identify {what}, got {k} "
+            f"(values {np.unique(values)[:4].tolist()})"
+        )
+
+
+def check_options(delta: float, n_bootstrap: int, ci_level: float, max_iter: int) -> tuple:
     """Reject bad hyperparameters with a message naming them."""
-    if not (np.isfinite(delta) and delta > 0):
-        raise ValueError(f"delta must be a positive number, got {delta}")
-    if int(n_bootstrap) != n_bootstrap or n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap}")
-    if not 0 < ci_level < 1:
-        raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
+    delta = float(_checks.scalar("delta", delta, 0.0, low_open=True))
+    n_bootstrap = _checks.nonnegative_int("n_bootstrap", n_bootstrap)
+    ci_level = float(_checks.scalar("ci_level", ci_level, 0.0, 1.0, low_open=True, high_open=True))
+    max_iter = _checks.positive_int("max_iter", max_iter)
+    return delta, n_bootstrap, ci_level, max_iter
+
+
+def check_finite_fit(loss: float, name: str) -> None:
+    """A fit whose best loss is not finite is no fit: say which budget to raise."""
+    if not np.isfinite(loss):
+        raise ValueError(
+            f"{name}: no start reached a finite loss (best {loss}); check the data and the starts"
+        )
 
 
 def default_dtype(dtype: Any) -> Any:
@@ -65,6 +79,9 @@ def huber(r: jax.Array, delta: float | jax.Array) -> jax.Array:
 
 def bootstrap_weights(key: jax.Array, n: int, num: int, dtype: Any) -> np.ndarray:
     """``(num, n)`` resampling counts: point ``i`` drawn ``w[b, i]`` times in resample ``b``."""
+    key = _checks.prng_key("key", key)
+    n = _checks.positive_int("n", n)
+    num = _checks.nonnegative_int("num", num)
     idx = np.asarray(jax.random.randint(key, (num, n), 0, n))
     counts = np.zeros((num, n), dtype)
     np.add.at(counts, (np.arange(num)[:, None], idx), 1)

@@ -28,10 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from wideth import _checks
+
 from . import _lbfgs
 from ._common import (
     as_positive_1d,
     bootstrap_weights,
+    check_distinct,
+    check_finite_fit,
     check_lengths,
     check_options,
     huber,
@@ -196,7 +200,12 @@ class ChinchillaFit:
         return {k: float(sd[i]) for i, k in enumerate(PARAM_NAMES)}
 
     def predict(self, N: Any, D: Any) -> jax.Array:
-        r"""Loss :math:`E + A N^{-\alpha} + B D^{-\beta}` (broadcasts; jittable)."""
+        r"""Loss :math:`E + A N^{-\alpha} + B D^{-\beta}` (broadcasts; jittable).
+
+        Concrete ``N`` and ``D`` must be positive and finite.
+        """
+        N = _checks.in_range("N", _checks.array("N", N, kind="real"), 0.0, low_open=True)
+        D = _checks.in_range("D", _checks.array("D", D, kind="real"), 0.0, low_open=True)
         N, D = jnp.asarray(N), jnp.asarray(D)
         return self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
 
@@ -210,7 +219,11 @@ class ChinchillaFit:
             D_{\rm opt} = \frac{C}{6 N_{\rm opt}}.
 
         (Hoffmann et al. 2022, Eq. 4 and Appendix D.2.)
+
+        Raises:
+          ValueError / TypeError: concrete ``C`` not positive and finite.
         """
+        C = _checks.in_range("C", _checks.array("C", C, kind="real"), 0.0, low_open=True)
         C = jnp.asarray(C)
         return _optimal({k: getattr(self, k) for k in PARAM_NAMES}, C)
 
@@ -221,6 +234,7 @@ class ChinchillaFit:
 
     def derived_ci(self, C: float) -> dict[str, tuple[float, float]]:
         """Bootstrap intervals of ``N_opt``, ``D_opt`` and tokens per parameter at ``C``."""
+        C = float(_checks.scalar("C", C, 0.0, low_open=True))
         samples = np.asarray(self.bootstrap, np.float64)
         if samples.shape[0] == 0:
             return {k: (math.nan, math.nan) for k in ("N_opt", "D_opt", "tokens_per_parameter")}
@@ -315,8 +329,11 @@ def fit_chinchilla(
       A :class:`ChinchillaFit`.
 
     Raises:
-      ValueError: if ``N``, ``D`` or ``L`` are not positive and finite, lengths
-        differ, or there are not more points than the 5 parameters.
+      ValueError / TypeError: if ``N``, ``D`` or ``L`` are not positive and finite,
+        lengths differ, there are not more points than the 5 parameters, ``N`` or
+        ``D`` take fewer than 3 distinct values (with one or two the exponents are
+        not identifiable: :math:`E` absorbs :math:`A/N^\alpha`), ``init_grid`` is
+        not a finite ``(k, 5)`` array, or an option is out of range.
 
     Examples:
       >>> from wideth.scaling import datasets, fit_chinchilla
@@ -338,16 +355,35 @@ def fit_chinchilla(
     D = as_positive_1d("D", D)
     L = as_positive_1d("L", L)
     check_lengths(5, N=N, D=D, L=L)
-    check_options(delta, n_bootstrap, ci_level)
-    n_excluded = 5 if exclude_outliers is True else int(exclude_outliers)
-    if n_excluded < 0:
-        raise ValueError(f"exclude_outliers must be >= 0 or a bool, got {exclude_outliers}")
+    delta, n_bootstrap, ci_level, max_iter = check_options(delta, n_bootstrap, ci_level, max_iter)
+    if isinstance(exclude_outliers, bool | np.bool_):
+        n_excluded = 5 if exclude_outliers else 0
+    else:
+        n_excluded = _checks.nonnegative_int("exclude_outliers", exclude_outliers)
+    refine_iter = _checks.positive_int("refine_iter", refine_iter)
+    num_refine = _checks.nonnegative_int("num_refine", num_refine)
+    bootstrap_starts = _checks.positive_int("bootstrap_starts", bootstrap_starts)
+    key = _checks.prng_key("key", key, allow_none=True)
+    quiet = _checks.boolean("quiet", quiet)
+    if init_grid is not None:
+        init_grid = _checks.host_array("init_grid", init_grid, ndim=2, dtype=np.float64)
+        if init_grid.shape[1] != 5 or init_grid.shape[0] == 0:
+            raise ValueError(
+                f"init_grid: expected shape (k, 5) with k >= 1, rows (a, b, e, alpha, beta), got "
+                f"{init_grid.shape}"
+            )
     if n_excluded:
         drop = np.argsort(L, kind="stable")[::-1][:n_excluded]
         keep = np.setdiff1d(np.arange(L.size), drop)
         N, D, L = N[keep], D[keep], L[keep]
-        check_lengths(5, N=N)
-    dtype = jnp.dtype(dtype)
+        if N.size <= 5:
+            raise ValueError(
+                f"exclude_outliers: dropping {n_excluded} of {N.size + n_excluded} points leaves "
+                f"{N.size}, but fitting 5 parameters needs more than 5"
+            )
+    check_distinct("N", N, 3, "A and alpha")
+    check_distinct("D", D, 3, "B and beta")
+    dtype = jnp.dtype(_checks.float_dtype("dtype", dtype))
     with jax.enable_x64(dtype == jnp.float64 or bool(jax.config.jax_enable_x64)):
         return _fit(
             N,
@@ -387,9 +423,7 @@ def _fit(
 ) -> ChinchillaFit:
     n = L.size
     data = tuple(np.log(v).astype(dtype) for v in (N, D, L))
-    starts = chinchilla_grid() if init_grid is None else np.asarray(init_grid, np.float64)
-    if starts.ndim != 2 or starts.shape[1] != 5:
-        raise ValueError(f"init_grid must have shape (k, 5), got {starts.shape}")
+    starts = chinchilla_grid() if init_grid is None else init_grid
     delta_arr = np.asarray(delta, dtype)
     state = multistart(
         _objective,
@@ -408,6 +442,7 @@ def _fit(
     theta = np.asarray(state.x, np.float64)
     best = theta[order[0]]
     best_loss = f[order[0]] * delta * n
+    check_finite_fit(best_loss, "init_grid")
 
     boot = np.zeros((0, 5))
     n_boot_conv = 0

@@ -13,6 +13,8 @@ from importlib import resources
 
 import numpy as np
 
+from wideth import _checks
+
 __all__ = ["chinchilla", "CHINCHILLA_NUM_OUTLIERS"]
 
 #: Number of highest-loss runs that Besiroglu et al. (2024) drop before fitting.
@@ -57,6 +59,7 @@ def chinchilla(exclude_outliers: bool = False) -> tuple[np.ndarray, np.ndarray, 
       Besiroglu, Erdil, Barnett, You, `Chinchilla Scaling: A replication attempt
       <https://arxiv.org/abs/2404.10102>`_, 2024.
     """
+    _checks.boolean("exclude_outliers", exclude_outliers)
     n, d, loss = _read_chinchilla()
     if exclude_outliers:
         drop = np.argsort(loss, kind="stable")[::-1][:CHINCHILLA_NUM_OUTLIERS]

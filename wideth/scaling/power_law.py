@@ -25,10 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from wideth import _checks
+
 from . import _lbfgs
 from ._common import (
     as_positive_1d,
     bootstrap_weights,
+    check_distinct,
+    check_finite_fit,
     check_lengths,
     check_options,
     huber,
@@ -114,7 +118,8 @@ class PowerLawFit:
         return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(self.names)}
 
     def predict(self, x: Any) -> jax.Array:
-        r""":math:`a x^{-b} + c` (broadcasts; jittable)."""
+        r""":math:`a x^{-b} + c` (broadcasts; jittable; concrete ``x`` must be positive)."""
+        _checks.in_range("x", _checks.array("x", x, kind="real"), 0.0, low_open=True)
         return self.a * jnp.asarray(x) ** (-self.b) + self.c
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,8 +182,9 @@ def fit_power_law(
       A :class:`PowerLawFit`.
 
     Raises:
-      ValueError: if ``x`` or ``y`` are not positive and finite, lengths differ, or
-        there are not more points than parameters.
+      ValueError / TypeError: if ``x`` or ``y`` are not positive and finite, lengths
+        differ, there are not more points than parameters, or fewer distinct ``x``
+        than parameters (the law is then not identifiable); bad options.
 
     Examples:
       >>> import numpy as np
@@ -195,10 +201,13 @@ def fit_power_law(
     """
     x = as_positive_1d("x", x)
     y = as_positive_1d("y", y)
+    with_offset = _checks.boolean("with_offset", with_offset)
     p = 3 if with_offset else 2
     n = check_lengths(p, x=x, y=y)
-    check_options(delta, n_bootstrap, ci_level)
-    dtype = jnp.dtype(dtype)
+    check_distinct("x", x, p, "a, b" + (" and c" if with_offset else ""))
+    delta, n_bootstrap, ci_level, max_iter = check_options(delta, n_bootstrap, ci_level, max_iter)
+    key = _checks.prng_key("key", key, allow_none=True)
+    dtype = jnp.dtype(_checks.float_dtype("dtype", dtype))
     with jax.enable_x64(dtype == jnp.float64 or bool(jax.config.jax_enable_x64)):
         lx = np.log(x)
         ly = np.log(y)
@@ -223,6 +232,7 @@ def fit_power_law(
         i = int(np.argmin(f))
         theta = np.asarray(state.x[i], np.float64)
         loss = float(f[i]) * delta * n
+        check_finite_fit(loss, "max_iter")
         n_conv = int(np.sum(state.done))
 
         def natural(th: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from flax import nnx
 from wideth import _checks
 from wideth.functional import as_apply
 
-from .loop import _Carry, _scan, _select, minibatches
+from .loop import _Carry, _check_probes, _scan, _select, minibatches
 from .losses import LossFn, get_loss, is_classification
 from .step import TrainState, TrainStep, train_step
 
@@ -91,6 +91,23 @@ def _evaluate(apply_fn: Any, loss_fn: LossFn, classification: bool, params: Any,
     out = apply_fn(params, x)
     acc = accuracy(out, y) if classification else jnp.zeros([], jnp.float32)
     return loss_fn(out, y), acc
+
+
+def _check_targets(loss: Any, out: Any, y: jax.Array, name: str) -> None:
+    """Targets that fit the network's outputs, for the losses of the registry."""
+    if not hasattr(out, "shape"):
+        return  # a pytree of outputs: the loss itself is checked abstractly
+    rows = tuple(out.shape[1:])
+    if jnp.issubdtype(y.dtype, jnp.integer) and y.ndim == 1 and len(rows) == 1:
+        _checks.class_labels(f"{name}: y", y, rows[0])  # class indices into the outputs
+        return
+    if isinstance(loss, str) and tuple(y.shape[1:]) != rows and not (
+        loss == "mse" and y.ndim == 1 and rows == (1,)
+    ):
+        raise ValueError(
+            f"{name}: y has rows of shape {tuple(y.shape[1:])}, but the model's outputs have rows "
+            f"of shape {rows} (loss {loss!r})"
+        )
 
 
 def _callback_style(cb: Callable[..., Any]) -> str:
@@ -220,16 +237,23 @@ def fit(
         if batch_size > n:
             raise ValueError(f"batch_size: expected at most the {n} rows of data, got {batch_size}")
     key = jax.random.key(0) if key is None else _checks.prng_key("key", key)
+    quiet = _checks.boolean("quiet", quiet)
+    mesh = _checks.mesh("mesh", mesh)
+    _checks.params_tree("params", params)
+    if isinstance(callbacks, str) or not isinstance(callbacks, Sequence):
+        raise TypeError(f"callbacks: expected a sequence of callables, got {callbacks!r}")
+    for i, cb in enumerate(callbacks):
+        _checks.callable_(f"callbacks[{i}]", cb, "a callable cb(state, history)")
     classification = is_classification(y, loss if isinstance(loss, str) else None)
-    if classification and jnp.issubdtype(y.dtype, jnp.integer):
-        out_shape = _checks.evaluate_shape(
-            "model_or_apply", apply_fn, params, x[:1], what="apply_fn(params, x)"
-        )
-        from .losses import _check_labels
-
-        _check_labels(y, out_shape.shape[-1])
+    out_shape = _checks.evaluate_shape(
+        "model_or_apply", apply_fn, params, x[:1], what="apply_fn(params, x)"
+    )
+    _check_targets(loss, out_shape, y, "data")
+    if ex is not None:
+        _check_targets(loss, out_shape, ey, "eval_data")
     metrics = ("grad_norm", "accuracy") if classification else ("grad_norm",)
     step_fn = train_step(apply_fn, loss_fn, tx, metrics=metrics)
+    _checks.scalar_output("loss", loss_fn, out_shape, y[:1], what="loss(outputs, y)")
     _checks.evaluate_shape(
         "model_or_apply",
         step_fn.objective,
@@ -237,13 +261,18 @@ def fit(
         (x[:1], y[:1]),
         what="loss(apply_fn(params, x), y)",
     )
-    probes = dict(probes or {})
-    for name, fn in probes.items():
-        _checks.callable_(f"probes[{name!r}]", fn, "a callable fn(state, batch)")
+    probes = _check_probes(probes)
     probe_items = tuple(sorted(probes.items()))
 
     if opt_state is None:
         opt_state = step_fn.tx.init(params)
+    else:
+        expected = jax.tree.structure(jax.eval_shape(step_fn.tx.init, params))
+        if jax.tree.structure(opt_state) != expected:
+            raise ValueError(
+                "opt_state: expected the structure of tx.init(params) "
+                f"({expected}), got {jax.tree.structure(opt_state)}"
+            )
     state = TrainState(params, opt_state, jnp.zeros([], jnp.int32), key)
     if mesh is not None:
         from jax.sharding import NamedSharding

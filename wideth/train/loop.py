@@ -89,9 +89,16 @@ def minibatches(x: Any, y: Any, batch_size: int | None = None) -> Minibatches:
 
 
 def stacked(batches: Any) -> Stacked:
-    """Pre-drawn batches whose leaves have a common leading axis (one entry per step)."""
+    """Pre-drawn batches whose leaves have a common leading axis (one entry per step).
+
+    Raises:
+      ValueError / TypeError: no leaves, non-numeric or non-finite leaves, leaves
+        without a shared leading axis.
+    """
+    _checks.arrays_tree("batches", batches)
+    batches = jax.tree.map(jnp.asarray, batches)
     leaves = jax.tree.leaves(batches)
-    if not leaves or len({leaf.shape[0] if leaf.ndim else None for leaf in leaves}) != 1:
+    if any(leaf.ndim == 0 for leaf in leaves) or len({leaf.shape[0] for leaf in leaves}) != 1:
         raise ValueError(
             "batches: expected a pytree of arrays with a common leading (step) axis, got "
             f"leading sizes {[getattr(leaf, 'shape', ())[:1] for leaf in leaves]}"
@@ -194,15 +201,57 @@ def run(
         raise ValueError(f"every: expected a divisor of num_steps={num_steps}, got {every}")
     if not isinstance(state, TrainState):
         raise TypeError(f"state: expected a wideth.train.TrainState, got {type(state).__name__}")
-    probes = dict(probes or {})
-    for name, fn in probes.items():
-        _checks.callable_(f"probes[{name!r}]", fn, "a callable fn(state, batch)")
+    _checks.callable_("step", step, "a callable step(state, batch) -> (state, metrics)")
+    probes = _check_probes(probes)
+    _check_step(step, state, data)
     carry = _Carry(state, state, jnp.zeros([], bool), jnp.full([], -1, jnp.int32))
     carry, metrics, values = _scan(step, carry, data, num_steps, probes, every)
     final = _select(carry.stopped, carry.good, carry.state)
     chunks = num_steps // every if num_steps else 0
     steps = state.step + jnp.arange(chunks + 1, dtype=jnp.int32) * every
     return RunResult(final, metrics, values, steps, carry.stopped, carry.bad_step)
+
+
+def _check_probes(probes: Any) -> dict[str, Probe]:
+    if probes is not None and not isinstance(probes, Mapping):
+        raise TypeError(
+            f"probes: expected a dict {{name: fn(state, batch)}}, got {type(probes).__name__}"
+        )
+    probes = dict(probes or {})
+    for name, fn in probes.items():
+        _checks.callable_(f"probes[{name!r}]", fn, "a callable fn(state, batch)")
+    return probes
+
+
+def _check_step(step: Callable[..., Any], state: TrainState, data: Any) -> None:
+    """Trace one step abstractly on the first batch: bad data or a bad step fail here, named."""
+    from .step import TrainStep
+
+    if not (hasattr(data, "sample") or callable(data)):
+        _checks.arrays_tree("data", data)
+    batch = _checks.evaluate_shape(
+        "data",
+        lambda s: _batch(data, s, s.step),
+        state,
+        what="a batch (data, data.sample(key, t) or data(key, t))",
+        verb="drawing",
+    )
+    # A wideth TrainStep fails on data that does not fit its model; any other step may be at fault.
+    name = "data" if isinstance(step, TrainStep) else "step"
+    out = _checks.evaluate_shape(
+        name,
+        lambda s, b: step(s, b),
+        state,
+        batch,
+        what="step(state, batch)",
+        verb="evaluating" if name == "data" else "calling it as",
+    )
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
+        raise TypeError(f"step: expected (state, metrics) from step(state, batch), got {out!r}")
+    if "loss" not in out[1]:
+        raise ValueError(
+            f"step: expected a metrics dict with a 'loss' entry, got keys {sorted(out[1])}"
+        )
 
 
 def _scan(

@@ -40,7 +40,6 @@ from types import MappingProxyType
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from wideth import _checks
 
@@ -66,13 +65,19 @@ def mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
         outputs is accepted).
 
     Returns:
-      Scalar loss.
+      Scalar loss (non-finite outputs give a non-finite loss: that is how
+      training detects divergence; NaN/inf targets are an error).
+
+    Raises:
+      ValueError / TypeError: non-numeric arrays, scalar outputs, targets not
+        shaped like the outputs, NaN/inf in concrete targets.
 
     Examples:
       >>> float(mse(jnp.array([[1.0], [3.0]]), jnp.array([[0.0], [1.0]])))
       1.25
     """
-    outputs, targets = jnp.asarray(outputs), jnp.asarray(targets)
+    outputs = _checks.array("outputs", outputs, min_ndim=1, kind="real", check_finite=False)
+    targets = _checks.array("targets", targets, kind="real")
     if outputs.ndim == 2 and targets.ndim == 1 and outputs.shape[1] == 1:
         targets = targets[:, None]
     if outputs.shape != targets.shape:
@@ -83,21 +88,19 @@ def mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return 0.5 * jnp.mean(jnp.sum(diff**2, axis=-1))
 
 
-def _check_labels(labels: jax.Array, num_classes: int) -> None:
-    if _checks.is_tracer(labels):
-        return
-    lab = np.asarray(labels)
-    if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
+def _integer_labels(outputs: jax.Array, labels: jax.Array) -> None:
+    if labels.shape != outputs.shape[:-1]:
         raise ValueError(
-            f"labels: expected integer classes in [0, {num_classes - 1}], got values in "
-            f"[{int(lab.min())}, {int(lab.max())}]"
+            f"labels: expected integer shape {outputs.shape[:-1]} like the outputs "
+            f"{outputs.shape}, got {labels.shape}"
         )
+    _checks.class_labels("labels", labels, outputs.shape[-1])
 
 
 def _one_hot_like(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    labels = jnp.asarray(labels)
+    labels = _checks.array("labels", labels, kind="real")
     if labels.ndim == logits.ndim - 1 and jnp.issubdtype(labels.dtype, jnp.integer):
-        _check_labels(labels, logits.shape[-1])
+        _integer_labels(logits, labels)
         return jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     if labels.shape != logits.shape:
         raise ValueError(
@@ -123,9 +126,11 @@ def xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
       Scalar loss.
 
     Raises:
-      ValueError: labels of the wrong shape, or integer labels outside ``[0, C)``.
+      ValueError / TypeError: labels of the wrong shape, integer labels outside
+        ``[0, C)``, NaN/inf labels, non-numeric arrays (non-finite logits give a
+        non-finite loss, as in :func:`mse`).
     """
-    logits = jnp.asarray(logits)
+    logits = _checks.array("logits", logits, min_ndim=1, kind="real", check_finite=False)
     y = _one_hot_like(logits, labels)
     return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(logits, axis=-1), axis=-1))
 
@@ -139,12 +144,14 @@ def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
     Returns:
       Scalar in ``[0, 1]`` (float32).
+
+    Raises:
+      ValueError / TypeError: labels of the wrong shape, dtype or range.
     """
-    outputs, labels = jnp.asarray(outputs), jnp.asarray(labels)
+    outputs = _checks.array("outputs", outputs, min_ndim=1, kind="real", check_finite=False)
+    labels = _checks.array("labels", labels, kind="real")
     if labels.ndim == outputs.ndim - 1:
-        if not jnp.issubdtype(labels.dtype, jnp.integer):
-            raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}")
-        _check_labels(labels, outputs.shape[-1])
+        _integer_labels(outputs, labels)
         true = labels
     elif labels.shape == outputs.shape:
         true = jnp.argmax(labels, axis=-1)
@@ -184,6 +191,7 @@ def get_loss(loss: str | LossFn, name: str = "loss") -> LossFn:
 
 def is_classification(targets: jax.Array, loss: str | LossFn | None = None) -> bool:
     """Whether targets are class labels: ``loss="xent"``, integer ``(n,)``, one-hot ``(n, C>1)``."""
+    targets = _checks.array("targets", targets, kind="real", check_finite=False)
     if loss == "xent" or loss is xent:
         return True
     if jnp.issubdtype(targets.dtype, jnp.integer):

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from wideth import hessian
+from wideth import _checks, hessian
 from wideth.functional import as_apply
 
 from .losses import LossFn, get_loss
@@ -48,6 +47,24 @@ def _objective(model: Any) -> Callable[[Any, Any], jax.Array]:
     )
 
 
+def _check_data(data: Any) -> Any:
+    if data is not None:
+        _checks.arrays_tree("data", data)
+    return data
+
+
+def _apply(apply_fn: Any) -> Callable[..., Any]:
+    if isinstance(apply_fn, TrainStep):
+        return apply_fn.apply_fn
+    from flax import nnx
+
+    if isinstance(apply_fn, nnx.Module):
+        return as_apply(apply_fn)[0]
+    return _checks.callable_(
+        "apply_fn", apply_fn, "apply_fn(params, x), an nnx.Module or a TrainStep"
+    )
+
+
 def _probe_key(state: TrainState) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(state.key, _SALT), state.step)
 
@@ -60,12 +77,14 @@ def loss(model: TrainStep | Callable[[Any, Any], jax.Array], data: Any = None) -
       data: fixed ``(x, y)`` (e.g. the full training or test set).
     """
     fn = _objective(model)
+    data = _check_data(data)
     return lambda state, batch: fn(state.params, batch if data is None else data)
 
 
 def grad_norm(model: TrainStep | Callable[[Any, Any], jax.Array], data: Any = None) -> Probe:
     r""":math:`\|\nabla\mathcal L(\theta_t)\|` on the probed batch or on ``data``."""
     fn = _objective(model)
+    data = _check_data(data)
     return lambda state, batch: global_norm(
         jax.grad(fn)(state.params, batch if data is None else data)
     )
@@ -83,6 +102,8 @@ def sharpness(
     products from a random start).
     """
     fn = _objective(model)
+    data = _check_data(data)
+    num_steps = _checks.positive_int("num_steps", num_steps)
 
     def probe(state: TrainState, batch: Any) -> jax.Array:
         b = batch if data is None else data
@@ -106,13 +127,10 @@ def ntk_top_eigenvalue(
       x: fixed inputs (default: the probed batch's inputs).
       num_steps: Lanczos steps on the NTK-vector product (never forms :math:`\Theta`).
     """
-    if isinstance(apply_fn, TrainStep):
-        apply_fn = apply_fn.apply_fn
-    else:
-        from flax import nnx
-
-        if isinstance(apply_fn, nnx.Module):
-            apply_fn, _ = as_apply(apply_fn)
+    apply_fn = _apply(apply_fn)
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    if x is not None:
+        x = _checks.array("x", x, min_ndim=1, min_rows=1, kind="number")
 
     def probe(state: TrainState, batch: Any) -> jax.Array:
         xs = batch[0] if x is None else x
@@ -131,6 +149,8 @@ def eta_hat() -> Probe:
 
 def distance_from_init(params0: Any, *, relative: bool = False) -> Probe:
     r""":math:`\|\theta_t - \theta_0\|` (divided by :math:`\|\theta_0\|` with ``relative``)."""
+    _checks.params_tree("params0", params0)
+    relative = _checks.boolean("relative", relative)
     norm0 = optax.tree.norm(params0)
 
     def probe(state: TrainState, batch: Any) -> jax.Array:
@@ -147,9 +167,8 @@ def params_norm() -> Probe:
 
 def outputs(apply_fn: Any, x: Any) -> Probe:
     """Network outputs :math:`f_{\\theta_t}(x)` on fixed inputs."""
-    if isinstance(apply_fn, TrainStep):
-        apply_fn = apply_fn.apply_fn
-    x = jnp.asarray(x)
+    apply_fn = _apply(apply_fn)
+    x = _checks.array("x", x, min_ndim=1, min_rows=1, kind="number")
     return lambda state, batch: apply_fn(state.params, x)
 
 
@@ -157,9 +176,11 @@ def metric(apply_fn: Any, fn: str | LossFn, data: Any) -> Probe:
     """Any ``(outputs, targets)`` metric on fixed ``data = (x, y)`` (e.g. test accuracy)."""
     from .losses import METRICS
 
-    if isinstance(apply_fn, TrainStep):
-        apply_fn = apply_fn.apply_fn
+    apply_fn = _apply(apply_fn)
     f = METRICS[fn] if isinstance(fn, str) and fn in METRICS else get_loss(fn, "fn")
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise TypeError(f"data: expected a pair (x, y), got {type(data).__name__}")
+    _checks.arrays_tree("data", data)
     x, y = data
     return lambda state, batch: f(apply_fn(state.params, x), y)
 

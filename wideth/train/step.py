@@ -71,6 +71,7 @@ class TrainState:
             raise TypeError(
                 f"tx: expected an optax GradientTransformation, got {type(tx).__name__}"
             )
+        _checks.params_tree("params", params)
         key = jax.random.key(0) if key is None else _checks.prng_key("key", key)
         return cls(params, tx.init(params), jnp.zeros([], jnp.int32), key)
 
@@ -91,8 +92,13 @@ def with_hyperparams(state: TrainState, **values: Any) -> TrainState:
         jax.vmap(one)(jnp.logspace(-2, 0, 8))
 
     Raises:
-      ValueError: a name that no ``inject_hyperparams`` state holds.
+      ValueError: a name that no ``inject_hyperparams`` state holds; NaN/inf values.
+      TypeError: ``state`` is not a :class:`TrainState`; non-numeric values.
     """
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state: expected a wideth.train.TrainState, got {type(state).__name__}")
+    for k, v in values.items():
+        _checks.array(k, v, kind="real")
     found: set[str] = set()
 
     def is_inject(x: Any) -> bool:
@@ -232,6 +238,10 @@ def train_step(
     if not isinstance(tx, optax.GradientTransformation | optax.GradientTransformationExtraArgs):
         raise TypeError(f"tx: expected an optax GradientTransformation, got {type(tx).__name__}")
     tx = _with_extra_args(tx)
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
+        raise TypeError(
+            f"metrics: expected a sequence of names such as ('grad_norm',), got {metrics!r}"
+        )
     metrics = tuple(metrics)
     for m in metrics:
         if m != "grad_norm" and m not in METRICS:

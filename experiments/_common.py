@@ -32,6 +32,9 @@ from wideth import environment, io
 from wideth.io import jsonable
 
 
+KINDS = ("claim", "consistency")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Run configuration shared by every experiment."""
@@ -84,6 +87,7 @@ def check(
     relative: bool = False,
     passed: bool | None = None,
     note: str = "",
+    kind: str = "claim",
 ) -> dict[str, Any]:
     """One claim compared to theory or to a published number.
 
@@ -91,7 +95,15 @@ def check(
     ``<= tolerance * |theory|``). Give ``passed`` explicitly for claims that are
     not a distance (orderings, inequalities); then say what was compared in
     ``theory`` (a string is fine) and ``note``.
+
+    ``kind`` is ``"claim"`` for a reproduced claim (a published or derived
+    prediction that a measurement could contradict; ``note`` gives its source
+    and how the tolerance follows from the standard error) or
+    ``"consistency"`` for a sanity check of the set-up (a baseline, a control,
+    a regime condition); REPORT.md lists the two separately.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     if passed is None:
         t, m = _number("theory", theory), _number("measured", measured)
         tol = _number("tolerance", tolerance)
@@ -108,6 +120,7 @@ def check(
         "tolerance": jsonable(tolerance),
         "relative": relative,
         "pass": bool(passed),
+        "kind": kind,
     }
     if note:
         out["note"] = note

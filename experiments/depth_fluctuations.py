@@ -250,11 +250,14 @@ def run(cfg: Config) -> Result:
         var = float(lg.var(ddof=1))
         # SE of the sample variance from the sample fourth central moment.
         m4 = float(np.mean((lg - lg.mean()) ** 4))
+        exact_mean, exact_var = exact_log_moments(width, depth)
         rows.append(
             dict(
                 width=width,
                 depth=depth,
                 beta=5 * depth / width,
+                exact_mean=exact_mean,
+                exact_var=exact_var,
                 mean=float(lg.mean()),
                 mean_se=float(lg.std(ddof=1) / np.sqrt(m)),
                 var=var,

@@ -16,4 +16,5 @@ EXPERIMENTS = (
     "scaling_laws",
     "linear_regions",
     "depth_fluctuations",
+    "sgd_stationarity",
 )

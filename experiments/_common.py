@@ -31,7 +31,6 @@ import numpy as np
 from wideth import environment, io
 from wideth.io import jsonable
 
-
 KINDS = ("claim", "consistency")
 
 

@@ -86,7 +86,10 @@ def section(name: str, out: Path) -> str:
     for fig in m.get("figures", []):
         lines += [f"![{name}: {fig}]({name}/{fig})", ""]
     groups = (
-        ("claim", "Reproduced claims (theory or published value; source and tolerance in the notes)"),
+        (
+            "claim",
+            "Reproduced claims (theory or published value; source and tolerance in the notes)",
+        ),
         ("consistency", "Consistency checks (controls and regime conditions, not claims)"),
     )
     for kind, title in groups:
@@ -127,7 +130,9 @@ def write_report(names: list[str], out: Path) -> Path:
                 c = [x for x in m.get("checks", []) if x.get("kind", "claim") == kind]
                 counts.append(f"{sum(x['pass'] for x in c)}/{len(c)}")
             anchor = name.replace("_", "-")
-            parts.append(f"| [{name}](#{anchor}) | {counts[0]} | {counts[1]} | {m.get('runtime_s')} |")
+            parts.append(
+                f"| [{name}](#{anchor}) | {counts[0]} | {counts[1]} | {m.get('runtime_s')} |"
+            )
         else:
             parts.append(f"| {name} | missing | - | - |")
     parts.append("")

@@ -15,7 +15,7 @@ _PHI = {
     "tanh": (np.tanh, lambda x: 1 - np.tanh(x) ** 2),
     "erf": (special.erf, lambda x: 2 / np.sqrt(np.pi) * np.exp(-(x**2))),
     "relu": (lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float)),
-    "linear": (lambda x: x, lambda x: np.ones_like(x)),
+    "identity": (lambda x: x, lambda x: np.ones_like(x)),
 }
 
 
@@ -61,7 +61,7 @@ def test_fixed_point_vs_scipy(x64, act, w, b):
 
 def test_relu_critical_is_he_init(x64):
     assert float(mf.critical_W_var("relu", 0.0)) == 2.0
-    assert float(mf.critical_W_var("linear", 0.0)) == 1.0
+    assert float(mf.critical_W_var("identity", 0.0)) == 1.0
     # chi_1 = W_var E[step(z)^2] with the step integrated by scipy, not by the module.
     half = _e1(lambda u: (u > 0).astype(float), 1.0)
     for w in (1.0, 2.0, 3.0):
@@ -162,7 +162,7 @@ def _mc_relative_variance(widths, activation, num_samples, seed):
     return r, float(np.sqrt(grad @ cov @ grad))
 
 
-@pytest.mark.parametrize("activation", ["relu", "linear"])
+@pytest.mark.parametrize("activation", ["relu", "identity"])
 @pytest.mark.parametrize("n", [32, 128])
 @pytest.mark.parametrize("depth", [1, 4, 8])
 def test_nngp_diag_variance_monte_carlo(activation, n, depth):
@@ -172,14 +172,14 @@ def test_nngp_diag_variance_monte_carlo(activation, n, depth):
     theory = float(mf.nngp_diag_variance(widths, activation))
     assert abs(r - theory) < 4 * se, (r, theory, se)
     # The constant matters: kappa - 1 = 5 (ReLU) vs 2 (linear) are told apart.
-    other = float(mf.nngp_diag_variance(widths, "linear" if activation == "relu" else "relu"))
+    other = float(mf.nngp_diag_variance(widths, "identity" if activation == "relu" else "relu"))
     if depth > 1 or n == 32:
         assert abs(r - other) > 4 * se
 
 
 def test_nngp_diag_variance_formula():
     np.testing.assert_allclose(mf.nngp_diag_variance([100, 50], "relu"), 1.05 * 1.1 - 1, rtol=1e-6)
-    np.testing.assert_allclose(mf.nngp_diag_variance([10] * 3, "linear"), 1.2**3 - 1, rtol=1e-6)
+    np.testing.assert_allclose(mf.nngp_diag_variance([10] * 3, "identity"), 1.2**3 - 1, rtol=1e-6)
     # Small 1/n: ~ 5 L / n.
     np.testing.assert_allclose(mf.nngp_diag_variance([10**6] * 4), 20e-6, rtol=1e-4)
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-_ACTIVATIONS = ("relu", "erf", "tanh", "gelu", "identity")
 _DATASETS = ("digits", "mnist5k", "synthetic")
 
 
@@ -35,7 +34,9 @@ def _add_model_args(p: argparse.ArgumentParser, depth: int = 3, width: int = 512
     p.add_argument("--model", choices=("mlp",), default="mlp", help="architecture (default mlp)")
     p.add_argument("--depth", type=int, default=depth, help="number of hidden layers")
     p.add_argument("--width", type=int, default=width, help="hidden width (finite networks)")
-    p.add_argument("--activation", choices=_ACTIVATIONS, default="relu")
+    from wideth.kernels.analytic import ACTIVATIONS  # the names both kernels and models take
+
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu")
     p.add_argument("--W-std", dest="W_std", type=float, default=2**0.5, help="weight std")
     p.add_argument("--b-std", dest="b_std", type=float, default=0.0, help="bias std")
     p.add_argument(
@@ -222,9 +223,7 @@ def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
     from wideth import diagnostics, io
 
     _, params, apply_fn, x, y = _mlp_loss(args)
-    cert = diagnostics.profile(
-        apply_fn, params, x, y, loss="mse", key=jax.random.key(args.seed)
-    )
+    cert = diagnostics.profile(apply_fn, params, x, y, loss="mse", key=jax.random.key(args.seed))
     if out_path is not None:
         io.write_text(out_path, cert.to_json(), "--out")
     print(cert.to_markdown())

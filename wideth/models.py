@@ -60,6 +60,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from wideth import activations
+
 __all__ = [
     "ACTIVATIONS",
     "CNN",
@@ -76,28 +78,18 @@ __all__ = [
     "scale_by_multipliers",
 ]
 
-#: Activation names accepted by the models.
-ACTIVATIONS = ("relu", "tanh", "erf", "gelu", "identity", "sigmoid")
+#: Activation names accepted by the models (the :mod:`wideth.activations` registry).
+ACTIVATIONS = tuple(activations.ACTIVATIONS)
 #: Parameterizations accepted by the models.
 PARAMETERIZATIONS = ("ntk", "standard", "mup")
-
-_ACT: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "erf": jax.scipy.special.erf,
-    # exact gelu, as neural-tangents' stax.Gelu(approximate=False)
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "identity": lambda x: x,
-    "sigmoid": jax.nn.sigmoid,
-}
 
 
 def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     """The elementwise nonlinearity called ``name`` (one of :data:`ACTIVATIONS`).
 
     Args:
-      name: ``"relu"``, ``"tanh"``, ``"erf"``, ``"gelu"`` (exact), ``"identity"``
-        or ``"sigmoid"``.
+      name: a :mod:`wideth.activations` name (``"relu"``, ``"tanh"``, ``"erf"``,
+        ``"gelu"`` (exact), ``"identity"``, ``"sigmoid"``, ...).
 
     Returns:
       A function ``x -> phi(x)``.
@@ -105,9 +97,7 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     Raises:
       ValueError: unknown name.
     """
-    if name not in _ACT:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
-    return _ACT[name]
+    return activations.get(name)
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -430,9 +430,7 @@ def count_bound(
     if d.size == 0:
         raise ValueError("deltas: expected at least one stage, got an empty sequence")
     if l.size != d.size + 1:
-        raise ValueError(
-            f"losses: expected len(deltas) + 1 = {d.size + 1} entries, got {l.size}"
-        )
+        raise ValueError(f"losses: expected len(deltas) + 1 = {d.size + 1} entries, got {l.size}")
     if np.any(d <= 0):
         raise ValueError(f"deltas: expected positive certified decreases, got min {d.min():g}")
     loss_star = float(_checks.scalar("loss_star", loss_star))

@@ -125,9 +125,7 @@ def _validate(
     if y.ndim == 1:
         y = y[:, None]
     if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"y: expected the {x.shape[0]} rows of x, got {_checks.shape_str(y)}"
-        )
+        raise ValueError(f"y: expected the {x.shape[0]} rows of x, got {_checks.shape_str(y)}")
     out = _checks.evaluate_shape(
         "apply_fn_or_module", apply_fn, params, x[:1], what="apply_fn(params, x)"
     )

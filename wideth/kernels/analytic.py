@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wideth import _compat
+from wideth import _compat, activations
 
 __all__ = ["ACTIVATIONS", "TANH_POINTS", "cnn", "kernel", "mlp"]
 
@@ -129,8 +129,7 @@ def _check_common(
         raise ValueError(
             f"depth must be a non-negative int (number of hidden layers), got {depth!r}"
         )
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    activations.canonical(activation, ACTIVATIONS)
     if parameterization not in _PARAMETERIZATIONS:
         raise ValueError(
             f"parameterization must be one of {_PARAMETERIZATIONS}, got {parameterization!r}"

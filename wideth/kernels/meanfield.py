@@ -89,7 +89,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import erf as _erf
 
-from wideth import _checks
+from wideth import _checks, activations
 
 __all__ = [
     "ACTIVATIONS",
@@ -107,7 +107,7 @@ __all__ = [
 ]
 
 #: Activations understood by this module.
-ACTIVATIONS = ("relu", "tanh", "erf", "linear")
+ACTIVATIONS = ("relu", "tanh", "erf", "identity")
 
 #: Quadrature grid: (points for one-dimensional, points per axis for
 #: two-dimensional expectations) of the trapezoidal rule on
@@ -127,11 +127,12 @@ _SQRT_PI = float(np.sqrt(np.pi))
 #: Per-layer excess kurtosis :math:`\kappa - 1 = E[\phi^4]/E[\phi^2]^2 - 1`
 #: of the post-activations, for the activations whose finite-width NNGP
 #: diagonal has an exact product law.
-_KAPPA_MINUS_ONE = {"relu": 5.0, "linear": 2.0, "identity": 2.0}
+_KAPPA_MINUS_ONE = {"relu": 5.0, "identity": 2.0}
 
 
 def _check_activation(activation: str) -> str:
-    return _checks.choice("activation", activation, ACTIVATIONS)
+    """The registry name (``"linear"`` is a deprecated alias of ``"identity"``)."""
+    return activations.canonical(activation, ACTIVATIONS)
 
 
 def _check_var(value, name: str) -> None:
@@ -152,14 +153,14 @@ def _check_quad(quad) -> tuple[int, int]:
 
 
 def _check_common(activation: str, W_var, b_var, quad, num_iter: int | None = None):
-    """Checks shared by every map: activation, variances, quadrature, iteration budget."""
-    _check_activation(activation)
+    """Checks shared by every map: returns ``(activation, quad)`` in canonical form."""
+    activation = _check_activation(activation)
     _check_var(W_var, "W_var")
     _check_var(b_var, "b_var")
     quad = _check_quad(quad)
     if num_iter is not None:
         _checks.positive_int("num_iter", num_iter)
-    return quad
+    return activation, quad
 
 
 def _check_defined(W_var, b_var) -> None:
@@ -236,7 +237,7 @@ def _second_moment(activation: str, q, quad: tuple[int, int]):
         return q / 2.0
     if activation == "erf":
         return 2.0 / jnp.pi * jnp.arcsin(2.0 * q / (1.0 + 2.0 * q))
-    if activation == "linear":
+    if activation == "identity":
         return q
     return _gauss1(lambda u: _phi(activation, u) ** 2, q, quad)
 
@@ -247,7 +248,7 @@ def _deriv_moment(activation: str, q, quad: tuple[int, int]):
         return 0.5 * jnp.ones_like(q)
     if activation == "erf":
         return 4.0 / jnp.pi / jnp.sqrt(1.0 + 4.0 * q)
-    if activation == "linear":
+    if activation == "identity":
         return jnp.ones_like(q)
     return _gauss1(lambda u: _dphi(activation, u) ** 2, q, quad)
 
@@ -260,7 +261,7 @@ def _cross_moment(activation: str, q, c, quad: tuple[int, int]):
         return q / (2.0 * jnp.pi) * (jnp.sin(th) + (jnp.pi - th) * c)
     if activation == "erf":
         return 2.0 / jnp.pi * jnp.arcsin(2.0 * q * c / (1.0 + 2.0 * q))
-    if activation == "linear":
+    if activation == "identity":
         return q * c
     return _gauss2(jnp.tanh, jnp.tanh, q, c, quad)
 
@@ -272,7 +273,7 @@ def _cross_deriv_moment(activation: str, q, c, quad: tuple[int, int]):
         return (jnp.pi - jnp.arccos(c)) / (2.0 * jnp.pi)
     if activation == "erf":
         return 4.0 / jnp.pi / jnp.sqrt((1.0 + 2.0 * q) ** 2 - (2.0 * q * c) ** 2)
-    if activation == "linear":
+    if activation == "identity":
         return jnp.ones_like(q * c)
     d = lambda u: _dphi("tanh", u)
     return _gauss2(d, d, q, c, quad)
@@ -288,7 +289,7 @@ def variance_map(q, activation: str, W_var, b_var, *, quad: tuple[int, int] = QU
 
     Args:
       q: pre-activation variance :math:`q^l \ge 0` (scalar).
-      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
       W_var: weight variance :math:`\sigma_w^2`.
       b_var: bias variance :math:`\sigma_b^2`.
       quad: quadrature grid sizes, see :data:`QUAD`.
@@ -301,7 +302,7 @@ def variance_map(q, activation: str, W_var, b_var, *, quad: tuple[int, int] = QU
       Poole et al., Exponential expressivity in deep neural networks through
       transient chaos, 2016 (eq. 3).
     """
-    quad = _check_common(activation, W_var, b_var, quad)
+    activation, quad = _check_common(activation, W_var, b_var, quad)
     _check_var(q, "q")
     f = _ftype(q, W_var, b_var)
     return _variance_map(jnp.asarray(q, f), activation, W_var, b_var, quad)
@@ -336,7 +337,7 @@ def variance_sequence(
         (Roberts, Yaida & Hanin 2022, Sec. 5.3).
 
         Args:
-          activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+          activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
           W_var: weight variance :math:`\sigma_w^2`.
           b_var: bias variance :math:`\sigma_b^2`.
           q_in: input second moment per coordinate :math:`\|x\|^2/n_0`.
@@ -351,7 +352,7 @@ def variance_sequence(
           >>> [round(float(v), 6) for v in q]
           [2.0, 2.0, 2.0]
     """
-    _check_activation(activation)
+    activation = _check_activation(activation)
     _check_var(W_var, "W_var")
     _check_var(b_var, "b_var")
     _check_var(q_in, "q_in")
@@ -372,7 +373,7 @@ def _q_star(activation: str, W_var, b_var, quad: tuple[int, int], num_iter: int)
     f = _ftype(W_var, b_var)
     W_var = jnp.asarray(W_var, f)
     b_var = jnp.asarray(b_var, f)
-    if activation in ("relu", "linear"):
+    if activation in ("relu", "identity"):
         # V(q) = a q + b with a = W_var/2 (ReLU) or W_var (linear).
         a = W_var / 2.0 if activation == "relu" else W_var
         return jnp.where(a < 1.0, b_var / jnp.where(a < 1.0, 1.0 - a, 1.0), jnp.inf)
@@ -417,7 +418,7 @@ def fixed_point(
     :math:`\chi_1 = a` does not depend on :math:`q`.
 
     Args:
-      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
       W_var: weight variance :math:`\sigma_w^2`.
       b_var: bias variance :math:`\sigma_b^2`.
       quad: quadrature grid sizes, see :data:`QUAD`.
@@ -436,7 +437,7 @@ def fixed_point(
       transient chaos, 2016. Schoenholz et al., Deep Information Propagation,
       2017 (eq. 4-5).
     """
-    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    activation, quad = _check_common(activation, W_var, b_var, quad, num_iter)
     return _fixed_point(activation, W_var, b_var, quad, num_iter)
 
 
@@ -449,7 +450,7 @@ def _norm_q(activation: str, W_var, b_var, quad: tuple[int, int], num_iter: int)
     :func:`_corr` as the limit q -> 0.
     """
     q = _q_star(activation, W_var, b_var, quad, num_iter)
-    if activation not in ("relu", "linear"):
+    if activation not in ("relu", "identity"):
         return q, jnp.asarray(b_var, q.dtype)
     ok = jnp.isfinite(q) & (q > 0)
     return jnp.where(ok, q, 1.0), jnp.where(jnp.isfinite(q), b_var, 0.0)
@@ -516,7 +517,7 @@ def correlation_map(
     Args:
       c: input correlation in :math:`[-1, 1]` (values within 1e-6 outside it,
         float rounding, are clipped to it; farther ones raise).
-      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
       W_var: weight variance :math:`\sigma_w^2`.
       b_var: bias variance :math:`\sigma_b^2`.
       q: input variance; ``None`` for :math:`q^*`.
@@ -531,7 +532,7 @@ def correlation_map(
       Poole et al., Exponential expressivity in deep neural networks through
       transient chaos, 2016. Cho & Saul, Kernel Methods for Deep Learning, 2009.
     """
-    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    activation, quad = _check_common(activation, W_var, b_var, quad, num_iter)
     _checks.scalar("c", c, -1.0 - _C_ROUNDING, 1.0 + _C_ROUNDING)
     if q is not None:
         _check_var(q, "q")
@@ -544,7 +545,7 @@ def correlation_map(
 def _c_star(activation: str, W_var, b_var, quad: tuple[int, int], num_iter: int):
     q, b = _norm_q(activation, W_var, b_var, quad, num_iter)
     f = q.dtype
-    if activation in ("relu", "linear"):
+    if activation in ("relu", "identity"):
         return jnp.ones((), f), q, b
     chi1 = W_var * _deriv_moment(activation, q, quad)
     C = lambda c: _corr(activation, c, q, W_var, b, quad)
@@ -577,7 +578,7 @@ def c_star(
     (``num_iter`` steps) and polishing with Newton steps.
 
     Args:
-      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
       W_var: weight variance :math:`\sigma_w^2`.
       b_var: bias variance :math:`\sigma_b^2`.
       quad: quadrature grid sizes, see :data:`QUAD`.
@@ -590,7 +591,7 @@ def c_star(
       Poole et al., Exponential expressivity in deep neural networks through
       transient chaos, 2016. Schoenholz et al., Deep Information Propagation, 2017.
     """
-    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    activation, quad = _check_common(activation, W_var, b_var, quad, num_iter)
     _check_defined(W_var, b_var)
     return _c_star_jit(activation, W_var, b_var, quad, num_iter)
 
@@ -616,7 +617,7 @@ def chi_c(
     :math:`\sigma_w^2/2` (:math:`c^* = 1`).
 
     Args:
-      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
       W_var: weight variance :math:`\sigma_w^2`.
       b_var: bias variance :math:`\sigma_b^2`.
       quad: quadrature grid sizes, see :data:`QUAD`.
@@ -628,7 +629,7 @@ def chi_c(
     References:
       Schoenholz et al., Deep Information Propagation, 2017 (eq. 9).
     """
-    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    activation, quad = _check_common(activation, W_var, b_var, quad, num_iter)
     _check_defined(W_var, b_var)
     return _chi_c(activation, W_var, b_var, quad, num_iter)
 
@@ -665,7 +666,7 @@ def depth_scales(
     :math:`q^*` does not exist) ``inf`` is returned.
 
     Args:
-      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
       W_var: weight variance :math:`\sigma_w^2`.
       b_var: bias variance :math:`\sigma_b^2`.
       quad: quadrature grid sizes, see :data:`QUAD`.
@@ -677,7 +678,7 @@ def depth_scales(
     References:
       Schoenholz et al., Deep Information Propagation, 2017 (eqs. 6 and 9).
     """
-    quad = _check_common(activation, W_var, b_var, quad, num_iter)
+    activation, quad = _check_common(activation, W_var, b_var, quad, num_iter)
     _check_defined(W_var, b_var)
     return _depth_scales(activation, W_var, b_var, quad, num_iter)
 
@@ -721,7 +722,7 @@ def critical_W_var(
     gives :math:`\sigma_w^2 \approx 1.761` (Schoenholz et al. 2017, Fig. 2).
 
     Args:
-      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"linear"``.
+      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
       b_var: bias variance :math:`\sigma_b^2`.
       W_var_max: upper end of the bisection bracket.
       quad: quadrature grid sizes, see :data:`QUAD`.
@@ -741,13 +742,13 @@ def critical_W_var(
       Schoenholz et al., Deep Information Propagation, 2017. He et al., Delving
       Deep into Rectifiers, 2015.
     """
-    quad = _check_common(activation, 1.0, b_var, quad, num_iter)
+    activation, quad = _check_common(activation, 1.0, b_var, quad, num_iter)
     _checks.scalar("W_var_max", W_var_max, 0.0, low_open=True)
     bisect_steps = _checks.positive_int("bisect_steps", bisect_steps)
     f = _ftype(b_var)
     if activation == "relu":
         return jnp.asarray(2.0, f)
-    if activation == "linear":
+    if activation == "identity":
         return jnp.asarray(1.0, f)
     return _critical(activation, jnp.asarray(b_var, f), W_var_max, quad, num_iter, bisect_steps)
 
@@ -785,7 +786,7 @@ def nngp_diag_variance(widths: Sequence[int], activation: str = "relu") -> jax.A
 
     Args:
       widths: hidden widths :math:`(n_1, \dots, n_L)`.
-      activation: ``"relu"`` or ``"linear"`` (``"identity"`` is accepted).
+      activation: ``"relu"`` or ``"identity"`` (``"linear"``: deprecated alias).
 
     Returns:
       :math:`\prod_l (1 + (\kappa-1)/n_l) - 1` (scalar array).
@@ -793,7 +794,7 @@ def nngp_diag_variance(widths: Sequence[int], activation: str = "relu") -> jax.A
     Examples:
       >>> round(float(nngp_diag_variance([100, 100])), 4)
       0.1025
-      >>> round(float(nngp_diag_variance([100, 100], "linear")), 4)
+      >>> round(float(nngp_diag_variance([100, 100], "identity")), 4)
       0.0404
 
     Raises:
@@ -805,7 +806,7 @@ def nngp_diag_variance(widths: Sequence[int], activation: str = "relu") -> jax.A
       Deep Neural Networks, 2019. Yaida, Non-Gaussian processes and neural
       networks at finite widths, 2020.
     """
-    _checks.choice("activation", activation, tuple(_KAPPA_MINUS_ONE))
+    activation = activations.canonical(activation, tuple(_KAPPA_MINUS_ONE))
     if not _checks.is_tracer(widths):
         _checks.int_sequence("widths", widths, minimum=1)
     n = jnp.asarray(widths, _ftype())

@@ -25,6 +25,7 @@ A learning-rate x seed sweep with a sharpness probe:
         return train.run(step, state, (x, y), 1000, probes=probes, every=50)
 """
 
+from . import noise as noise
 from . import probes as probes
 from .fit import FitResult as FitResult
 from .fit import fit as fit
@@ -63,6 +64,7 @@ __all__ = [
     "is_classification",
     "minibatches",
     "mse",
+    "noise",
     "probes",
     "run",
     "stacked",

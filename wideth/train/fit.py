@@ -101,8 +101,10 @@ def _check_targets(loss: Any, out: Any, y: jax.Array, name: str) -> None:
     if jnp.issubdtype(y.dtype, jnp.integer) and y.ndim == 1 and len(rows) == 1:
         _checks.class_labels(f"{name}: y", y, rows[0])  # class indices into the outputs
         return
-    if isinstance(loss, str) and tuple(y.shape[1:]) != rows and not (
-        loss == "mse" and y.ndim == 1 and rows == (1,)
+    if (
+        isinstance(loss, str)
+        and tuple(y.shape[1:]) != rows
+        and not (loss == "mse" and y.ndim == 1 and rows == (1,))
     ):
         raise ValueError(
             f"{name}: y has rows of shape {tuple(y.shape[1:])}, but the model's outputs have rows "

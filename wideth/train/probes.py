@@ -30,6 +30,7 @@ __all__ = [
     "eta_hat",
     "distance_from_init",
     "params_norm",
+    "gradient_noise",
 ]
 
 Probe = Callable[[TrainState, Any], Any]
@@ -186,3 +187,25 @@ def metric(apply_fn: Any, fn: str | LossFn, data: Any) -> Probe:
 
 
 __all__ += ["outputs", "metric"]
+
+
+def gradient_noise(
+    model: TrainStep | Callable[[Any, Any], jax.Array],
+    data: Any,
+    batch_size: int,
+    *,
+    center: Any = None,
+) -> Probe:
+    r"""Every term of SGD's fluctuation--dissipation relation on fixed ``data = (x, y)``.
+
+    :math:`\|\nabla\mathcal L\|^2`, :math:`\operatorname{tr}\Sigma`,
+    :math:`\operatorname{tr}\tilde C`, :math:`E\|g_B\|^2` and
+    :math:`\theta\cdot\nabla\mathcal L` for minibatches of ``batch_size``
+    rows (:func:`wideth.train.noise.minibatch_noise`).
+    """
+    from .noise import minibatch_noise, noise_factor
+
+    fn = _objective(model)
+    _check_data(data)
+    noise_factor(int(jax.numpy.shape(data[0])[0]), batch_size)  # validates batch_size
+    return lambda state, batch: minibatch_noise(fn, state.params, data, batch_size, center=center)

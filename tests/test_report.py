@@ -1,0 +1,41 @@
+"""REPORT.md: reproduced claims and consistency checks are listed apart, with their sources."""
+
+import json
+
+import pytest
+
+from experiments import report
+from experiments._common import check
+
+
+def _write(tmp_path, name, checks):
+    (tmp_path / name).mkdir()
+    payload = {"experiment": name, "checks": checks, "runtime_s": 1.0, "mode": "quick"}
+    (tmp_path / name / "metrics.json").write_text(json.dumps(payload))
+
+
+def test_claims_and_consistency_checks_are_separate_tables(tmp_path):
+    checks = [
+        check("slope", -1.0, -0.97, 0.06, note="Dyer & Gur-Ari 2019; 3 SE over 8 seeds"),
+        check("baseline fails", "< 0.6", 0.5, None, passed=True, kind="consistency"),
+        check("exponent", 0.5, 0.9, 0.1, note="eq. 3"),
+    ]
+    _write(tmp_path, "exp", checks)
+    text = report.write_report(["exp"], tmp_path).read_text()
+    claims, rest = text.split("**Reproduced claims", 1)[1].split("**Consistency checks", 1)
+    assert "slope" in claims and "exponent" in claims and "baseline fails" not in claims
+    assert "baseline fails" in rest and "slope" not in rest
+    assert "Dyer & Gur-Ari 2019; 3 SE over 8 seeds" in claims
+    # The summary table counts the two kinds apart: 1 of 2 claims pass, 1 of 1 control.
+    assert "| [exp](#exp) | 1/2 | 1/1 |" in text
+
+
+def test_metrics_without_kinds_count_as_claims(tmp_path):
+    _write(tmp_path, "old", [{"name": "a", "theory": 1, "measured": 1, "pass": True}])
+    text = report.write_report(["old"], tmp_path).read_text()
+    assert "| [old](#old) | 1/1 | 0/0 |" in text
+
+
+def test_check_rejects_an_unknown_kind():
+    with pytest.raises(ValueError, match="^kind: expected one of"):
+        check("x", 1.0, 1.0, 0.1, kind="sanity")

@@ -90,6 +90,23 @@ def test_catapult_lands_check_fails():
     assert not cp.catapult_lands_check("c", none, np.array([[0.5, 1.5, np.nan]]), "t")["pass"]
 
 
+def test_lazy_below_check_fails():
+    grid = np.array([1.0, 1.8, 2.2, 3.0])
+    good = np.array([[cp.LAZY, cp.LAZY, cp.LAZY, cp.CATAPULT]] * 2)
+    assert cp.lazy_below_check(grid, good)["pass"]
+    # lambda0 too small by a factor (e.g. normalised by n * outputs): spikes below "2"
+    early = np.array([[cp.LAZY, cp.CATAPULT, cp.CATAPULT, cp.CATAPULT]] * 2)
+    assert not cp.lazy_below_check(grid, early)["pass"]
+    assert not cp.lazy_below_check(grid[2:], good[:, 2:])["pass"]  # nothing below 2
+
+
+def test_catapult_present_check_fails():
+    phase = np.array([[cp.LAZY, cp.CATAPULT, cp.DIVERGENT], [cp.LAZY, cp.CATAPULT, cp.CATAPULT]])
+    assert cp.catapult_present_check(phase, np.array([1.5, 1.5]))["pass"]
+    phase[1, 1] = cp.DIVERGENT
+    assert not cp.catapult_present_check(phase, np.array([1.5, 1.5]))["pass"]
+
+
 def test_generalisation_check_fails():
     grid = np.array([1.0, 3.0, 6.0])
     phase = np.array([[cp.LAZY, cp.CATAPULT, cp.CATAPULT]] * 3)

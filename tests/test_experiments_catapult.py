@@ -103,7 +103,7 @@ def test_lazy_below_check_fails():
 def test_catapult_present_check_fails():
     phase = np.array([[cp.LAZY, cp.CATAPULT, cp.DIVERGENT], [cp.LAZY, cp.CATAPULT, cp.CATAPULT]])
     assert cp.catapult_present_check(phase, np.array([1.5, 1.5]))["pass"]
-    phase[1, 1] = cp.DIVERGENT
+    phase[1] = [cp.LAZY, cp.LAZY, cp.DIVERGENT]  # seed 1 never lands a catapult
     assert not cp.catapult_present_check(phase, np.array([1.5, 1.5]))["pass"]
 
 

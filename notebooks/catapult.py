@@ -24,43 +24,46 @@
 # * $\eta > \eta_{\max}$ — **divergent**.
 #
 # The simplest model with this behaviour is the two-layer linear "uv model"
-# $f = v^\top u\,x/\sqrt m$ trained on one example $(x, y) = (1, 0)$. Its dynamics close on
-# two scalars, the output $f$ and the kernel $\lambda = (\|u\|^2 + \|v\|^2)/m$:
+# $f = u^\top v\,x/\sqrt m$ trained on one example $(x, y) = (1, y)$. With the residual
+# $r = f - y$ its dynamics close on two scalars, $r$ and the kernel
+# $\lambda = (\|u\|^2 + \|v\|^2)/m$:
 #
-# $$f_{t+1} = f_t\Big(1 - \eta\lambda_t + \frac{\eta^2 f_t^2}{m}\Big), \qquad
-#   \lambda_{t+1} = \lambda_t + \frac{\eta f_t^2}{m}(\eta\lambda_t - 4),$$
+# $$r_{t+1} = r_t\Big(1 - \eta\lambda_t + \frac{\eta^2 r_t f_t}{m}\Big), \qquad
+#   \lambda_{t+1} = \lambda_t + \frac{\eta r_t}{m}(\eta r_t\lambda_t - 4 f_t).$$
 #
-# so $\lambda$ can only shrink while $\eta\lambda < 4$: $\eta_{\max} = 4/\lambda_0$.
+# Once the catapult has made $r^2 = O(m) \gg y^2$, $f \approx r$ and $\lambda$ shrinks only
+# while $\eta\lambda < 4$: $\eta_{\max} = 4/\lambda_0$ whatever the label.
 
 # %%
 import os
+from pathlib import Path
 
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments import catapult as cp
+from experiments._common import Config
 
 QUICK = bool(os.environ.get("WIDETH_QUICK"))
 m = 500 if QUICK else 5000
 steps = 400 if QUICK else 2000
 
 # %% [markdown]
-# ## Sweep $\eta\lambda_0$ from 0.5 to 5
-# We train the actual model (vectors of size $m$) for each step size, measure $\lambda_0$ at
-# initialisation and classify each run by its loss curve.
+# ## Sweep $\eta\lambda_0$ from 0.5 to 5, for labels $y = 0$ and $y = 1$
+# We train the actual model (vectors of size $m$, `wideth.train.run` vmapped over step sizes
+# and seeds), measure $\lambda_0$ at initialisation and classify each run by its loss curve.
 
 # %%
 grid = np.round(np.arange(0.5, 5.01, 0.1), 6)
-sweep = cp.uv_sweep(jax.random.key(0), m, grid, steps, num_seeds=2)
-for s, phase in enumerate(sweep["phase"]):
-    lazy_to_cat, cat_to_div = cp.thresholds(grid, phase)
-    print(
-        f"seed {s}: lazy -> catapult at eta*lambda0 = {lazy_to_cat:.2f} (theory 2), "
-        f"catapult -> divergent at {cat_to_div:.2f} (theory 4)"
-    )
-cat = sweep["phase"] == cp.CATAPULT
-print("largest eta * lambda_final in the catapult phase:", sweep["eta_lam_final"][cat].max())
+uv = {y: cp.uv_runs(jax.random.key(0), m, grid, y, steps, seeds=2) for y in (0.0, 1.0)}
+for y, sweep in uv.items():
+    for s, phase in enumerate(sweep["phase"]):
+        lazy_to_cat, cat_to_div = cp.boundaries(grid, phase)
+        print(
+            f"y={y:g}, seed {s}: lazy -> catapult at eta*lambda0 = {lazy_to_cat:.2f} (theory 2), "
+            f"catapult -> divergent at {cat_to_div:.2f} (theory 4)"
+        )
 
 # %% [markdown]
 # ## Peak loss grows with width
@@ -68,37 +71,26 @@ print("largest eta * lambda_final in the catapult phase:", sweep["eta_lam_final"
 # height of the spike is proportional to the width.
 
 # %%
-peaks = cp.uv_peak_vs_width(jax.random.key(1), [1000, 10000, 100000], 3.0, steps, num_seeds=2)
-print("peak loss at eta*lambda0 = 3:", peaks["peak"].mean(1))
-fig = cp.plot_uv(sweep, peaks, m)
+peaks = cp.uv_peak_vs_width(jax.random.key(1), [1000, 10000, 100000], 3.0, 300, seeds=2)
+print(f"peak loss ~ m^{peaks['slope']:.2f} (theory 1)")
+fig = cp.plot_uv(uv, peaks, grid, m)
 plt.show()
 
 # %% [markdown]
-# Left: the final kernel $\eta\lambda_{\rm final}$ equals $\eta\lambda_0$ in the lazy phase and
-# falls below the stability edge 2 in the catapult phase. Middle: the loss spikes before it
-# converges. Right: the spike height scales like $m$, as the closed-form recursion
-# (crosses) predicts.
-#
-# ## A real network
-# The same phases appear for a wide ReLU MLP on digits, with $\lambda_0$ the top eigenvalue
-# of the empirical NTK divided by $n$ (the GGN of $L = \frac{1}{2n}\sum\|f - y\|^2$).
-# ReLU networks need not diverge exactly at the uv model's $4/\lambda_0$ (Lewkowycz et al. find
-# larger $\eta_{\max}$ for ReLU networks), and some runs can end with every ReLU off — *dead*
-# networks, which the experiment counts separately.
+# ## A deep ReLU network
+# Lewkowycz et al. find that deep ReLU networks diverge only near
+# $\eta_{\max} \approx 12/\lambda_0$, three times the uv model's value. Here a depth-3 ReLU
+# MLP on 64 digits, $\lambda_0$ the top eigenvalue of the empirical NTK over $n$ (matrix-free
+# Lanczos), $\eta_{\max}$ found by bisection per seed, and the test accuracy across phases.
 
 # %%
-try:
-    mlp = cp.mlp_sweep(
-        jax.random.key(2),
-        n=64,
-        width=256,
-        multiples=np.array([0.5, 0.9, 1.5, 3.0]),
-        steps=100 if QUICK else 400,
-        quick=True,
-    )
-    for c, ph, lf in zip(mlp["multiples"], mlp["phase"], mlp["eta_lam_final"]):
-        print(f"eta = {c:.2f} x 2/lambda0: {ph:9s} eta*lambda_final = {lf:.2f}")
-    fig = cp.plot_mlp(mlp)
-    plt.show()
-except (ImportError, AttributeError) as err:  # models / training modules not available yet
-    print("MLP part skipped:", err)
+cfg = Config(name="catapult", quick=True, seed=0, out=Path("."), quiet=True)
+small = dict(width=256, seeds=2, steps=150, rounds=4, bisect_steps=100) if QUICK else {}
+p = cp.plan(cfg, **small)
+mlp = cp.mlp_experiment(p)
+print("eta_max * lambda0 per seed:", mlp["bisection"]["estimate"])
+acc = np.mean(mlp["test_accuracy"], axis=0)  # NaN where a seed diverged
+for c, ph, a in zip(mlp["grid"], mlp["phase"][0], acc, strict=True):
+    print(f"eta*lambda0 = {c:5.2f}: {ph:9s} (seed 0), mean test accuracy {a:.3f}")
+fig = cp.plot_mlp(mlp, p["sz"])
+plt.show()

@@ -440,6 +440,21 @@ def test_conservative_step_on_batch_matches_dense(x64):
     np.testing.assert_allclose(eta, 1 / (2 * lam_dense * q_dense[-1]), rtol=1e-8)
 
 
+def test_ntk_lambda_max_takes_a_module_like_empirical_ntk():
+    from flax import nnx
+
+    from wideth import models
+    from wideth.kernels import empirical
+    from wideth.optim import ntk_lambda_max
+
+    net = models.MLP(5, 32, 1, out_dim=2, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (7, 5))
+    k = empirical.ntk(net, None, x, full=True)  # (7, 7, 2, 2)
+    dense = jnp.linalg.eigvalsh(k.transpose(0, 2, 1, 3).reshape(14, 14))[-1]
+    lam = ntk_lambda_max(net, None, x, key=jax.random.PRNGKey(2), num_steps=14)
+    np.testing.assert_allclose(lam, dense, rtol=1e-4)
+
+
 def test_experiment_runner_matches_fit_and_vmaps_over_grid():
     """The experiment's vmapped scan runner = wideth.train.fit on the same batches."""
     from flax import nnx

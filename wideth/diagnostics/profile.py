@@ -51,6 +51,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from wideth import _checks
 from wideth.functional import as_apply
@@ -244,16 +245,22 @@ def _grade(value: float, lo: float, hi: float) -> str:
 
 
 def _probe_run(
-    apply_fn: Callable, loss_fn: Callable, params: Any, lr: float, steps: int
+    apply_fn: Callable, loss_out: Callable, params: Any, data: tuple, lr: float, steps: int
 ) -> tuple[Any, np.ndarray]:
-    """Plain full-batch GD for ``steps`` steps (jitted scan); returns (params, losses)."""
+    """Plain full-batch GD for ``steps`` steps (:func:`wideth.train.run`): (params, losses).
 
-    def step(p, _):
-        value, g = jax.value_and_grad(loss_fn)(p)
-        return jax.tree.map(lambda a, b: a - lr * b, p, g), value
+    A run that diverges returns non-finite parameters (the last finite state
+    would hide the divergence from the drift criterion).
+    """
+    from wideth import train
 
-    final, losses = jax.jit(lambda p: jax.lax.scan(step, p, None, length=steps))(params)
-    return final, np.asarray(losses, dtype=np.float64)
+    tx = optax.sgd(lr)
+    step = train.train_step(apply_fn, loss_out, tx, metrics=())
+    res = jax.jit(lambda s: train.run(step, s, data, steps))(train.TrainState.create(params, tx))
+    final = res.state.params
+    if bool(res.stopped):
+        final = jax.tree.map(lambda a: jnp.full_like(a, jnp.nan), final)
+    return final, np.asarray(res.metrics["loss"], dtype=np.float64)
 
 
 def _drift(apply_fn: Callable, p0: Any, p1: Any, x: jax.Array) -> float:
@@ -377,7 +384,7 @@ def profile(
 
     # 3-4. Probe run: drift and loss curve.
     lr = 1.0 / lam_h if lam_h > 0 and math.isfinite(lam_h) else 1e-2
-    final, losses = _probe_run(apply_fn, loss_fn, params, lr, probe_steps)
+    final, losses = _probe_run(apply_fn, loss_out, params, (xb, yb), lr, probe_steps)
     m.update(probe_lr=lr, probe_losses=losses.tolist())
     finite_final = all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(final))
     drift = _drift(apply_fn, params, final, xb) if finite_final else float("inf")
@@ -403,7 +410,7 @@ def profile(
             lf = lambda p, fn_w=fn_w: loss_out(fn_w(p, xb), yb)
             lam_w, _ = hessian.top_eigenpairs(lf, p_w, k=1, num_steps=steps, key=k1)
             lr_w = 1.0 / float(lam_w[0])
-            p_t, _ = _probe_run(fn_w, lf, p_w, lr_w, probe_steps)
+            p_t, _ = _probe_run(fn_w, loss_out, p_w, (xb, yb), lr_w, probe_steps)
             drifts.append(_drift(fn_w, p_w, p_t, xb))
         slope = float(np.polyfit(np.log(widths), np.log(drifts), 1)[0])
         tol = THRESHOLDS["width_slope_tolerance"]

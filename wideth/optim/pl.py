@@ -186,16 +186,6 @@ def conservative_step(
     return jnp.where(p > 0, 1.0 / (2.0 * jnp.where(p > 0, p, 1)), jnp.inf)
 
 
-def _ritz_max(matvec: Callable[[Any], Any], v0: Any, num_steps: int) -> jax.Array:
-    """Largest Ritz value of a symmetric operator by ``wideth.hessian.lanczos``."""
-    from wideth.hessian import lanczos
-
-    alphas, betas, _ = lanczos(matvec, v0, num_steps)
-    off = betas[: alphas.shape[0] - 1]
-    t = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    return jnp.linalg.eigvalsh(t)[-1]
-
-
 def ntk_lambda_max(
     apply_fn: Callable[[Any, jax.Array], jax.Array],
     params: Any,
@@ -206,12 +196,13 @@ def ntk_lambda_max(
 ) -> jax.Array:
     r"""Top eigenvalue of the empirical NTK :math:`K = J J^\top` on a batch.
 
-    Lanczos (``wideth.hessian.lanczos``) on the NTK-vector product
-    ``wideth.kernels.empirical.ntk_matvec``; :math:`K` (size
+    :func:`wideth.hessian.sharpness` of the operator :func:`wideth.hessian.ntk`
+    (one VJP and one JVP per Lanczos step); :math:`K` (size
     :math:`nk \times nk` for ``k`` outputs) is never formed.
 
     Args:
-        apply_fn: ``apply_fn(params, x) -> (n, k)`` outputs.
+        apply_fn: ``apply_fn(params, x) -> (n, k)`` outputs, or an ``nnx.Module``
+            (then ``params`` is ``None``).
         params: parameter pytree.
         x: batch of inputs, ``(n, ...)``.
         key: PRNG key for the Lanczos start vector.
@@ -220,12 +211,9 @@ def ntk_lambda_max(
     Returns:
         :math:`\lambda_{\max}(K)`, scalar.
     """
-    from wideth.kernels.empirical import ntk_matvec
+    from wideth import hessian
 
-    out_shape = jax.eval_shape(lambda p: apply_fn(p, x), params)
-    v0 = jax.random.normal(key, out_shape.shape, out_shape.dtype)
-    size = int(v0.size)
-    return _ritz_max(ntk_matvec(apply_fn, params, x), v0, min(num_steps, size))
+    return hessian.sharpness(hessian.ntk(apply_fn, params, x), num_steps=num_steps, key=key)
 
 
 def loss_hessian_norm(
@@ -250,10 +238,11 @@ def loss_hessian_norm(
     Returns:
         :math:`\|Q\|_2`, scalar.
     """
+    from wideth import hessian
+
     grad = jax.grad(loss_of_outputs)
-    matvec = lambda v: jax.jvp(grad, (outputs,), (v,))[1]
-    v0 = jax.random.normal(key, outputs.shape, outputs.dtype)
-    return _ritz_max(matvec, v0, min(num_steps, int(outputs.size)))
+    op = hessian.from_matvec(lambda v, out: jax.jvp(grad, (out,), (v,))[1], outputs, outputs)
+    return hessian.sharpness(op, num_steps=num_steps, key=key)
 
 
 def conservative_step_on_batch(

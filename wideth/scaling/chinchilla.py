@@ -42,14 +42,9 @@ from ._common import (
     percentile_ci,
 )
 
-__all__ = ["ChinchillaFit", "fit_chinchilla", "chinchilla_grid", "HOFFMANN_2022", "BESIROGLU_2024"]
+__all__ = ["ChinchillaFit", "fit_chinchilla", "chinchilla_grid"]
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
-
-#: Published fit of Hoffmann et al. (2022), Approach 3 (their Eq. 10).
-HOFFMANN_2022 = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
-#: Published refit of Besiroglu et al. (2024) on the 240 points without the 5 highest-loss runs.
-BESIROGLU_2024 = {"E": 1.82, "A": 482.0, "B": 2085.4, "alpha": 0.35, "beta": 0.37}
 
 _CHUNK = 512
 

@@ -126,6 +126,14 @@ def check(
     return out
 
 
+def check_max_z(
+    name: str, z: Any, k: float, *, note: str = "", kind: str = "claim"
+) -> dict[str, Any]:
+    """A whole curve against theory: ``max |z| <= k`` over its points (``z`` in SE units)."""
+    worst = float(np.max(np.abs(np.asarray(z, np.float64))))
+    return check(name, f"<= {k:g}", worst, k, passed=bool(worst <= k), note=note, kind=kind)
+
+
 def _number(name: str, value: Any) -> float:
     if isinstance(value, str | bytes) or value is None:
         raise TypeError(

@@ -1,4 +1,4 @@
-r"""Depth-to-width effects: the log-normal input-output Jacobian of ReLU nets, tanh's 1/(2l) decay.
+r"""Depth-to-width effects: log-normal ReLU Jacobians, tanh's 1/(2l) decay, the mean NTK diagonal.
 
 **A. The Jacobian of a deep ReLU network is log-normal with variance
 β = 5 Σ 1/n_l** (Hanin & Nica 2019; the lecture notes' statement). For a
@@ -44,6 +44,20 @@ it at three widths, fit :math:`a + b/n` by weighted least squares and check
 the extrapolated :math:`a` against the infinite-width :math:`q_l` at three
 depths within 3 standard errors of the fit.
 
+**C. The mean NTK diagonal, E[Θ(x,x)] = 2(L+1)‖x‖²/n₀ at every width** (the
+lecture notes' formula, with :math:`L+1` weight layers). Our derivation:
+:math:`\Theta(x,x) = \sum_l \frac{2}{n_{l-1}}\|\delta_l\|^2\|h_{l-1}\|^2` with
+:math:`\delta_l = \partial f/\partial z_l`. A bias-free ReLU network is
+positively homogeneous, so :math:`\delta_l` does not change when
+:math:`h_{l-1}` is rescaled, and :math:`W_l` is rotation invariant, so
+:math:`\|\delta_l\|^2` is independent of :math:`\|h_{l-1}\|^2`; with
+:math:`E\|h_{l-1}\|^2 = n_{l-1}\|x\|^2/n_0` and :math:`E\|\delta_l\|^2 = 1`
+(each exact at finite width) every layer contributes :math:`2\|x\|^2/n_0`.
+Check: the Monte Carlo mean over networks at three (width, depth) pairs
+matches it within 3 standard errors (the spread grows like
+:math:`e^{5\beta}`, so the SE is measured, not assumed); :math:`2L\|x\|^2/n_0`
+(one layer too few) fails (tests).
+
 References:
   Hanin & Nica, `Products of Many Large Random Matrices and Gradients in Deep
   Neural Networks <https://arxiv.org/abs/1812.05994>`_, Comm. Math. Phys. 2019.
@@ -58,6 +72,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from experiments._common import Config, Result, Sizes, check, cli, save_figure
 
@@ -70,6 +85,8 @@ SIZES = Sizes(
         tanh_depth=20,
         tanh_networks=100,
         tanh_layers=(5, 10, 20),
+        ntk_grid=((32, 1), (64, 4), (128, 8)),
+        ntk_networks=1000,
     ),
     full=dict(
         n0=64,
@@ -79,6 +96,8 @@ SIZES = Sizes(
         tanh_depth=50,
         tanh_networks=400,
         tanh_layers=(5, 10, 20, 50),
+        ntk_grid=((32, 1), (64, 4), (128, 8), (64, 16), (256, 16)),
+        ntk_networks=8000,
     ),
 )
 
@@ -133,6 +152,45 @@ def exact_log_moments(width: int, depth: int) -> tuple[float, float]:
     return float(depth * mean), float(depth * var)
 
 
+def ntk_diagonal(n0: int, width: int, depth: int, num: int, key: jax.Array) -> np.ndarray:
+    r""":math:`\Theta(x,x) = \|\nabla_\theta f(x)\|^2` of ``num`` bias-free He ReLU MLPs.
+
+    ``x`` has :math:`\|x\|^2 = n_0`, so the theory value is :math:`2(L+1)`.
+    """
+    from flax import nnx
+
+    from wideth import functional, models
+
+    def init(k):
+        net = models.MLP(n0, width, depth, rngs=nnx.Rngs(params=k), b_std=0.0)
+        return nnx.split(net, nnx.Param)[1]
+
+    fn, _ = functional.as_apply(models.MLP(n0, width, depth, rngs=nnx.Rngs(0), b_std=0.0))
+    params = jax.jit(jax.vmap(init))(jax.random.split(key, num))
+    x, _ = _input(jax.random.fold_in(key, 3), n0)
+
+    def one(p):
+        g = jax.grad(lambda q: fn(q, x[None])[0, 0])(p)
+        return optax.tree.norm(g, squared=True)
+
+    return np.asarray(jax.jit(jax.vmap(one))(params), np.float64)
+
+
+def ntk_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean NTK diagonal against 2 (L + 1) |x|^2 / n0 (docstring C), 3 SE."""
+    return [
+        check(
+            f"ReLU n={r['width']}, L={r['depth']}: E[Theta(x,x)] / (|x|^2/n0)",
+            2.0 * (r["depth"] + 1),
+            r["mean"],
+            3 * r["se"],
+            note="exact at every width (module docstring C); 3 SE over "
+            f"{r['networks']} networks; relative spread {r['rel_sd']:.3g}",
+        )
+        for r in rows
+    ]
+
+
 def relu_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and variance of the log against their exact finite-width values (3 SE)."""
     checks = []
@@ -185,11 +243,11 @@ def extrapolate(
     return float(coef[0]), float(np.sqrt(cov[0, 0])), float(coef[1])
 
 
-def plot(rows: list[dict[str, Any]], tanh: dict[str, Any]):
+def plot(rows: list[dict[str, Any]], tanh: dict[str, Any], ntk_rows: list[dict[str, Any]]):
     """Moments of log ||Ju||^2 against beta with theory; tanh q_l at finite widths and n -> inf."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
     b = np.array([r["beta"] for r in rows])
     grid = np.linspace(0, b.max() * 1.05, 50)
     axes[0].plot(grid, grid, "k-", lw=1, label="β (variance)")
@@ -228,6 +286,21 @@ def plot(rows: list[dict[str, Any]], tanh: dict[str, Any]):
     )
     axes[1].set(xlabel="layer l", ylabel="q_l", title="tanh, σ_w² = 1, σ_b = 0 (K* = 0)")
     axes[1].legend(fontsize=7)
+    depths = np.array([r["depth"] for r in ntk_rows])
+    axes[2].errorbar(
+        depths,
+        [r["mean"] for r in ntk_rows],
+        yerr=[3 * r["se"] for r in ntk_rows],
+        fmt="o",
+        capsize=2,
+        label="MC mean (±3 SE)",
+    )
+    grid = np.arange(0, depths.max() + 2)
+    axes[2].plot(grid, 2 * (grid + 1), "k-", lw=1, label="2(L+1)")
+    for r in ntk_rows:
+        axes[2].annotate(f"n={r['width']}", (r["depth"], r["mean"]), fontsize=7)
+    axes[2].set(xlabel="hidden layers L", ylabel="E[Θ(x,x)] n₀/|x|²", title="mean NTK diagonal")
+    axes[2].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -266,6 +339,21 @@ def run(cfg: Config) -> Result:
         )
     checks = relu_checks(rows)
 
+    ntk_rows = []
+    for i, (width, depth) in enumerate(sz.ntk_grid):
+        th = ntk_diagonal(sz.n0, width, depth, sz.ntk_networks, jax.random.fold_in(key, 100 + i))
+        ntk_rows.append(
+            dict(
+                width=width,
+                depth=depth,
+                networks=len(th),
+                mean=float(th.mean()),
+                se=float(th.std(ddof=1) / np.sqrt(len(th))),
+                rel_sd=float(th.std(ddof=1) / th.mean()),
+            )
+        )
+    checks += ntk_checks(ntk_rows)
+
     q_inf = np.asarray(meanfield.variance_sequence("tanh", 1.0, 0.0, 1.0, sz.tanh_depth))
     means, ses = [], []
     for j, width in enumerate(sz.tanh_widths):
@@ -299,8 +387,8 @@ def run(cfg: Config) -> Result:
         extrapolated=extrap,
         extrapolated_se=extrap_se,
     )
-    figures = [save_figure(plot(rows, tanh), cfg, "depth_fluctuations")]
-    metrics = {"relu": rows, "tanh": tanh}
+    figures = [save_figure(plot(rows, tanh, ntk_rows), cfg, "depth_fluctuations")]
+    metrics = {"relu": rows, "tanh": tanh, "ntk_diagonal": ntk_rows}
     summary = (
         "log ||Ju||^2 variance / beta: "
         + ", ".join(f"{r['var'] / r['beta']:.3f}" for r in rows)

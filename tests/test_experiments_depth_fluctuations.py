@@ -56,6 +56,21 @@ def test_relu_checks_pass_on_the_law_and_fail_off_it():
     assert not all(c["pass"] for c in dfl.relu_checks([_row(64, 8, -0.25, 0.5)]))
 
 
+def test_mean_ntk_diagonal_is_two_per_weight_layer_and_a_layer_too_few_fails():
+    th = dfl.ntk_diagonal(16, 48, 3, 1500, jax.random.key(5))
+    row = dict(
+        width=48,
+        depth=3,
+        networks=len(th),
+        mean=float(th.mean()),
+        se=float(th.std(ddof=1) / np.sqrt(len(th))),
+        rel_sd=float(th.std() / th.mean()),
+    )
+    assert all(c["pass"] for c in dfl.ntk_checks([row]))
+    # The formula with L instead of L + 1 weight layers (2L |x|^2 / n0) is caught.
+    assert not dfl.ntk_checks([dict(row, depth=2)])[0]["pass"]
+
+
 def test_extrapolation_recovers_the_intercept():
     w = np.array([64.0, 128.0, 256.0])
     a, se, b = dfl.extrapolate(w, 0.05 - 0.8 / w, np.full(3, 1e-4))

@@ -324,33 +324,31 @@ def variance_sequence(
 ) -> jax.Array:
     r"""Pre-activation variances :math:`q^{(1)}, \dots, q^{(L)}` of an infinitely wide network.
 
-        .. math::
+    .. math::
 
-            q^{(1)} = \sigma_w^2\, q_{
-    m in} + \sigma_b^2, \qquad
-            q^{(l+1)} = \mathcal V(q^{(l)}) = \sigma_w^2 E_z[\phi(\sqrt{q^{(l)}} z)^2] + \sigma_b^2,
+        q^{(1)} = \sigma_w^2\, q_{\mathrm{in}} + \sigma_b^2, \qquad
+        q^{(l+1)} = \mathcal V(q^{(l)}) = \sigma_w^2 E_z[\phi(\sqrt{q^{(l)}} z)^2] + \sigma_b^2,
 
-        with :math:`q_{
-    m in} = \|x\|^2/n_0`. For tanh at :math:`\sigma_w^2 = 1,
-        \sigma_b^2 = 0` (the :math:`K^* = 0` universality class)
-        :math:`\mathcal V(q) = q - 2q^2 + O(q^3)`, so :math:`2l\,q^{(l)} 	o 1`
-        (Roberts, Yaida & Hanin 2022, Sec. 5.3).
+    with :math:`q_{\mathrm{in}} = \|x\|^2/n_0`. For tanh at :math:`\sigma_w^2 = 1,
+    \sigma_b^2 = 0` (the :math:`K^* = 0` universality class)
+    :math:`\mathcal V(q) = q - 2q^2 + O(q^3)`, so :math:`2l\,q^{(l)} \to 1`
+    (Roberts, Yaida & Hanin 2022, Sec. 5.3).
 
-        Args:
-          activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
-          W_var: weight variance :math:`\sigma_w^2`.
-          b_var: bias variance :math:`\sigma_b^2`.
-          q_in: input second moment per coordinate :math:`\|x\|^2/n_0`.
-          depth: number of layers :math:`L \ge 1`.
-          quad: quadrature grid sizes, see :data:`QUAD`.
+    Args:
+      activation: ``"relu"``, ``"tanh"``, ``"erf"`` or ``"identity"``.
+      W_var: weight variance :math:`\sigma_w^2`.
+      b_var: bias variance :math:`\sigma_b^2`.
+      q_in: input second moment per coordinate :math:`\|x\|^2/n_0`.
+      depth: number of layers :math:`L \ge 1`.
+      quad: quadrature grid sizes, see :data:`QUAD`.
 
-        Returns:
-          ``(depth,)`` array of :math:`q^{(l)}`.
+    Returns:
+      ``(depth,)`` array of :math:`q^{(l)}`.
 
-        Examples:
-          >>> q = variance_sequence("relu", 2.0, 0.0, 1.0, 3)
-          >>> [round(float(v), 6) for v in q]
-          [2.0, 2.0, 2.0]
+    Examples:
+      >>> q = variance_sequence("relu", 2.0, 0.0, 1.0, 3)
+      >>> [round(float(v), 6) for v in q]
+      [2.0, 2.0, 2.0]
     """
     activation = _check_activation(activation)
     _check_var(W_var, "W_var")

@@ -118,9 +118,11 @@ def minibatch_noise(
       chunk: per-example gradients per ``lax.map`` step.
 
     Returns:
-      ``{"grad_sq": ||grad L||^2, "trace_sigma": tr Sigma,
-      "trace_minibatch": tr C~ = c tr Sigma, "minibatch_grad_sq": E||g_B||^2,
-      "theta_dot_grad": theta . grad L}``.
+      A dict: ``grad_sq`` :math:`\|\nabla\mathcal L\|^2`, ``trace_sigma``
+      :math:`\operatorname{tr}\Sigma`, ``trace_minibatch``
+      :math:`\operatorname{tr}\tilde C = c\operatorname{tr}\Sigma`,
+      ``minibatch_grad_sq`` :math:`E\|g_B\|^2` and ``theta_dot_grad``
+      :math:`(\theta - \theta_0)\cdot\nabla\mathcal L`.
 
     Raises:
       TypeError / ValueError: a non-callable objective, bad data, ``batch_size``

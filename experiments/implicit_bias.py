@@ -71,10 +71,16 @@ r"""Implicit bias of gradient descent: which interpolator / direction GD picks.
      the limit, :math:`a = \|P_\perp\tilde w\|/\|\hat w\|`,
      :math:`b = \hat w^\top\tilde w/\|\hat w\|^2` (:math:`P_\perp` projects
      off :math:`\hat w`). The form is tested as such: :math:`\cot\angle` must be
-     *linear* in :math:`\log t` over the last decades (relative residual of the
-     two-parameter fit), and the fitted :math:`a` must equal the predicted one.
-     A power law :math:`\angle\propto(\log t)^{-p}`, :math:`p \ne 1`, or
-     :math:`t^{-p}` fails the first, a wrong :math:`\tilde w` the second.
+     *linear* in :math:`\log t` over the last decade (relative residual of the
+     two-parameter fit), and :math:`\tan\angle` must follow the predicted
+     :math:`a/(\log t + b)` there. A power law :math:`\angle\propto t^{-p}` fails
+     the first, :math:`(\log t)^{-p}` with :math:`p \ne 1` (even matched at
+     :math:`t_{\max}`) and a wrong :math:`\tilde w` the second.
+
+   Each check averages a deviation over the data sets and passes when its mean
+   + 3 SE is below a stated accuracy: 1% (the remainder :math:`O(t^{-\kappa})`
+   over the last decade is far smaller for :math:`\kappa \ge 0.75`), 3% for
+   the angle, whose small perpendicular part amplifies the remainder.
 
    The Gaussian data generator draws points at distance :math:`>` ``margin``
    from a random hyperplane; on such data :math:`\theta - 1` is often
@@ -509,7 +515,7 @@ def angle_form_fit(t: np.ndarray, angle: np.ndarray) -> dict[str, float]:
 
 
 def logistic_summary(
-    t: np.ndarray, W: np.ndarray, w_hat: np.ndarray, w_tilde: np.ndarray, window: float = 100.0
+    t: np.ndarray, W: np.ndarray, w_hat: np.ndarray, w_tilde: np.ndarray, window: float = 10.0
 ) -> dict[str, Any]:
     r"""Numbers checked for one data set: iterates ``W`` ``(T, d)`` at steps ``t``.
 
@@ -542,6 +548,7 @@ def logistic_summary(
         "b_fit": fit["b"],
         "form_residual": fit["residual"],
         "a_dev": fit["a"] / a_pred - 1,
+        "angle_dev": float(np.max(np.abs(np.tan(angle[sel]) * (L[sel] + b_pred) / a_pred - 1))),
         "margin": 1.0 / nh,
     }
 
@@ -555,7 +562,7 @@ def logistic_sweep(
     gap: float | None,
     min_kappa: float,
     decades: int,
-    window: float = 100.0,
+    window: float = 10.0,
 ) -> dict[str, Any]:
     r"""GD on ``num_sets`` separable data sets to :math:`t = 10^{\text{decades}}`, summarised.
 
@@ -593,9 +600,9 @@ def _mean_se(x: np.ndarray) -> tuple[float, float]:
 def logistic_checks(lg: dict[str, Any], tol: float = 0.01) -> list[dict[str, Any]]:
     r"""The four checks of the module docstring, each averaged over the data sets.
 
-    ``tol`` (1%) is the stated accuracy of the asymptotic form at :math:`t_{\max}`:
-    the remainder is :math:`O(t^{-\kappa})` (module docstring); the SE over data
-    sets is in each note and the tolerance is ``tol`` + 3 SE.
+    ``tol`` (1%) is the stated accuracy of the asymptotic form over the fit window:
+    the remainder is :math:`O(t^{-\kappa})` (module docstring). Each deviation is
+    averaged over the data sets and passes when its mean + 3 SE is below ``tol``.
     """
     sets = lg["sets"]
     t_max = float(lg["t"][-1])
@@ -610,32 +617,43 @@ def logistic_checks(lg: dict[str, Any], tol: float = 0.01) -> list[dict[str, Any
             [abs(s["ratio_dev"]) for s in sets],
             "Soudry et al. 2018, Thm. 3 (coefficient of log t exactly w^: constant 1 for the "
             "logistic tail; eta enters w~ only)",
+            1,
         ),
         (
             "logistic: rho(t_max) = w(t) - w^ log t vs predicted w~, rel. error",
             [s["rho_err"] for s in sets],
             "Soudry et al. 2018, Thm. 3 proof: Z_S w~ = log(eta/(n alpha)) (module docstring)",
+            1,
         ),
         (
-            "logistic: tan angle = a/(log t + b), max rel. residual of the fit (last 2 decades)",
+            "logistic: tan angle = a/(log t + b), max rel. residual of the fit (last decade)",
             [s["form_residual"] for s in sets],
             "cot(angle) linear in log t (module docstring); a power law fails",
+            1,
         ),
         (
-            "logistic: fitted a vs predicted |P_perp w~|/|w^|, rel. dev",
-            [abs(s["a_dev"]) for s in sets],
-            "module docstring: a = |P_perp w~|/|w^|, b = w^.w~/|w^|^2",
+            "logistic: tan angle vs predicted a/(log t + b), max rel. dev over the last decade",
+            [s["angle_dev"] for s in sets],
+            "module docstring: a = |P_perp w~|/|w^|, b = w^.w~/|w^|^2 (fitted a, b in metrics); "
+            "accuracy 3 x tol: tan angle carries the remainder of the small P_perp rho, "
+            "amplified by |w~|/|P_perp w~| (5-30 here) against rho's",
+            3,
         ),
     ]
-    for name, values, source in rows:
+    for name, values, source, factor in rows:
         mean, se = _mean_se(values)
+        acc = factor * tol
         out.append(
             check(
                 name,
-                0.0,
+                f"mean + 3 SE <= {acc:g}",
                 mean,
-                tol + 3 * se,
-                note=f"{source}; {tag}; mean over data sets, SE {se:.2g}; tolerance 1% + 3 SE",
+                acc,
+                passed=bool(np.isfinite(mean) and mean + 3 * se <= acc),
+                note=(
+                    f"{source}; {tag}; mean over data sets, SE {se:.2g}; passes when the "
+                    f"mean + 3 SE is within the stated accuracy {acc:g}"
+                ),
             )
         )
     return out
@@ -699,14 +717,18 @@ def kernel_prediction(setup: dict[str, Any], t: np.ndarray) -> np.ndarray:
     r"""Predicted amplitudes ``(len(t), len(freqs))`` relative to :math:`t = 0`.
 
     :func:`wideth.kernels.predict.gradient_descent_mse` (discrete GD, mean
-    normalisation) on the analytic NTK, from :math:`f_0 = 0` (centred model).
+    normalisation) on the analytic NTK, from :math:`f_0 = 0` (centred model), float64.
     """
     from wideth.kernels import predict
 
-    fn = predict.gradient_descent_mse(
-        jnp.asarray(setup["K"]), jnp.asarray(setup["y"]), setup["eta"], discrete=True
-    )
-    f = np.stack([np.asarray(fn(t=float(s))[0]) for s in t])
+    with jax.enable_x64(True):
+        fn = predict.gradient_descent_mse(
+            jnp.asarray(setup["K"], jnp.float64),
+            jnp.asarray(setup["y"], jnp.float64),
+            setup["eta"],
+            discrete=True,
+        )
+        f = np.stack([np.asarray(fn(t=float(s))[0]) for s in t])
     amps = fourier_amplitudes(f - setup["y"], setup["th"], setup["freqs"])
     return amps / amps[0]
 
@@ -893,7 +915,7 @@ def spectral_checks(sb: dict[str, Any]) -> list[dict[str, Any]]:
             "T_stop(N) non-decreasing for every k",
             sb["T_stop"].tolist(),
             None,
-            passed=bool(np.all(np.diff(sb["T_stop"], axis=0) >= 0)),
+            passed=bool(np.all(sb["T_stop"][1:] >= sb["T_stop"][:-1])),
             kind="consistency",
             note=(
                 f"first t with |log(a_k/p_k)| > {EPS} + 3 SE, rows = widths "
@@ -1002,7 +1024,8 @@ def _fig_spectral(sb: dict[str, Any]):
         ylabel=r"$|\hat r_k(t)|/|\hat r_k(0)|$",
     )
     ax.set_title(
-        f"width {Nw}: nets (±2 SE), NTK $|1-\\eta\\lambda_k|^t$ (dashed), checked to :", fontsize=9
+        f"width {Nw}: nets (±2 SE), NTK $|1-\\eta\\lambda_k|^t$ (dashed), checked to T_k (dotted)",
+        fontsize=9,
     )
     ax.legend(fontsize=7)
     ax = axes[1]

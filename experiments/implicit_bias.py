@@ -1074,7 +1074,7 @@ def _fig_spectral(sb: dict[str, Any]):
 
 
 def plan(cfg: Config) -> dict[str, Any]:
-    """Sizes, keys, the spectral set-up and kernel prediction, the logistic data sets."""
+    """Sizes, keys, the alphas, the spectral set-up (analytic NTK on the circle), probe steps."""
     sz = SIZES(cfg)
     k1, k2 = jax.random.split(jax.random.key(cfg.seed))
     alphas = np.logspace(-3, 1, sz.diag["num_alphas"])

@@ -562,6 +562,8 @@ def logistic_summary(
         "norm_ratio": ratio,
         "norm_ratio_theory": ratio_theory,
         "ratio_dev": float(ratio[-1] / ratio_theory[-1] - 1),
+        "norm_ratio_t_max": float(ratio[-1]),
+        "norm_ratio_theory_t_max": float(ratio_theory[-1]),
         "rho_err": float(np.linalg.norm(rho[-1] - w_tilde) / np.linalg.norm(w_tilde)),
         "a_pred": a_pred,
         "b_pred": b_pred,
@@ -628,7 +630,8 @@ def logistic_checks(lg: dict[str, Any], tol: float = 0.01) -> list[dict[str, Any
     sets = lg["sets"]
     t_max = float(lg["t"][-1])
     tag = (
-        f"margin {np.mean(lg['margin']):.2f}, non-SV margins >= {lg['gap']}, "
+        f"SVM margin {np.mean(lg['margin']):.2f} (data drawn at distance > "
+        f"{lg.get('data_margin', '?')} from a random hyperplane), non-SV margins >= {lg['gap']}, "
         f"{len(sets)} data sets, t <= {t_max:.0e}"
     )
     out = []
@@ -1120,7 +1123,9 @@ def run(cfg: Config) -> Result:
     }
     summary = (
         f"diag: d(GD, Q_alpha) <= {dg['dist_q'].max():.2g}; logistic (margin "
-        f"{np.mean(lg['margin']):.2f}, t <= {lg['t'][-1]:.0e}): rho err "
+        f"{np.mean(lg['margin']):.2f}, t <= {lg['t'][-1]:.0e}): |w|/(|w^| log t) = "
+        f"{np.mean([s['norm_ratio_t_max'] for s in sets]):.3f} (theory "
+        f"{np.mean([s['norm_ratio_theory_t_max'] for s in sets]):.3f}), rho err "
         f"{np.mean([s['rho_err'] for s in sets]):.1e}, a/a_pred - 1 "
         f"{np.mean([s['a_dev'] for s in sets]):+.3f}; spectral: E ~ N^{sb['gamma']:.2f} "
         f"(+-{sb['gamma_se']:.2f}), stop times at width {int(sb['widths'][-1])}: "

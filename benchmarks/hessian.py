@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 from benchmarks._common import table, timeit, write_section
-from wideth import hessian
+from wideth import hessian, train
 
 TOL = 1e-3
 K = 10
@@ -61,18 +61,10 @@ def _problem(n: int, sizes: tuple[int, ...], train_steps: int):
         return optax.softmax_cross_entropy(apply(p, x), y).mean()
 
     tx = optax.adam(1e-3)
-
-    @jax.jit
-    def train(p):
-        def step(carry, _):
-            p, s = carry
-            g = jax.grad(loss)(p)
-            u, s = tx.update(g, s, p)
-            return (optax.apply_updates(p, u), s), None
-
-        return jax.lax.scan(step, (p, tx.init(p)), None, length=train_steps)[0][0]
-
-    return train(params), loss
+    step = train.train_step(apply, "xent", tx, metrics=())
+    state = train.TrainState.create(params, tx)
+    trained = jax.jit(lambda s: train.run(step, s, (x, y), train_steps).state.params)(state)
+    return trained, loss
 
 
 def _power_iteration(hv, d, k, key, ref, max_iter, oracle):

@@ -12,10 +12,10 @@ import statistics
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from benchmarks._common import table, timeit, write_section
+from wideth import train
 
 REPEATS = 21
 
@@ -42,18 +42,9 @@ def _models(batch: int) -> list[tuple[str, Any, Any, jax.Array, jax.Array]]:
 
 
 def _step_fn(tx: optax.GradientTransformationExtraArgs, apply_fn: Any):
-    def xent(logits, y):
-        return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(logits), axis=-1))
-
-    @jax.jit
-    def step(params, state, x, y):
-        f = lambda p: apply_fn(p, x)
-        ell = lambda out: xent(out, y)
-        loss, g = jax.value_and_grad(lambda p: ell(f(p)))(params)
-        u, state = tx.update(g, state, params, outputs_fn=f, loss_of_outputs=ell)
-        return optax.apply_updates(params, u), state, loss
-
-    return step
+    """The library's training step (wideth.train.train_step), jitted."""
+    step = train.train_step(apply_fn, "xent", tx, metrics=())
+    return jax.jit(lambda state, x, y: step(state, (x, y)))
 
 
 def main() -> None:
@@ -69,7 +60,7 @@ def main() -> None:
         ):
             tx = optax.with_extra_args_support(tx)
             step = _step_fn(tx, apply_fn)
-            args = (params, tx.init(params), x, y)
+            args = (train.TrainState.create(params, tx), x, y)
             calls[opt_name] = lambda step=step, args=args: step(*args)
             timeit(calls[opt_name], repeats=1, warmup=2)  # compile
         # Interleaved rounds, so load from other processes hits all three alike.
@@ -91,10 +82,11 @@ def main() -> None:
         print(name, {k: f"{v * 1e3:.2f} ms" for k, v in times.items()})
     md = (
         "## optim: per-step time of ADLER vs SGD and Adam\n\n"
-        "One jitted step (value_and_grad + optimizer update + apply_updates) on the same "
-        "model and minibatch, median of 21 interleaved rounds after compilation; mean softmax "
-        "cross-entropy, standard parameterisation. Target: ADLER <= 2.2x SGD. The CPU was "
-        "shared with other jobs while this ran: read the ratios, not the absolute times.\n\n"
+        "One jitted wideth.train.train_step (value_and_grad + optimizer update + apply) on "
+        "the same model and minibatch, median of 21 interleaved rounds after compilation; "
+        "mean softmax cross-entropy, standard parameterisation. Target: ADLER <= 2.2x SGD. "
+        "The CPU was shared with other jobs while this ran: read the ratios, not the absolute "
+        "times.\n\n"
         + table(
             ["model", "SGD ms", "Adam ms", "ADLER ms", "Adam / SGD", "ADLER / SGD"],
             rows,

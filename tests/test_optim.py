@@ -593,3 +593,91 @@ def test_contrib_relaxed_is_scaled_adler(x64):
     eta = pl_adaptive_info(s1)["eta_hat"]
     drop = ell(f(w)) - ell(f(w + u2))
     np.testing.assert_allclose(drop, 1.5 * 0.5 / 2 * eta * (g @ g), rtol=1e-8)
+
+
+# ---------------------------------------------------------------------- outer-product baseline
+
+
+def test_outer_product_exact_step_by_hand(x64):
+    """1-D L = a w^2 / 2 at w = 1.5, a = 2: g = 3, model L - eta g^2 + eta^2 g^4 / 2.
+
+    Its minimiser is eta = 1 / g^2 = 1/9 (with damping 1 / (9 + eps)), and the update
+    is -g / 9 = -1/3.
+    """
+    from wideth.optim import outer_product_adaptive, outer_product_adaptive_info
+
+    a, w, eps = 2.0, jnp.array([1.5], jnp.float64), 1e-3
+    g = jax.grad(lambda w: 0.5 * a * jnp.sum(w**2))(w)
+    tx = outer_product_adaptive(eps=eps)
+    u, s = tx.update(g, tx.init(w), w, outputs_fn=None, value=1.0)  # extra args ignored
+    np.testing.assert_allclose(u, [-3.0 / (9.0 + eps)], rtol=1e-12)
+    model = lambda t: -t * 9.0 + 0.5 * t**2 * 81.0 + 0.5 * t**2 * eps * 9.0
+    ts = np.linspace(0, 0.25, 2001)
+    assert abs(ts[np.argmin(model(ts))] - 1 / (9 + eps)) < 2e-4  # the model's minimiser
+    info = outer_product_adaptive_info(s)
+    np.testing.assert_allclose(info["eta_hat"], 1 / (9 + eps), rtol=1e-12)
+    assert int(info["count"]) == 1
+    u0, s0 = tx.update(jnp.zeros_like(g), s, w)  # zero gradient: skipped, no 1/eps step
+    assert bool(jnp.all(u0 == 0)) and bool(jnp.isnan(s0.last_eta)) and s0.weight == s.weight
+    un, sn = tx.update(g.at[0].set(jnp.nan), s, w)
+    assert bool(jnp.all(un == 0)) and sn.eta_hat == s.eta_hat
+    with pytest.raises(ValueError, match="OuterProductState"):
+        outer_product_adaptive_info(optax.sgd(0.1).init(w))
+
+
+@pytest.mark.parametrize("beta", [0.99, 0.5, 0.0])
+def test_outer_product_linear_average_matches_numpy(x64, beta):
+    from wideth.optim import outer_product_adaptive
+
+    rng = np.random.default_rng(0)
+    grads = rng.standard_normal((6, 4)) * np.array([0.1, 1.0, 3.0, 0.5, 2.0, 1.0])[:, None]
+    grads[3] = 0.0  # a skipped step
+    eps = 1e-10
+    s = c = 0.0
+    expected = []
+    for g in grads:
+        gg = g @ g
+        if gg > 0:
+            s, c = beta * s + 1 / (gg + eps), beta * c + 1
+        expected.append(s / c)
+    tx = outer_product_adaptive(beta=beta, eps=eps)
+    state = tx.init(jnp.zeros(4, jnp.float64))
+    got = []
+    for g in grads:
+        u, state = tx.update(jnp.asarray(g), state)
+        got.append(float(state.eta_hat))
+        np.testing.assert_allclose(u, -state.eta_hat * g, rtol=1e-12)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    if beta > 0:  # linear, not log-space, averaging: the two differ by > 1% at step 2
+        e1, e2 = 1 / (grads[0] @ grads[0] + eps), 1 / (grads[1] @ grads[1] + eps)
+        np.testing.assert_allclose(got[1], (beta * e1 + e2) / (1 + beta), rtol=1e-12)
+        geo = np.exp((beta * np.log(e1) + np.log(e2)) / (1 + beta))
+        assert abs(got[1] / geo - 1) > 1e-2
+
+
+def test_outer_product_inject_hyperparams_and_bad_args():
+    from wideth.optim import outer_product_adaptive, outer_product_adaptive_info
+
+    params = {"a": jnp.ones(3), "b": (jnp.full((2, 2), 0.5),)}
+    grads = jax.tree.map(lambda p: 2.0 * p, params)
+    plain = outer_product_adaptive(beta=0.9, eps=1e-6)
+    inj = optax.inject_hyperparams(outer_product_adaptive)(beta=0.9, eps=1e-6)
+    sp, si = plain.init(params), inj.init(params)
+    step = jax.jit(lambda g, s: inj.update(g, s, params))
+    for k in range(3):
+        g = jax.tree.map(lambda t: (k + 1.0) * t, grads)
+        up, sp = plain.update(g, sp, params)
+        ui, si = step(g, si)
+        for a, b in zip(jax.tree.leaves(up), jax.tree.leaves(ui), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_allclose(
+        outer_product_adaptive_info(si)["eta_hat"], outer_product_adaptive_info(sp)["eta_hat"]
+    )
+    for kwargs, name in (
+        ({"beta": 1.0}, "beta"),
+        ({"beta": float("nan")}, "beta"),
+        ({"eps": -1.0}, "eps"),
+        ({"eps": float("nan")}, "eps"),
+    ):
+        with pytest.raises(ValueError, match=f"^{name}"):
+            outer_product_adaptive(**kwargs)

@@ -285,3 +285,21 @@ def test_cli_prints_certificate(capsys):
     rc = main(["profile", "--depth", "2", "--width", "16", "--n", "32", "--data", "digits"])
     out = capsys.readouterr().out
     assert rc == 0 and "Profile certificate" in out and '"regime"' in out
+
+
+def test_taylor_change_complex_params_uses_real_pairing():
+    """L = sum |p - t|^2 is quadratic in (Re p, Im p): the Taylor prediction is exact.
+
+    jax.grad gives g = 2 conj(p - t); the directional derivative along dw is
+    Re sum(g dw) and the second one Re sum(dw H dw) = 2 sum |dw|^2 (no conjugate).
+    """
+    t = jnp.array([1.0 + 2.0j, -0.5j, 0.3])
+    loss_fn = lambda p: jnp.sum(jnp.abs(p - t) ** 2)
+    params = jnp.array([0.2 - 0.1j, 0.4j, -1.0 + 0.5j])
+    new = params + jnp.array([0.1 + 0.05j, -0.02j, 0.03 - 0.04j])
+    cert = conservation.taylor_change(loss_fn, params, new, rel_tolerance=1e-4)
+    m = cert.measurements
+    dw = new - params
+    np.testing.assert_allclose(m["second_order"], float(jnp.sum(jnp.abs(dw) ** 2)), rtol=1e-5)
+    np.testing.assert_allclose(m["predicted_change"], m["measured_change"], rtol=1e-4)
+    assert cert.holds

@@ -156,7 +156,7 @@ def test_chain_clip_decay_matches_manual():
     f = lambda p: _tiny_apply(p, x)
     ell = _xent(labels)
     g = jax.tree.map(lambda t: 50.0 * t, _grad(f, ell, params))  # large, so clipping acts
-    tx = optax.chain(optax.clip_by_global_norm(1.0), pl_adaptive(), optax.add_decayed_weights(1e-4))
+    tx = optax.chain(optax.clip_by_global_norm(1.0), pl_adaptive(weight_decay=1e-4))
     update = jax.jit(lambda g, s, p: tx.update(g, s, p, outputs_fn=f, loss_of_outputs=ell))
     u, state = update(g, tx.init(params), params)
 
@@ -166,11 +166,112 @@ def test_chain_clip_decay_matches_manual():
     vqv, _ = jax.jit(lambda p, d: gauss_newton_curvature(f, ell, p, d))(params, gc)
     gg = sum(jnp.vdot(a, a) for a in jax.tree.leaves(gc))
     eta = gg / (vqv + 1e-10 * gg)
-    expected = jax.tree.map(lambda a, p: -eta * a + 1e-4 * p, gc, params)
+    expected = jax.tree.map(lambda a, p: -eta * (a + 1e-4 * p), gc, params)  # decay shrinks
     assert jax.tree.structure(u) == jax.tree.structure(params)
     for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-8)
     np.testing.assert_allclose(pl_adaptive_info(state)["eta_hat"], eta, rtol=1e-5)
+
+
+def test_weight_decay_shrinks_like_adamw(x64):
+    """Same eta_hat, zero gradient: both shrink the weights by 1 - eta_hat * wd."""
+    x, y, f, ell = _least_squares()
+    w = jnp.linspace(-1.0, 2.0, x.shape[1], dtype=jnp.float64)
+    wd = 0.1
+    tx = pl_adaptive(weight_decay=wd)
+    g = _grad(f, ell, w)
+    u1, s = tx.update(g, tx.init(w), w, outputs_fn=f, loss_of_outputs=ell)
+    eta_hat = float(s.eta_hat)
+    eta1 = float((g @ g) / (g @ (x.T @ x / x.shape[0]) @ g + 1e-10 * (g @ g)))
+    np.testing.assert_allclose(eta_hat, eta1, rtol=1e-10)  # the decay does not enter eta
+    np.testing.assert_allclose(u1, -eta_hat * (g + wd * w), rtol=1e-10)
+    u0, _ = tx.update(jnp.zeros_like(g), s, w, outputs_fn=f, loss_of_outputs=ell)
+    adamw = optax.adamw(learning_rate=eta_hat, weight_decay=wd)
+    ua, _ = adamw.update(jnp.zeros_like(w), adamw.init(w), w)
+    np.testing.assert_allclose(w + u0, (1 - eta_hat * wd) * w, rtol=1e-12)
+    np.testing.assert_allclose(w + u0, w + ua, rtol=1e-12)
+    assert np.all(np.abs(w + u0) < np.abs(w))
+    # The old documented chain (decay after ADLER) grows the weights: (1 + wd) w - eta G.
+    grow = optax.chain(pl_adaptive(), optax.add_decayed_weights(wd))
+    ug, _ = grow.update(jnp.zeros_like(g), grow.init(w), w, outputs_fn=f, loss_of_outputs=ell)
+    np.testing.assert_allclose(w + ug, (1 + wd) * w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
+def test_weight_decay_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="^weight_decay"):
+        pl_adaptive(weight_decay=bad)
+
+
+def test_weight_decay_under_inject_hyperparams(x64):
+    x, y, f, ell = _least_squares()
+    w = jnp.ones(x.shape[1], jnp.float64)
+    g = _grad(f, ell, w)
+    plain = pl_adaptive(weight_decay=0.05)
+    inj = optax.inject_hyperparams(pl_adaptive)(weight_decay=0.05)
+    u1, _ = plain.update(g, plain.init(w), w, outputs_fn=f, loss_of_outputs=ell)
+    u2, _ = jax.jit(lambda s: inj.update(g, s, w, outputs_fn=f, loss_of_outputs=ell))(inj.init(w))
+    np.testing.assert_allclose(u1, u2, rtol=1e-12)
+
+
+def test_clipping_scales_the_exact_step():
+    """Parabola ||w||^2 from (10, 5): loss 125; exact step -> 0; clipped to norm 1 -> 114.07.
+
+    g = 2 w, ||g|| = 2 sqrt(125), c = 1 / ||g||; eta = 1/2 for G = c g (scale-free), so
+    w1 = w0 (1 - c), loss 125 (1 - 1 / (2 sqrt(125)))^2 = 114.0699.
+    """
+    w = jnp.array([10.0, 5.0])
+    f, ell = (lambda p: p), (lambda out: jnp.sum(out**2))
+    g = jax.grad(lambda p: ell(f(p)))(w)
+    results = {}
+    for name, tx in {
+        "plain": pl_adaptive(),
+        "clipped": optax.chain(optax.clip_by_global_norm(1.0), pl_adaptive()),
+    }.items():
+        u, s = tx.update(g, tx.init(w), w, outputs_fn=f, loss_of_outputs=ell)
+        results[name] = (float(ell(w + u)), float(pl_adaptive_info(s)["eta_hat"]))
+    assert float(ell(w)) == 125.0
+    np.testing.assert_allclose(results["plain"], (0.0, 0.5), atol=1e-5)
+    np.testing.assert_allclose(results["clipped"][1], 0.5, rtol=1e-6)  # eta is scale-free
+    np.testing.assert_allclose(results["clipped"][0], 125 * (1 - 0.5 / 125**0.5) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(results["clipped"][0], 114.07, atol=5e-3)
+
+
+@pytest.mark.parametrize("target", [1j, 1 + 1j])
+def test_complex_params_exact_line_search(target):
+    """L = sum |p - t|^2 from p = 0, updates = conj(jax.grad L) (the optax convention).
+
+    By hand: jax.grad gives g = 2 conj(p - t) = -2 conj(t), so G = conj(g) = -2 t and
+    v = G (identity outputs). Q v = jvp of jax.grad = 2 conj(v), so the real curvature
+    Re sum(v . Qv) = 2 sum |v|^2 = 8 sum |t|^2 while G'G = 4 sum |t|^2: eta = 1/2 and
+    p - eta G = t, loss -> 0. The conjugating pairing Re sum(conj(v) Qv) = 2 Re sum(conj(v)^2)
+    gives -24 for t = i (step skipped) and 0 for t = 1 + i (eta = 1/eps).
+    """
+    t = target * jnp.ones(3, jnp.complex64)
+    loss = lambda p: jnp.sum(jnp.abs(p - t) ** 2)
+    p = jnp.zeros(3, jnp.complex64)
+    g = jnp.conj(jax.grad(loss)(p))
+    tx = pl_adaptive()
+    state = tx.init(p)
+    assert state.eta_hat.dtype == jnp.float32
+    u, state = tx.update(g, state, p, outputs_fn=lambda q: q, loss_of_outputs=loss)
+    np.testing.assert_allclose(pl_adaptive_info(state)["last_eta"], 0.5, rtol=1e-6)
+    assert u.dtype == jnp.complex64
+    np.testing.assert_allclose(float(loss(p + u)), 0.0, atol=1e-10)
+    vqv, _ = gauss_newton_curvature(lambda q: q, loss, p, g)
+    np.testing.assert_allclose(vqv, 8 * jnp.sum(jnp.abs(t) ** 2), rtol=1e-6)
+
+
+def test_nan_gradient_leaves_params_unchanged(x64):
+    x, y, f, ell = _least_squares()
+    w = jnp.ones(x.shape[1], jnp.float64)
+    tx = pl_adaptive(weight_decay=0.1)
+    g = _grad(f, ell, w)
+    _, s = tx.update(g, tx.init(w), w, outputs_fn=f, loss_of_outputs=ell)
+    for bad in (jnp.nan, jnp.inf):
+        u, s1 = tx.update(g.at[0].set(bad), s, w, outputs_fn=f, loss_of_outputs=ell)
+        np.testing.assert_array_equal(u, jnp.zeros_like(w))
+        assert bool(jnp.isnan(s1.last_eta)) and s1.eta_hat == s.eta_hat and int(s1.count) == 2
 
 
 def test_inject_hyperparams_matches_plain_and_does_not_recompile():
@@ -507,3 +608,91 @@ def test_contrib_relaxed_is_scaled_adler(x64):
     eta = pl_adaptive_info(s1)["eta_hat"]
     drop = ell(f(w)) - ell(f(w + u2))
     np.testing.assert_allclose(drop, 1.5 * 0.5 / 2 * eta * (g @ g), rtol=1e-8)
+
+
+# ---------------------------------------------------------------------- outer-product baseline
+
+
+def test_outer_product_exact_step_by_hand(x64):
+    """1-D L = a w^2 / 2 at w = 1.5, a = 2: g = 3, model L - eta g^2 + eta^2 g^4 / 2.
+
+    Its minimiser is eta = 1 / g^2 = 1/9 (with damping 1 / (9 + eps)), and the update
+    is -g / 9 = -1/3.
+    """
+    from wideth.optim import outer_product_adaptive, outer_product_adaptive_info
+
+    a, w, eps = 2.0, jnp.array([1.5], jnp.float64), 1e-3
+    g = jax.grad(lambda w: 0.5 * a * jnp.sum(w**2))(w)
+    tx = outer_product_adaptive(eps=eps)
+    u, s = tx.update(g, tx.init(w), w, outputs_fn=None, value=1.0)  # extra args ignored
+    np.testing.assert_allclose(u, [-3.0 / (9.0 + eps)], rtol=1e-12)
+    model = lambda t: -t * 9.0 + 0.5 * t**2 * 81.0 + 0.5 * t**2 * eps * 9.0
+    ts = np.linspace(0, 0.25, 2001)
+    assert abs(ts[np.argmin(model(ts))] - 1 / (9 + eps)) < 2e-4  # the model's minimiser
+    info = outer_product_adaptive_info(s)
+    np.testing.assert_allclose(info["eta_hat"], 1 / (9 + eps), rtol=1e-12)
+    assert int(info["count"]) == 1
+    u0, s0 = tx.update(jnp.zeros_like(g), s, w)  # zero gradient: skipped, no 1/eps step
+    assert bool(jnp.all(u0 == 0)) and bool(jnp.isnan(s0.last_eta)) and s0.weight == s.weight
+    un, sn = tx.update(g.at[0].set(jnp.nan), s, w)
+    assert bool(jnp.all(un == 0)) and sn.eta_hat == s.eta_hat
+    with pytest.raises(ValueError, match="OuterProductState"):
+        outer_product_adaptive_info(optax.sgd(0.1).init(w))
+
+
+@pytest.mark.parametrize("beta", [0.99, 0.5, 0.0])
+def test_outer_product_linear_average_matches_numpy(x64, beta):
+    from wideth.optim import outer_product_adaptive
+
+    rng = np.random.default_rng(0)
+    grads = rng.standard_normal((6, 4)) * np.array([0.1, 1.0, 3.0, 0.5, 2.0, 1.0])[:, None]
+    grads[3] = 0.0  # a skipped step
+    eps = 1e-10
+    s = c = 0.0
+    expected = []
+    for g in grads:
+        gg = g @ g
+        if gg > 0:
+            s, c = beta * s + 1 / (gg + eps), beta * c + 1
+        expected.append(s / c)
+    tx = outer_product_adaptive(beta=beta, eps=eps)
+    state = tx.init(jnp.zeros(4, jnp.float64))
+    got = []
+    for g in grads:
+        u, state = tx.update(jnp.asarray(g), state)
+        got.append(float(state.eta_hat))
+        np.testing.assert_allclose(u, -state.eta_hat * g, rtol=1e-12)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    if beta > 0:  # linear, not log-space, averaging: the two differ by > 1% at step 2
+        e1, e2 = 1 / (grads[0] @ grads[0] + eps), 1 / (grads[1] @ grads[1] + eps)
+        np.testing.assert_allclose(got[1], (beta * e1 + e2) / (1 + beta), rtol=1e-12)
+        geo = np.exp((beta * np.log(e1) + np.log(e2)) / (1 + beta))
+        assert abs(got[1] / geo - 1) > 1e-2
+
+
+def test_outer_product_inject_hyperparams_and_bad_args():
+    from wideth.optim import outer_product_adaptive, outer_product_adaptive_info
+
+    params = {"a": jnp.ones(3), "b": (jnp.full((2, 2), 0.5),)}
+    grads = jax.tree.map(lambda p: 2.0 * p, params)
+    plain = outer_product_adaptive(beta=0.9, eps=1e-6)
+    inj = optax.inject_hyperparams(outer_product_adaptive)(beta=0.9, eps=1e-6)
+    sp, si = plain.init(params), inj.init(params)
+    step = jax.jit(lambda g, s: inj.update(g, s, params))
+    for k in range(3):
+        g = jax.tree.map(lambda t: (k + 1.0) * t, grads)
+        up, sp = plain.update(g, sp, params)
+        ui, si = step(g, si)
+        for a, b in zip(jax.tree.leaves(up), jax.tree.leaves(ui), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_allclose(
+        outer_product_adaptive_info(si)["eta_hat"], outer_product_adaptive_info(sp)["eta_hat"]
+    )
+    for kwargs, name in (
+        ({"beta": 1.0}, "beta"),
+        ({"beta": float("nan")}, "beta"),
+        ({"eps": -1.0}, "eps"),
+        ({"eps": float("nan")}, "eps"),
+    ):
+        with pytest.raises(ValueError, match=f"^{name}"):
+            outer_product_adaptive(**kwargs)

@@ -117,3 +117,13 @@ def test_bad_inputs_are_named():
         noise.time_average(np.ones(5), 10)
     with pytest.raises(TypeError, match="^replace"):
         noise.noise_factor(10, 2, replace=1)
+
+
+def test_theta_dot_grad_complex_params_is_real_pairing():
+    """L = |theta|^2: the real gradient is 2 theta, so theta . grad = 2 sum |theta|^2."""
+    theta = jnp.array([1.0 + 2.0j, -0.5j, 0.3])
+    objective = lambda p, xy: jnp.sum(jnp.abs(p) ** 2) + 0.0 * jnp.sum(xy[0])
+    x, y = jnp.ones((4, 1)), jnp.ones(4)
+    out = noise.minibatch_noise(objective, theta, (x, y), 2)
+    np.testing.assert_allclose(out["theta_dot_grad"], 2 * jnp.sum(jnp.abs(theta) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(out["grad_sq"], 4 * jnp.sum(jnp.abs(theta) ** 2), rtol=1e-6)

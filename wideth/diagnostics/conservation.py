@@ -51,6 +51,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from wideth import _checks
 from wideth.io import jsonable
@@ -209,7 +210,7 @@ def progress(
     l0 = float(loss_fn(params))
     l1 = float(loss_fn(new_params))
     g = jax.grad(loss_fn)(params)
-    g2 = float(sum(jnp.sum(x**2) for x in jax.tree.leaves(g)))
+    g2 = float(optax.tree.norm(g, squared=True))  # sum |g|^2, also for complex leaves
     n = sum(x.size for x in jax.tree.leaves(params))
     lam, _ = hessian.top_eigenpairs(loss_fn, params, k=1, num_steps=min(lanczos_steps, n), key=key)
     lam_max = float(lam[0])
@@ -281,13 +282,13 @@ def taylor_change(
     l0 = float(loss_fn(params))
     l1 = float(loss_fn(new_params))
     g = jax.grad(loss_fn)(params)
-    first = float(
-        sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(dw), strict=True))
-    )
+    # Re sum(g . dw), no conjugate: jax.grad of a real loss of z = x + iy is
+    # d_x L - i d_y L, so Re[(d_x L - i d_y L)(c + i d)] is the directional derivative
+    # along dw = c + i d (jnp.vdot would conjugate g and get it wrong for complex params);
+    # likewise Re sum(dw . Hdw) with Hdw a JVP of jax.grad is the second derivative.
+    first = float(jnp.real(optax.tree.vdot(optax.tree.conj(g), dw)))
     hv = hessian.hvp(loss_fn, params, dw)
-    second = 0.5 * float(
-        sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(dw), jax.tree.leaves(hv), strict=True))
-    )
+    second = 0.5 * float(jnp.real(optax.tree.vdot(optax.tree.conj(dw), hv)))
     measured, predicted = l1 - l0, first + second
     err = abs(measured - predicted)
     scale = max(abs(measured), abs(predicted), 1e-12)

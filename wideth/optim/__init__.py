@@ -1,4 +1,5 @@
-"""PL-adaptive optimisation: ADLER as an Optax transform, PL constant, conservative step.
+"""PL-adaptive optimisation: ADLER as an Optax transform, its outer-product baseline,
+PL constant, conservative step.
 
 Unproven variants live in :mod:`wideth.optim.contrib`.
 """
@@ -8,6 +9,9 @@ from .adler import PLAdaptiveState as PLAdaptiveState
 from .adler import gauss_newton_curvature as gauss_newton_curvature
 from .adler import pl_adaptive as pl_adaptive
 from .adler import pl_adaptive_info as pl_adaptive_info
+from .outer_product import OuterProductState as OuterProductState
+from .outer_product import outer_product_adaptive as outer_product_adaptive
+from .outer_product import outer_product_adaptive_info as outer_product_adaptive_info
 from .pl import PLConstantState as PLConstantState
 from .pl import conservative_step as conservative_step
 from .pl import conservative_step_on_batch as conservative_step_on_batch
@@ -18,6 +22,7 @@ from .pl import pl_constant_init as pl_constant_init
 from .pl import pl_constant_update as pl_constant_update
 
 __all__ = [
+    "OuterProductState",
     "PLAdaptiveState",
     "PLConstantState",
     "conservative_step",
@@ -26,6 +31,8 @@ __all__ = [
     "gauss_newton_curvature",
     "loss_hessian_norm",
     "ntk_lambda_max",
+    "outer_product_adaptive",
+    "outer_product_adaptive_info",
     "pl_adaptive",
     "pl_adaptive_info",
     "pl_constant",

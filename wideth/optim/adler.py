@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wideth import _checks
+
 __all__ = ["PLAdaptiveState", "pl_adaptive", "pl_adaptive_info", "gauss_newton_curvature"]
 
 _MISSING_ARGS = (
@@ -55,11 +57,26 @@ class PLAdaptiveState(NamedTuple):
     eta_hat: jax.Array
 
 
-def _tree_vdot(a: Any, b: Any) -> jax.Array:
-    leaves = [
-        jnp.vdot(x, y).real for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    ]
-    return sum(leaves[1:], leaves[0]) if leaves else jnp.zeros([])
+def _real_tree_dot(a: Any, b: Any) -> jax.Array:
+    r"""Real pairing :math:`\operatorname{Re}\sum a \cdot b` of two pytrees (no conjugate).
+
+    For real leaves this is the dot product. For complex leaves it is the
+    pairing of a tangent with a JAX cotangent: ``jax.grad`` of a real
+    :math:`\ell(z)`, :math:`z = x + iy`, returns
+    :math:`\partial_x\ell - i\,\partial_y\ell`, so for a tangent
+    :math:`v = c + id`
+
+    .. math::
+
+        \operatorname{Re}\big[(\partial_x\ell - i\partial_y\ell)(c + id)\big]
+        = c\,\partial_x\ell + d\,\partial_y\ell
+        = \frac{d}{dt}\,\ell(z + t v)\Big|_{t=0},
+
+    and, with :math:`q = \partial_t\, \mathrm{grad}\,\ell(z + t v)` (a JVP of
+    ``jax.grad``), :math:`\operatorname{Re}\sum v\cdot q = \frac{d^2}{dt^2}\ell(z + tv)`.
+    ``jnp.vdot`` (:math:`\sum \bar a\, b`) conjugates the tangent and gets both wrong.
+    """
+    return jnp.real(optax.tree.vdot(optax.tree.conj(a), b))
 
 
 def gauss_newton_curvature(
@@ -78,7 +95,10 @@ def gauss_newton_curvature(
 
     with one forward-mode product through the network and one
     forward-over-reverse product through the loss; neither :math:`J` nor
-    :math:`Q` is formed.
+    :math:`Q` is formed. For complex outputs the pairing is
+    :math:`\operatorname{Re}\sum v\cdot Qv` (no
+    conjugate): it is :math:`\frac{d^2}{dt^2}\ell(\mathrm{out} + tv)`, the real
+    curvature of the loss along :math:`v`.
 
     Args:
         outputs_fn: ``params -> outputs`` (any pytree) on the current batch.
@@ -91,10 +111,12 @@ def gauss_newton_curvature(
     """
     outputs, v = jax.jvp(outputs_fn, (params,), (direction,))
     _, qv = jax.jvp(jax.grad(loss_of_outputs), (outputs,), (v,))
-    return _tree_vdot(v, qv), outputs
+    return _real_tree_dot(v, qv), outputs
 
 
-def pl_adaptive(beta: float = 0.99, eps: float = 1e-10) -> optax.GradientTransformationExtraArgs:
+def pl_adaptive(
+    beta: float = 0.99, eps: float = 1e-10, weight_decay: float = 0.0
+) -> optax.GradientTransformationExtraArgs:
     r"""PL-adaptive step size ADLER (Balboni, PhD thesis, Alg. 1).
 
     With :math:`G` the incoming updates (the minibatch gradient, possibly
@@ -108,26 +130,58 @@ def pl_adaptive(beta: float = 0.99, eps: float = 1e-10) -> optax.GradientTransfo
         \eta_k = \frac{G^\top G}{v^\top Q v + \varepsilon\, G^\top G}, \\
         s_k = \beta s_{k-1} + \log \eta_k, \qquad c_k = \beta c_{k-1} + 1, \qquad
         \hat\eta_k = \exp(s_k / c_k), \qquad
-        \Delta\theta = -\hat\eta_k\, G,
+        \Delta\theta = -\hat\eta_k\, (G + \lambda\,\theta),
 
     with :math:`s_0 = c_0 = 0` (so :math:`\hat\eta_1 = \eta_1`: the running
-    average in log space is bias-corrected). :math:`\eta_k` is the exact
-    line-search step of the local Gauss--Newton quadratic along :math:`-G`; on
-    linear least squares with full batch it is the exact line-search step of
-    the loss itself. The cost is one JVP through the network (and one
-    forward-over-reverse product through the loss, cheap in output space) on
-    top of the gradient: about two gradient evaluations per step.
+    average in log space is bias-corrected) and :math:`\lambda` =
+    ``weight_decay``. :math:`\eta_k` is the exact line-search step of the local
+    Gauss--Newton quadratic along :math:`-G`; on linear least squares with full
+    batch it is the exact line-search step of the loss itself. The cost is one
+    JVP through the network (and one forward-over-reverse product through the
+    loss, cheap in output space) on top of the gradient: about two gradient
+    evaluations per step.
 
     A step whose :math:`\eta_k` is not finite and positive (zero gradient, or
     a negative curvature larger than :math:`\varepsilon G^\top G` from a
     non-convex ``loss_of_outputs``) leaves :math:`s, c` unchanged and applies
-    the previous average. There is no momentum and no weight decay inside:
-    chain them (``optax.add_decayed_weights`` after this transform).
+    the previous average. A step whose :math:`G^\top G` is not finite (a
+    ``nan`` or ``inf`` gradient) returns zero updates: the parameters are left
+    unchanged, ``count`` still increments and ``last_eta`` is ``nan``.
+
+    Weight decay: ``weight_decay`` is decoupled, as in ``optax.adamw``
+    (Loshchilov & Hutter 2019): the decay :math:`-\hat\eta_k\lambda\theta` uses
+    the step size but not the line search, so with the same :math:`\hat\eta`
+    the weights shrink by the same factor :math:`1 - \hat\eta\lambda` as with
+    ``optax.adamw(learning_rate=eta_hat, weight_decay=lam)``. Do not chain
+    ``optax.add_decayed_weights`` *after* this transform: the updates already
+    contain :math:`-\hat\eta G`, so ``chain(pl_adaptive(), add_decayed_weights(lam))``
+    gives :math:`\theta \leftarrow (1 + \lambda)\theta - \hat\eta G` and the
+    weights grow. Chaining it *before* (``chain(add_decayed_weights(lam),
+    pl_adaptive())``) is coupled L2 regularisation: :math:`G + \lambda\theta`
+    becomes the search direction, and :math:`\eta_k` is the line-search step of
+    ``loss_of_outputs`` along it without the curvature :math:`\lambda` of the
+    penalty. There is no momentum inside.
+
+    Clipping before this transform (``chain(clip_by_global_norm(c_max),
+    pl_adaptive())``): :math:`G = c\,g` with :math:`c = \min(1, c_{\max}/\|g\|)`
+    is then not the gradient. :math:`\eta_k` is invariant to the scale of
+    :math:`G` (:math:`c^2` cancels), so the applied step :math:`-\eta_k c\, g`
+    is :math:`c` times the exact line-search step along :math:`-g`: clipping
+    shortens the step instead of only guarding it. On the parabola
+    :math:`\|\theta\|^2` from :math:`\theta_0 = (10, 5)` (loss 125, exact step
+    to 0) with ``clip_by_global_norm(1)`` one step lands at loss
+    :math:`125\,(1 - 1/(2\sqrt{125}))^2 = 114.07`.
+
+    Complex parameters: pass the conjugated gradient ``jnp.conj(jax.grad(L))``
+    as ``updates`` (the optax convention; :math:`-\bar g` is the steepest
+    descent direction). :math:`G^\top G = \sum |G|^2` and the curvature is
+    :math:`\operatorname{Re}\sum v \cdot Qv` (see :func:`gauss_newton_curvature`).
 
     Args:
         beta: discount of the log-space running average, in ``[0, 1)``; ``0``
             applies the raw line-search step every time.
         eps: damping :math:`\varepsilon`; it caps :math:`\eta_k \le 1/\varepsilon`.
+        weight_decay: decoupled weight decay :math:`\lambda \ge 0` (finite).
 
     Returns:
         An ``optax.GradientTransformationExtraArgs`` whose
@@ -137,6 +191,9 @@ def pl_adaptive(beta: float = 0.99, eps: float = 1e-10) -> optax.GradientTransfo
         from); other extra keyword arguments are ignored. The updates already
         include the step (no ``scale_by_learning_rate`` needed).
 
+    Raises:
+        ValueError: if ``weight_decay`` is negative or not finite.
+
     Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> from wideth.optim import pl_adaptive
@@ -144,7 +201,7 @@ def pl_adaptive(beta: float = 0.99, eps: float = 1e-10) -> optax.GradientTransfo
         >>> f = lambda w: x @ w
         >>> loss = lambda out: 0.5 * jnp.mean((out - y) ** 2)
         >>> w = jnp.zeros(3)
-        >>> tx = optax.chain(optax.clip_by_global_norm(1.0), pl_adaptive())
+        >>> tx = pl_adaptive()
         >>> state = tx.init(w)
         >>> g = jax.grad(lambda w: loss(f(w)))(w)
         >>> u, state = tx.update(g, state, w, outputs_fn=f, loss_of_outputs=loss)
@@ -156,15 +213,13 @@ def pl_adaptive(beta: float = 0.99, eps: float = 1e-10) -> optax.GradientTransfo
         Polyak, `Gradient methods for minimizing functionals`, 1963.
         Liu, Zhu & Belkin, `Loss landscapes and optimization in over-parameterized
         non-linear systems and neural networks <https://arxiv.org/abs/2003.00307>`_, 2022.
+        Loshchilov & Hutter, `Decoupled weight decay regularization
+        <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
     """
+    weight_decay = _checks.scalar("weight_decay", weight_decay, 0.0)
 
     def init_fn(params: Any) -> PLAdaptiveState:
-        dtype = optax.tree.dtype(params, "lowest") if jax.tree.leaves(params) else jnp.float32
-        dtype = (
-            jnp.promote_types(dtype, jnp.float32)
-            if jnp.issubdtype(dtype, jnp.floating)
-            else (jnp.float32)
-        )
+        dtype = _state_dtype(params)
         zero = jnp.zeros([], dtype)
         return PLAdaptiveState(
             count=jnp.zeros([], jnp.int32),
@@ -188,7 +243,7 @@ def pl_adaptive(beta: float = 0.99, eps: float = 1e-10) -> optax.GradientTransfo
             raise TypeError(_MISSING_ARGS)
         dtype = state.log_sum.dtype
         vqv, _ = gauss_newton_curvature(outputs_fn, loss_of_outputs, params, updates)
-        gg = _tree_vdot(updates, updates)
+        gg = optax.tree.norm(updates, squared=True)
         vqv, gg = vqv.astype(dtype), gg.astype(dtype)
         b = jnp.asarray(beta, dtype)
         e = jnp.asarray(eps, dtype)
@@ -199,7 +254,7 @@ def pl_adaptive(beta: float = 0.99, eps: float = 1e-10) -> optax.GradientTransfo
         log_sum = jnp.where(ok, b * state.log_sum + jnp.log(jnp.where(ok, eta, 1)), state.log_sum)
         weight = jnp.where(ok, b * state.weight + 1, state.weight)
         eta_hat = jnp.where(weight > 0, jnp.exp(log_sum / jnp.where(weight > 0, weight, 1)), 0)
-        new_updates = jax.tree.map(lambda g: (-eta_hat).astype(g.dtype) * g, updates)
+        new_updates = _decoupled_step(updates, params, eta_hat, weight_decay, jnp.isfinite(gg))
         new_state = PLAdaptiveState(
             count=optax.safe_increment(state.count),
             log_sum=log_sum.astype(dtype),
@@ -210,6 +265,35 @@ def pl_adaptive(beta: float = 0.99, eps: float = 1e-10) -> optax.GradientTransfo
         return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _state_dtype(params: Any) -> Any:
+    """Real floating dtype of a step-size state: the lowest parameter precision, >= float32."""
+    leaves = jax.tree.leaves(params)
+    if not leaves:
+        return jnp.float32
+    dtype = optax.tree.dtype(params, "lowest")
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        dtype = jnp.finfo(dtype).dtype  # complex64 -> float32
+    return (
+        jnp.promote_types(dtype, jnp.float32)
+        if jnp.issubdtype(dtype, jnp.floating)
+        else (jnp.dtype(jnp.float32))
+    )
+
+
+def _decoupled_step(
+    updates: Any, params: Any, eta_hat: jax.Array, weight_decay: Any, finite: jax.Array
+) -> Any:
+    r""":math:`-\hat\eta\,(G + \lambda\theta)` leaf by leaf, zero where ``finite`` is false."""
+
+    def leaf(g: jax.Array, p: jax.Array | None) -> jax.Array:
+        step = g if p is None else g + jnp.asarray(weight_decay).astype(g.dtype) * p
+        return jnp.where(finite, (-eta_hat).astype(g.dtype) * step, jnp.zeros_like(g))
+
+    if params is None:
+        return jax.tree.map(lambda g: leaf(g, None), updates)
+    return jax.tree.map(leaf, updates, params)
 
 
 def pl_adaptive_info(state: Any) -> dict[str, jax.Array]:

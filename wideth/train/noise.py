@@ -155,8 +155,13 @@ def minibatch_noise(
         "trace_sigma": trace_sigma,
         "trace_minibatch": c * trace_sigma,
         "minibatch_grad_sq": grad_sq + c * trace_sigma,
-        "theta_dot_grad": optax.tree.vdot(
-            params if center is None else optax.tree.sub(params, center), grad
+        # Re sum(theta . grad), no conjugate (jax.grad of a real loss of complex
+        # parameters is d_x L - i d_y L); the real dot product for real parameters.
+        "theta_dot_grad": jnp.real(
+            optax.tree.vdot(
+                optax.tree.conj(params if center is None else optax.tree.sub(params, center)),
+                grad,
+            )
         ),
     }
 

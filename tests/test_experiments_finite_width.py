@@ -95,6 +95,9 @@ def test_prop3_checks_pass_on_the_laws_and_fail_off_them():
     nngp = lambda n, L: np.log(fw.nngp_moment_ratio(n, L))
     ntk = lambda n, L: np.log(fw.ntk_moment_ratio(n, L))
     assert all(c["pass"] for c in fw.prop3_checks(_synthetic_prop3(nngp, ntk)))
+    # an O(beta^2) excess over the independent-layer law leaves the first-order rate alone
+    curved = lambda n, L: ntk(n, L) + 1.0 * (L / n) ** 2
+    assert fw.prop3_checks(_synthetic_prop3(nngp, curved))[1]["pass"]
     # K-hat growing at 4 per unit beta fails; the NTK diagonal growing at 5 (Prop. 3 read
     # literally) fails against the independent-layer law
     bad = fw.prop3_checks(_synthetic_prop3(lambda n, L: 4 * L / n, lambda n, L: 5 * L / n))

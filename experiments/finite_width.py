@@ -408,7 +408,10 @@ def ntk_program(x: jax.Array, width: int, depth: int, W_std: float = 2**0.5) -> 
         theta = empirical.ntk(apply_fn, p, x)[0, 0]
         return theta, jnp.mean(feats(p, x)[-1] ** 2)
 
-    return jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=NETS_PER_BATCH))
+    # groups of at most 2^28 weights (1 GiB) in flight: 250 nets of width 256, depth 128
+    # planned 16 GiB
+    group = max(1, min(NETS_PER_BATCH, 2**28 // (depth * width**2 + x.shape[1] * width)))
+    return jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=group))
 
 
 def ntk_samples(

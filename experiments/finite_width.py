@@ -551,23 +551,20 @@ def movement_setup(width: int, depth: int, in_dim: int, out_dim: int):
     return apply_fn, lambda k: nnx.split(make(nnx.Rngs(params=k)), nnx.Param)[1]
 
 
-def movement_runs(
+def movement_program(
     apply_fn: Any,
     init: Callable,
     batch: tuple[jax.Array, jax.Array],
     probe_x: jax.Array,
-    keys: jax.Array,
     steps: int,
     lr: float,
     centred: bool = True,
-) -> dict[str, np.ndarray]:
-    r"""Full-batch GD of one network per key (one jitted ``vmap`` of :func:`wideth.train.run`).
+) -> Callable:
+    r"""Jitted ``keys (S,) -> (movement, loss0, lossT)``: full-batch GD of one network per key.
 
-    The empirical NTK on ``probe_x`` is a probe at steps 0 and ``steps``.
-
-    Returns:
-      ``movement`` :math:`\|\Theta_T-\Theta_0\|_F/\|\Theta_0\|_F`, ``loss0``, ``lossT``
-      (each ``(len(keys),)``).
+    One ``vmap`` over seeds of :func:`wideth.train.run`; the empirical NTK on
+    ``probe_x`` (:func:`wideth.kernels.empirical.ntk`) is a probe at steps 0 and
+    ``steps``; movement is :math:`\|\Theta_T-\Theta_0\|_F/\|\Theta_0\|_F`.
     """
     from wideth import functional, train
     from wideth.kernels import empirical
@@ -584,7 +581,21 @@ def movement_runs(
         loss_T = step.objective(res.state.params, batch)
         return jnp.linalg.norm(KT - K0) / jnp.linalg.norm(K0), res.metrics["loss"][0], loss_T
 
-    m, l0, lT = jax.jit(jax.vmap(one))(keys)
+    return jax.jit(jax.vmap(one))
+
+
+def movement_runs(
+    apply_fn: Any,
+    init: Callable,
+    batch: tuple[jax.Array, jax.Array],
+    probe_x: jax.Array,
+    keys: jax.Array,
+    steps: int,
+    lr: float,
+    centred: bool = True,
+) -> dict[str, np.ndarray]:
+    """:func:`movement_program` on ``keys``: ``movement``, ``loss0``, ``lossT``, each ``(S,)``."""
+    m, l0, lT = movement_program(apply_fn, init, batch, probe_x, steps, lr, centred)(keys)
     return {"movement": np.asarray(m), "loss0": np.asarray(l0), "lossT": np.asarray(lT)}
 
 

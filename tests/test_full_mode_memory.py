@@ -74,6 +74,20 @@ def test_finite_width_full_programs_fit():
     assert max(nngp, ntk) < BUDGET_GIB, {"nngp": nngp, "ntk": ntk}
 
 
+@pytest.mark.slow
+def test_finite_width_full_movement_program_fits():
+    from experiments._common import Config
+
+    p = finite_width.plan(Config("finite_width", quick=False, seed=0, out=None, quiet=True))
+    sz = p["sz"]
+    apply_fn, init = p["models"][max(sz.mv_widths)]
+    prog = finite_width.movement_program(
+        apply_fn, init, p["batch"], p["probe"], sz.mv_steps, sz.mv_lr, centred=True
+    )
+    planned = _planned_gib(prog, _keys(sz.mv_seeds))
+    assert planned < BUDGET_GIB, planned
+
+
 def test_grouped_ensembles_equal_one_vmap():
     # Grouping networks (lax.map over groups of a vmap) changes memory, not values.
     keys = _keys(7)

@@ -49,7 +49,12 @@ def test_moment_ratio_laws():
     n = 64
     for L in (1, 3, 10):
         assert fw.nngp_moment_ratio(n, L) == pytest.approx((1 + 5 / n) ** L, rel=1e-12)
+        assert fw.nngp_moment_ratio(n, L, 2, "linear") == pytest.approx((1 + 2 / n) ** L)
     assert fw.ntk_moment_ratio(n, 1) == pytest.approx(1 + fw.depth1_relvar(n), rel=1e-12)
+    # the tail criterion: relative SE of the E[K^2] estimate ~ sqrt((e^{20 beta} - 1)/N)
+    big_n, L = 4096, 1024
+    expected = np.sqrt((np.exp(20 * L / big_n) - 1) / 1000)
+    assert fw.estimator_rel_se(big_n, L, 1000) == pytest.approx(expected, rel=0.02)
     # first-order expansion of the independent-layer law
     big = 10**6
     for L in (1, 2, 8, 32):

@@ -64,13 +64,28 @@ def test_criticality_full_programs_fit():
 
 @pytest.mark.slow
 def test_finite_width_full_programs_fit():
-    full = finite_width.SIZES["full"]
-    nn, nk = full["nngp"], full["ntk"]
-    prog = finite_width.nngp_program(jnp.zeros(32), max(nn["widths"]), max(nn["depths"]))
-    nngp = _planned_gib(prog, _keys(nn["num_nets"]))
-    prog = finite_width.ntk_program(jnp.zeros((1, 32)), max(nk["widths"]), max(nk["depths"]))
-    ntk = _planned_gib(prog, _keys(nk["num_nets"]))
+    full = finite_width.SIZES.full
+    x = jnp.zeros(finite_width.D_IN)
+    prog = finite_width.nngp_program(x, max(full["nngp_widths"]), max(full["nngp_depths"]))
+    nngp = _planned_gib(prog, _keys(full["nngp_networks"]))
+    width, depth = full["prop3_width"], max(full["prop3_depths"])
+    prog = finite_width.ntk_program(x[None], width, depth)
+    ntk = _planned_gib(prog, _keys(full["prop3_networks"]))
     assert max(nngp, ntk) < BUDGET_GIB, {"nngp": nngp, "ntk": ntk}
+
+
+@pytest.mark.slow
+def test_finite_width_full_movement_program_fits():
+    from experiments._common import Config
+
+    p = finite_width.plan(Config("finite_width", quick=False, seed=0, out=None, quiet=True))
+    sz = p["sz"]
+    apply_fn, init = p["models"][max(sz.mv_widths)]
+    prog = finite_width.movement_program(
+        apply_fn, init, p["batch"], p["probe"], sz.mv_steps, sz.mv_lr, centred=True
+    )
+    planned = _planned_gib(prog, _keys(sz.mv_seeds))
+    assert planned < BUDGET_GIB, planned
 
 
 def test_grouped_ensembles_equal_one_vmap():

@@ -203,7 +203,7 @@ def nngp_moment_ratio(width: int, depth: int, m: int = 2, activation: str = "rel
     :math:`E[\chi^2_K{}^m \mid K] = K(K+2)\cdots(K+2m-2)`; linear: :math:`Y = \chi^2_n/n`.
     ``m = 2`` gives :math:`(1 + 5/n)^L`, resp. :math:`(1 + 2/n)^L` (module docstring, part 1).
     """
-    if activation == "linear":
+    if activation == "identity":
         return float(np.prod([(width + 2 * i) / width for i in range(m)])) ** depth
     from scipy.stats import binom
 
@@ -343,13 +343,13 @@ def nngp_fluctuations(
 
     out: dict[str, Any] = {"widths": list(widths), "depths": list(depths)}
     rows: dict[str, dict[str, list]] = {
-        a: {"measured": [], "stderr": [], "theory": [], "checked": []} for a in ("relu", "linear")
+        a: {"measured": [], "stderr": [], "theory": [], "checked": []} for a in ("relu", "identity")
     }
     x = jax.random.normal(jax.random.fold_in(key, 3), (D_IN,))
     for i, n in enumerate(widths):
         keys = jax.random.split(jax.random.fold_in(key, i), num_nets)
         kr, kl = nngp_program(x, n, max(depths))(keys)
-        for act, K in (("relu", np.asarray(kr)), ("linear", np.asarray(kl))):
+        for act, K in (("relu", np.asarray(kr)), ("identity", np.asarray(kl))):
             m, s, t, ok = [], [], [], []
             for L in depths:
                 rv, se = bootstrap_relvar(K[:, L - 1], 1000 * i + L)
@@ -371,7 +371,7 @@ def nngp_checks(nf: dict[str, Any], alpha: float = 0.01) -> list[dict[str, Any]]
     from scipy.stats import norm
 
     out = []
-    for act, k in (("relu", 5), ("linear", 2)):
+    for act, k in (("relu", 5), ("identity", 2)):
         d = nf[act]
         ok = np.asarray(d["checked"], bool)
         z = (np.abs(d["measured"] - d["theory"]) / d["stderr"])[ok]
@@ -664,7 +664,7 @@ def fig_nngp(nf: dict[str, Any]):
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     L = np.array(nf["depths"])
-    for act, mk in (("relu", "o"), ("linear", "s")):
+    for act, mk in (("relu", "o"), ("identity", "s")):
         d = nf[act]
         for i, n in enumerate(nf["widths"]):
             (ln,) = ax.plot(L / n, d["theory"][i], "-", lw=0.9)

@@ -14,7 +14,7 @@ def test_nngp_diag_variance_matches_monte_carlo_and_the_check_fails_off_it():
     n, L = 32, 3
     x = jax.random.normal(jax.random.key(3), (fw.D_IN,))
     kr, kl = fw.nngp_program(x, n, L)(jax.random.split(jax.random.key(0), 4000))
-    for K, act in ((np.asarray(kr)[:, -1], "relu"), (np.asarray(kl)[:, -1], "linear")):
+    for K, act in ((np.asarray(kr)[:, -1], "relu"), (np.asarray(kl)[:, -1], "identity")):
         rv, se = fw.bootstrap_relvar(K, 0)
         theory = float(mf.nngp_diag_variance([n] * L, act))
         assert abs(rv - theory) < 4 * se, (act, rv, theory, se)
@@ -49,7 +49,7 @@ def test_moment_ratio_laws():
     n = 64
     for L in (1, 3, 10):
         assert fw.nngp_moment_ratio(n, L) == pytest.approx((1 + 5 / n) ** L, rel=1e-12)
-        assert fw.nngp_moment_ratio(n, L, 2, "linear") == pytest.approx((1 + 2 / n) ** L)
+        assert fw.nngp_moment_ratio(n, L, 2, "identity") == pytest.approx((1 + 2 / n) ** L)
     assert fw.ntk_moment_ratio(n, 1) == pytest.approx(1 + fw.depth1_relvar(n), rel=1e-12)
     # the tail criterion: relative SE of the E[K^2] estimate ~ sqrt((e^{20 beta} - 1)/N)
     big_n, L = 4096, 1024

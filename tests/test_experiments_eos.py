@@ -62,12 +62,37 @@ def test_tiny_mlp_reaches_and_hovers_at_edge_and_checks_can_fail():
     assert not wrong[0]["pass"] and not wrong[1]["pass"]
 
 
+def test_cross_entropy_checks_pass_on_hovering_and_fail_without_it():
+    eta = 0.5
+    t = np.arange(60)
+    edge = 2 / eta
+    # Sharpens to the edge and hovers there with a few spikes: every check passes.
+    hover = edge * np.minimum(0.3 + t / 10, 1.0) * np.where(t % 9 == 0, 3.0, 1.0)
+    loss = np.linspace(2.3, 0.1, 2000)
+    s = eos.xent_summary(hover, loss, eta)
+    assert all(c["pass"] for c in eos.xent_checks(s, 3.0))
+    # Overshooting to 1.4 x 2/eta and staying there fails the hovering band.
+    over = eos.xent_checks(eos.xent_summary(1.4 * hover, loss, eta), 3.0)
+    assert over[0]["pass"] and not over[1]["pass"]
+    # Sharpness collapsing from the start (the MSE network's cross-entropy run) fails both.
+    collapse = eos.xent_checks(eos.xent_summary(edge * 0.5 * np.exp(-t / 5), loss, eta), 3.0)
+    assert not collapse[0]["pass"] and not collapse[1]["pass"]
+
+
+def test_label_noise_resamples_the_stated_fraction():
+    _, _, (x, y) = eos.setup(seed=0, n=1000, label_noise=0.3)
+    _, _, (_, y0) = eos.setup(seed=0, n=1000)
+    changed = float(np.mean(np.argmax(y, 1) != np.argmax(y0, 1)))
+    assert abs(changed - 0.3 * 0.9) < 0.05  # a resampled label keeps its class 1 time in 10
+
+
 def test_plan_builds_the_full_configuration():
     from experiments._common import Config
 
     p = eos.plan(Config("edge_of_stability", quick=False, seed=0, out=None, quiet=True))
     assert p["sz"].n == 1000 and len(p["etas"]) == 4
     assert p["flow_steps"] % p["sz"].every == 0 and p["eta_flow"] < min(p["etas"])
+    assert len(p["xent"]["etas"]) == 3 and p["sz"].xent_steps % eos.XENT["every"] == 0
 
 
 @pytest.mark.slow

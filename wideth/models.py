@@ -61,6 +61,7 @@ import optax
 from flax import nnx
 
 from wideth import activations
+from wideth.functional import functional
 
 __all__ = [
     "ACTIVATIONS",
@@ -619,66 +620,7 @@ class ConvResNet(nnx.Module):
 # ----------------------------------------------------------------------------- functional
 
 
-class _Apply:
-    """Hashable pure ``apply_fn(params, x)`` of a split module (merge inside)."""
-
-    def __init__(self, graphdef: Any, rest: Any, method: str):
-        self.graphdef, self.rest, self.method = graphdef, rest, method
-
-    def __call__(self, params: Any, x: jax.Array) -> Any:
-        module = nnx.merge(self.graphdef, params, self.rest, copy=True)
-        return getattr(module, self.method)(x)
-
-    def __hash__(self) -> int:
-        return hash((self.graphdef, self.method))
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, _Apply)
-            and self.graphdef == other.graphdef
-            and self.method == other.method
-            and jax.tree.structure(self.rest) == jax.tree.structure(other.rest)
-            and all(
-                a is b
-                for a, b in zip(
-                    jax.tree.leaves(self.rest), jax.tree.leaves(other.rest), strict=True
-                )
-            )
-        )
-
-
-def functional(module: nnx.Module, method: str = "__call__") -> tuple[Callable[..., Any], Any]:
-    """Split an NNX module into a pure ``apply_fn(params, x)`` and its parameters.
-
-    ``params`` is the module's ``nnx.Param`` state (an ``nnx.State`` pytree);
-    everything else is frozen into ``apply_fn``, which merges a fresh copy of
-    the module inside, so it is pure, jittable, vmappable and differentiable in
-    ``params``. ``params`` is a copy: later changes of the module do not alter
-    it. Put trained parameters back with ``nnx.update(module, params)``.
-
-    Args:
-      module: an ``nnx.Module``.
-      method: the method to call, ``"__call__"`` (default) or e.g. ``"features"``.
-
-    Returns:
-      ``(apply_fn, params)``.
-
-    Examples:
-      >>> from flax import nnx
-      >>> net = MLP(3, 16, 1, rngs=nnx.Rngs(0))
-      >>> apply_fn, params = functional(net)
-      >>> bool(jnp.allclose(jax.jit(apply_fn)(params, jnp.ones((2, 3))), net(jnp.ones((2, 3)))))
-      True
-    """
-    if not isinstance(module, nnx.Module):
-        raise TypeError(f"module: expected an nnx.Module, got {type(module)}")
-    if not callable(getattr(module, method, None)):
-        raise ValueError(f"method: {type(module).__name__} has no method {method!r}")
-    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-    # nnx.split shares the module's Variable objects; copy them so that later
-    # in-place changes of the module (nnx.update, training) leave `params` alone.
-    params, rest = jax.tree.map(lambda a: a, (params, rest))
-    return _Apply(graphdef, rest, method), params
+# ``functional`` is wideth.functional.functional, re-exported: one NNX boundary.
 
 
 # ----------------------------------------------------------------------------- muP

@@ -55,6 +55,14 @@ the loss falls (its step grows like :math:`1/L`): a run whose loss became
 non-finite stops (``train.run``), its accuracy is that of its last finite state, and
 ``stopped`` / ``bad_step`` are reported.
 
+Failing checks are reported, not hidden. In the quick run the protocol-1 loss target
+and the peers claim fail because of the method (ADLER reaches a train loss 1.7-6x the
+tuned SGD one: its step starts below the best learning rate and the log average lags),
+while the thesis's accuracy statements (on par, better than GN) hold; the quick best
+SGD point of the thesis grid is its upper edge 0.3 (reported as
+``sgd_best_at_grid_edge``): a larger rate might serve SGD better, so that grid, the
+thesis's, leans towards ADLER's "on par" (protocol 1's wider grid does not).
+
 References:
   Balboni, PhD thesis, Algorithm 1 (ADLER), §7.8 and Table 7.1.
   Polyak, Gradient methods for minimizing functionals, 1963; Lojasiewicz, 1963.
@@ -330,7 +338,9 @@ def paired(a: Any, b: Any, resolution: float = 0.0) -> dict[str, float]:
 def interval(a: Any) -> tuple[float, float]:
     """Mean over seeds and the half-width of its 95% Student-t interval."""
     a = np.asarray(a, np.float64)
-    return float(a.mean()), t_quantile(a.size - 1) * float(a.std(ddof=1) / np.sqrt(a.size))
+    with np.errstate(invalid="ignore"):  # a diverged grid point (inf) has no interval: nan
+        half = t_quantile(a.size - 1) * float(a.std(ddof=1) / np.sqrt(a.size))
+    return float(a.mean()), half
 
 
 def accuracy_checks(
@@ -403,8 +413,19 @@ def accuracy_checks(
     return checks, row
 
 
-def loss_check(task: str, loss_adler: Any, loss_sgd: Any, best_lr: float) -> dict[str, Any]:
-    """Protocol 1: geometric-mean final train loss of ADLER <= 1.01 x best grid SGD's."""
+def loss_check(
+    task: str,
+    loss_adler: Any,
+    loss_sgd: Any,
+    best_lr: float,
+    eta: tuple[float, float] = (float("nan"), float("nan")),
+) -> dict[str, Any]:
+    """Protocol 1: geometric-mean final train loss of ADLER <= 1.01 x best grid SGD's.
+
+    ``eta``: ADLER's mean step at the first and last probe, stated in the note (a
+    failure with a step below the best learning rate is the method's conservative
+    step, not a fault of the set-up).
+    """
     la, ls = np.log(np.asarray(loss_adler, np.float64)), np.log(np.asarray(loss_sgd, np.float64))
     ratio = float(np.exp(np.mean(la) - np.mean(ls)))
     se = float(np.std(la - ls, ddof=1) / np.sqrt(la.size)) if la.size > 1 else float("nan")
@@ -416,7 +437,8 @@ def loss_check(task: str, loss_adler: Any, loss_sgd: Any, best_lr: float) -> dic
         passed=bool(np.isfinite(ratio) and ratio <= 1.01),
         note=(
             f"issue target; geometric means over {la.size} seeds, best lr {best_lr:.3g}; "
-            f"paired SE of log ratio {se:.3f} (not widened: the 1% margin is the target)"
+            f"paired SE of log ratio {se:.3f} (not widened: the 1% margin is the target); "
+            f"ADLER eta_hat {eta[0]:.3g} -> {eta[1]:.3g} over the run"
         ),
     )
 
@@ -709,6 +731,7 @@ def run(cfg: Config) -> Result:
                 s["adler"]["final_loss_seeds"],
                 s["loss_grid"]["best_final_loss_seeds"],
                 s["loss_grid"]["best_lr"],
+                (s["adler"]["eta_first"], s["adler"]["eta_last"]),
             )
         )
         acc_checks, row = accuracy_checks(
@@ -782,6 +805,15 @@ def run(cfg: Config) -> Result:
         "ADLER costs 2 SGD runs, the grid 10)"
     )
     for tn, v in table.items():
+        if v["adler_final_loss"] > 1.01 * v["sgd_best_final_loss"]:
+            e0, e1 = v["adler_eta_first_last"]
+            lines.append(
+                f"{tn}: ADLER's final train loss is {v['adler_final_loss']:.3g} against "
+                f"{v['sgd_best_final_loss']:.3g} for the best SGD lr "
+                f"{summary[tn]['loss_grid']['best_lr']:.3g}: its log-averaged step rose from "
+                f"{e0:.3g} to {e1:.3g} (the greedy Gauss-Newton line-search step is conservative "
+                "early and the beta = 0.99 average lags as the curvature falls)"
+            )
         if v["gn_diverged_seeds"]:
             lines.append(
                 f"{tn}: GN diverged on {v['gn_diverged_seeds']}/{sz.seeds} seeds "

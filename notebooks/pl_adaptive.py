@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 
 from wideth.optim import pl_adaptive, pl_adaptive_info
 
@@ -66,56 +65,69 @@ t_star = -(p1 - p0 - a) / (2 * a)
 print(f"ADLER step {float(pl_adaptive_info(state)['eta_hat']):.6f}, line search {t_star:.6f}")
 
 # %% [markdown]
-# ## 2. Digits: ADLER vs an SGD learning-rate grid and learning-rate-free peers
+# ## 2. Digits: ADLER vs an SGD learning-rate grid, the GN baseline and a peer
 #
-# The experiment module runs every method on the same initial parameters and minibatch
-# sequence; the SGD and Adam grids are one `vmap`-ed `lax.scan` each. Here we run one
-# task at notebook size.
+# The experiment module runs every method with `wideth.train.run` on the same initial
+# parameters and minibatch sequence; the SGD grid is one `vmap` over learning rates
+# and seeds. Here we run one task at notebook size.
 
 # %%
+import types  # noqa: E402
+
 from experiments import pl_adaptive as exp  # noqa: E402
 
-sz = exp._sizes(quick=True)
-sz.update(width=32 if QUICK else 256, steps=40 if QUICK else 300)
-task = exp.build_task("digits", "mlp_relu", 0, 1, sz)
-lrs = exp.learning_rate_grids(4 if QUICK else 10)
-keys = jax.random.split(jax.random.PRNGKey(0), 1)
-peer_names = ["dog"] if QUICK else list(exp.peers())  # notebook time budget
-res = exp.run_task(task, keys, lrs, sz["steps"], sz["batch_size"], sz["log_every"], peer_names)
-summary = exp.summarise(res, sz["steps"])
+sz = types.SimpleNamespace(**exp.SIZES.quick)
+sz.width, sz.steps, sz.seeds = (32, 40, 3) if QUICK else (128, 300, 3)
+task = exp.build_task("digits", "mlp_relu", 0, sz.seeds, sz)
+lrs = {k: v[:: 3 if QUICK else 1] for k, v in exp.learning_rate_grids().items()}
+keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(0), s))(jnp.arange(sz.seeds))
+peer_names = ["dog"]
+res = exp.run_task(task, keys, lrs, sz.steps, sz.every, sz.batch_size, peer_names)
+summary = exp.summarise(task, res, lrs, sz.steps)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-t = np.arange(1, res["adler"]["curve"].shape[-1] + 1) * sz["log_every"]
-axes[0].semilogy(t, res["adler"]["curve"][0], "k", lw=2, label="ADLER")
-for i, lr in enumerate(lrs["sgd"]):
+t = res["adler"]["probe_steps"][0]
+axes[0].semilogy(t, res["adler"]["probes"]["train_loss"].mean(0), "k", lw=2, label="ADLER")
+for i, lr in enumerate(lrs["loss"]):
     axes[0].semilogy(
         t,
-        res["sgd"]["curve"][0, i],
-        color=plt.cm.viridis(i / len(lrs["sgd"])),
+        res["sgd_loss_grid"]["probes"]["train_loss"][:, i].mean(0),
+        color=plt.cm.viridis(i / len(lrs["loss"])),
         lw=0.8,
         label=f"SGD {lr:.2g}",
     )
+axes[0].semilogy(t, res["gn"]["probes"]["train_loss"].mean(0), "C3--", label="GN")
 for name in peer_names:
-    axes[0].semilogy(t, res[name]["curve"][0], "--", lw=1, label=name)
+    axes[0].semilogy(t, res[name]["probes"]["train_loss"].mean(0), "--", lw=1, label=name)
 axes[0].set_xlabel("step")
-axes[0].set_ylabel("minibatch loss")
+axes[0].set_ylabel("train loss (whole set)")
 axes[0].legend(fontsize=6, ncol=2)
-axes[1].semilogy(t, res["adler"]["eta"][0], "k", label=r"ADLER $\hat\eta$")
-axes[1].axhline(lrs["sgd"][summary["sgd"]["best_index"]], color="C0", ls=":", label="best SGD lr")
+axes[1].semilogy(
+    t[1:], res["adler"]["probes"]["eta_hat"][:, 1:].mean(0), "k", label=r"ADLER $\hat\eta$"
+)
+axes[1].semilogy(
+    t[1:], res["gn"]["probes"]["eta_hat"][:, 1:].mean(0), "C3--", label=r"GN $\hat\eta$"
+)
+axes[1].axhline(summary["loss_grid"]["best_lr"], color="C0", ls=":", label="best SGD lr")
 axes[1].set_xlabel("step")
 axes[1].legend()
 fig.tight_layout()
 
 # %%
-rows = [("ADLER", summary["adler"]["final_loss"], summary["adler"]["compute"])]
-rows += [(f"best {m}", summary[m]["final_loss"], summary[m]["compute"]) for m in ("sgd", "adam")]
-rows += [(m, summary[m]["final_loss"], summary[m]["compute"]) for m in peer_names]
-for name, fl, c in rows:
-    print(f"{name:>20s}  final train loss {fl:.3e}   compute {c:.0f} gradient evaluations")
+for name in ("adler", "gn", *peer_names):
+    m, h = summary[name]["test_acc"]
+    print(
+        f"{name:>12s}  final train loss {summary[name]['final_loss_geo']:.3e}  "
+        f"test acc {m:.3f} ± {h:.3f}"
+    )
+th = summary["thesis_grid"]
+print(f"best SGD (lr {th['best_lr']:.3g}) test acc {th['test_acc_mean'][th['best_index']]:.3f}")
+print("compute, gradient evaluations:", summary["compute"])
 
 # %% [markdown]
 # ADLER's step follows the curvature: as the cross-entropy saturates, $Q$ shrinks and
 # $\hat\eta$ grows, something a fixed learning rate cannot do. The log-space average
-# with $\beta = 0.99$ lags behind that growth; the full comparison over datasets,
+# with $\beta = 0.99$ lags behind that growth. GN's step $1/G^\top G$ grows like
+# $1/L$ as the loss falls and overshoots. The full comparison over datasets,
 # architectures and seeds, with checks, is `python -m experiments.pl_adaptive`.

@@ -556,43 +556,6 @@ def test_ntk_lambda_max_takes_a_module_like_empirical_ntk():
     np.testing.assert_allclose(lam, dense, rtol=1e-4)
 
 
-def test_experiment_runner_matches_fit_and_vmaps_over_grid():
-    """The experiment's vmapped scan runner = wideth.train.fit on the same batches."""
-    from flax import nnx
-
-    from experiments import pl_adaptive as exp
-    from wideth import models
-    from wideth.train import fit, xent
-
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((64, 5)), jnp.float32)
-    y = jax.nn.one_hot(jnp.asarray(rng.integers(0, 3, 64)), 3)
-    net = models.MLP(5, 16, 1, 3, parameterization="standard", rngs=nnx.Rngs(0))
-    apply_fn, params = models.functional(net)
-    key = jax.random.key(3)
-    data = (x, y, x[:8], y[:8])
-    run = lambda tx: exp.train_run(tx, apply_fn, params, data, key, 20, 16, 10)
-    for tx in (optax.sgd(0.3), pl_adaptive()):
-        ours = jax.jit(lambda tx=tx: run(tx))()
-        ref = fit(
-            apply_fn,
-            params,
-            tx,
-            (x, y),
-            "xent",
-            steps=20,
-            batch_size=16,
-            key=key,
-            log_every=10,
-            quiet=True,
-        )
-        np.testing.assert_allclose(ours["final_loss"], xent(apply_fn(ref.params, x), y), rtol=1e-4)
-    lrs = jnp.array([0.1, 0.3])
-    grid = jax.jit(jax.vmap(lambda lr: run(optax.sgd(lr))["final_loss"]))(lrs)
-    single = jax.jit(lambda: run(optax.sgd(0.3))["final_loss"])()
-    np.testing.assert_allclose(grid[1], single, rtol=1e-5)
-
-
 def test_contrib_relaxed_is_scaled_adler(x64):
     from wideth.optim.contrib import pl_adaptive_relaxed
 

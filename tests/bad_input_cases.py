@@ -854,6 +854,39 @@ def _diagnostics() -> None:
     V(e, "loss", "vector loss", lambda: prof(apply, p(), *xy(), loss=lambda o, t: (o - t) ** 2))
     T(e, "params", "params None with a function", lambda: prof(apply, None, *xy()))
 
+    T(e, "architecture_info", "a list", lambda: prof(apply, p(), *xy(), architecture_info=[1]))
+    T(e, "architecture_info", "int keys", lambda: prof(apply, p(), *xy(), architecture_info={1: 2}))
+
+    e = "diagnostics.hessian_summary"
+    hsum = diagnostics.hessian_summary
+    T(e, "loss_fn", "not callable", lambda: hsum(3, p()))
+    V(e, "loss_fn", "vector loss", lambda: hsum(lambda q: q["w1"].ravel(), p()))
+    V(e, "params", "NaN in params", lambda: hsum(loss, nan_like(p())))
+    V(e, "params", "one parameter", lambda: hsum(lambda q: jnp.sum(q**2), jnp.ones(1)))
+    V(e, "num_steps", "num_steps 1", lambda: hsum(loss, p(), num_steps=1))
+    T(e, "num_steps", "float num_steps", lambda: hsum(loss, p(), num_steps=2.5))
+    T(e, "key", "integer key", lambda: hsum(loss, p(), key=0))
+
+    e = "diagnostics.gradient_noise"
+    gnoise = diagnostics.gradient_noise
+    T(e, "objective", "not callable", lambda: gnoise(3, p(), xy()))
+    V(e, "objective", "vector objective", lambda: gnoise(lambda q, b: b[0], p(), xy()))
+    T(e, "data", "not a pair", lambda: gnoise(loss_batch, p(), xy()[0]))
+    V(e, "data", "one row", lambda: gnoise(loss_batch, p(), (xy()[0][:1], xy()[1][:1])))
+    V(e, "data", "other rows", lambda: gnoise(loss_batch, p(), (xy()[0], xy()[1][:5])))
+    V(e, "params", "NaN in params", lambda: gnoise(loss_batch, nan_like(p()), xy()))
+    V(e, "num_steps", "num_steps 0", lambda: gnoise(loss_batch, p(), xy(), num_steps=0))
+    V(e, "chunk", "chunk 0", lambda: gnoise(loss_batch, p(), xy(), chunk=0))
+    T(e, "key", "integer key", lambda: gnoise(loss_batch, p(), xy(), key=0))
+
+    e = "diagnostics.architecture"
+    arch = diagnostics.architecture
+    T(e, "apply_fn_or_module", "not callable", lambda: arch(3, p()))
+    T(e, "params", "params None with a function", lambda: arch(apply, None))
+    V(e, "params", "no leaves", lambda: arch(apply, {}))
+    V(e, "params", "NaN in params", lambda: arch(apply, nan_like(p())))
+    T(e, "params", "integer params", lambda: arch(apply, {"w": jnp.ones((2, 2), jnp.int32)}))
+
     e = "diagnostics.gradient_ratios"
     V(e, "grads", "no leaves", lambda: diagnostics.gradient_ratios({}))
     V(

@@ -285,6 +285,15 @@ def test_cli_prints_certificate(capsys):
     rc = main(["profile", "--depth", "2", "--width", "16", "--n", "32", "--data", "digits"])
     out = capsys.readouterr().out
     assert rc == 0 and "Profile certificate" in out and '"regime"' in out
+    assert "| hessian_conditioning |" in out and "| gradient_noise |" in out
+    assert "Architecture: model MLP, depth 2, widths [16, 16]" in out and "activation relu" in out
+    for label in ("Hessian lambda_min", "kappa_H", "spectral gap", "tr Sigma", "effective rank"):
+        assert label in out, label
+    assert '"hessian_lambda_min"' in out and '"gradient_effective_rank"' in out
+    # Bad arguments still give one line and status 2.
+    assert main(["profile", "--depth", "2", "--width", "0", "--n", "32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wideth profile: error: --width")
 
 
 def test_taylor_change_complex_params_uses_real_pairing():
@@ -303,3 +312,163 @@ def test_taylor_change_complex_params_uses_real_pairing():
     np.testing.assert_allclose(m["second_order"], float(jnp.sum(jnp.abs(dw) ** 2)), rtol=1e-5)
     np.testing.assert_allclose(m["predicted_change"], m["measured_change"], rtol=1e-4)
     assert cert.holds
+
+
+# --- Hessian, gradient noise and architecture in the certificate ---------------------
+
+
+def _tiny_tanh():
+    """A 3 -> 5 -> 2 tanh net on 7 rows: an indefinite Hessian, d = 25."""
+    k = jax.random.split(jax.random.key(4), 4)
+    params = {
+        "l1": {"w": jax.random.normal(k[0], (3, 5)), "b": 0.3 * jnp.ones(5)},
+        "out": {"w": jax.random.normal(k[1], (5, 2))},
+    }
+    x = jax.random.normal(k[2], (7, 3))
+    y = 2.0 * jax.random.normal(k[3], (7, 2))
+    apply_fn = lambda p, x: jnp.tanh(x @ p["l1"]["w"] + p["l1"]["b"]) @ p["out"]["w"]
+    objective = lambda p, batch: (
+        0.5 * jnp.mean(jnp.sum((apply_fn(p, batch[0]) - batch[1]) ** 2, -1))
+    )
+    return apply_fn, objective, params, x, y
+
+
+def _dense_hessian(loss_fn, params):
+    from jax.flatten_util import ravel_pytree
+
+    flat, unravel = ravel_pytree(params)
+    return np.asarray(jax.hessian(lambda v: loss_fn(unravel(v)))(flat), np.float64)
+
+
+def test_hessian_summary_matches_dense_eigh(x64):
+    _, objective, params, x, y = _tiny_tanh()
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    x, y = x.astype(jnp.float64), y.astype(jnp.float64)
+    loss_fn = lambda p: objective(p, (x, y))
+    ev = np.linalg.eigvalsh(_dense_hessian(loss_fn, params))
+    assert ev[0] < 0 < ev[-1]  # indefinite: the sign of lambda_min is tested
+    s = diagnostics.hessian_summary(loss_fn, params, num_steps=25)
+    np.testing.assert_allclose(
+        [s["lambda_max"], s["lambda_2"], s["lambda_min"], s["spectral_gap"]],
+        [ev[-1], ev[-2], ev[0], ev[-1] - ev[-2]],
+        rtol=1e-9,
+    )
+    assert s["lambda_min_sign"] == -1.0 and s["smoothness"] == s["lambda_max"]
+    assert s["condition_number"] == pytest.approx(ev[-1] / abs(ev[0]), rel=1e-9)
+    assert s["negative_curvature"] == pytest.approx(-ev[0] / ev[-1], rel=1e-9)
+    assert s["hessian_norm"] == pytest.approx(np.max(np.abs(ev)), rel=1e-9)
+    # A positive definite quadratic: sign +1 and kappa_H = lambda_max / lambda_min.
+    q = diagnostics.hessian_summary(
+        lambda p: jnp.sum(jnp.array([3.0, 2.0, 0.5]) * p**2), jnp.ones(3)
+    )
+    assert q["lambda_min_sign"] == 1.0 and q["condition_number"] == pytest.approx(6.0)
+    assert q["negative_curvature"] == 0.0
+
+
+def test_gradient_noise_matches_dense_covariance(x64):
+    _, objective, params, x, y = _tiny_tanh()
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    x, y = x.astype(jnp.float64), y.astype(jnp.float64)
+    from jax.flatten_util import ravel_pytree
+
+    per_ex = jax.vmap(lambda xi, yi: jax.grad(objective)(params, (xi[None], yi[None])))(x, y)
+    g = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(per_ex), np.float64)  # (N, d)
+    gbar = g.mean(0)
+    sigma = (g - gbar).T @ (g - gbar) / g.shape[0]
+    ev = np.linalg.eigvalsh(sigma)
+    n = diagnostics.gradient_noise(objective, params, (x, y), num_steps=25, chunk=3)
+    assert n["trace_sigma"] == pytest.approx(np.trace(sigma), rel=1e-10)
+    assert n["gradient_variance"] == n["trace_sigma"]
+    assert n["sigma_norm"] == pytest.approx(ev[-1], rel=1e-9)
+    assert n["effective_rank"] == pytest.approx(np.trace(sigma) / ev[-1], rel=1e-9)
+    assert n["grad_sq"] == pytest.approx(gbar @ gbar, rel=1e-10)
+    assert n["snr"] == pytest.approx(gbar @ gbar / np.trace(sigma), rel=1e-9)
+    assert n["noise_scale"] == pytest.approx(np.trace(sigma) / (gbar @ gbar), rel=1e-9)
+    # Identical examples: no noise at all.
+    same = (jnp.repeat(x[:1], 4, 0), jnp.repeat(y[:1], 4, 0))
+    z = diagnostics.gradient_noise(objective, params, same, num_steps=5)
+    assert z["trace_sigma"] < 1e-25 and z["noise_scale"] < 1e-25  # zero up to rounding
+
+
+def test_architecture_from_module_and_from_params():
+    net, apply_fn, params = _mlp(64, 10, width=32, depth=2, activation="tanh")
+    a = diagnostics.architecture(net)
+    b = diagnostics.architecture(apply_fn, params)
+    n_params = 64 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10
+    assert a["source"] == "module" and a["model"] == "MLP" and a["activation"] == "tanh"
+    assert b["source"] == "params" and b["activation"] is None
+    for arch in (a, b):
+        assert (arch["depth"], arch["widths"], arch["in_dim"], arch["out_dim"]) == (
+            2,
+            [32, 32],
+            64,
+            10,
+        )
+        assert arch["num_parameters"] == n_params
+    assert a["parameterization"] == "ntk"
+
+
+def _saddle(s):
+    """f = x.w + s (x.u)^2 at w = u = 0, y = 1: H = diag(X^T X/n, -2s X^T X/n).
+
+    The Gauss-Newton block is X^T X/n; the u-block is the residual term
+    (1/n) sum_i r_i grad^2 f_i with r_i = -1. So -lambda_min/lambda_max = 2s
+    exactly, and u never moves (its gradient 2s (x.u) x r is 0 at u = 0): the
+    probe run, the NTK and the loss curve do not depend on s.
+    """
+    x = 0.5 + jax.random.normal(jax.random.key(7), (8, 32))
+    y = jnp.ones((8, 1))
+    params = {"layer": {"w": jnp.zeros(32), "u": jnp.zeros(32)}}
+
+    def apply_fn(p, x):
+        w, u = p["layer"]["w"], p["layer"]["u"]
+        return (x @ w + s * (x @ u) ** 2)[:, None]
+
+    return apply_fn, params, x, y
+
+
+def test_profile_negative_curvature_changes_the_verdict():
+    kw = dict(key=jax.random.PRNGKey(0), probe_steps=30, lanczos_steps=64)
+    certs = {}
+    for s in (0.01, 1.0):
+        apply_fn, params, x, y = _saddle(s)
+        certs[s] = diagnostics.profile(apply_fn, params, x, y, **kw)
+    lib, wild = certs[0.01], certs[1.0]
+    assert lib.regime == "library", lib.to_markdown()
+    assert wild.regime == "wild", wild.to_markdown()
+    # Only the Hessian criterion differs.
+    for name in lib.criteria:
+        if name != "hessian_conditioning":
+            assert lib.criteria[name]["verdict"] == wild.criteria[name]["verdict"], name
+    assert wild.criteria["hessian_conditioning"]["verdict"] == "wild"
+    assert "negative curvature" in wild.pathology["pathology"]
+    # The measurements are those of the dense Hessian and covariance (float32).
+    apply_fn, params, x, y = _saddle(1.0)
+    loss_fn = lambda p: 0.5 * jnp.mean(jnp.sum((apply_fn(p, x) - y) ** 2, -1))
+    ev = np.linalg.eigvalsh(_dense_hessian(loss_fn, params))
+    m = wild.measurements
+    assert m["hessian_lambda_max"] == pytest.approx(ev[-1], rel=1e-4)
+    assert m["hessian_lambda_min"] == pytest.approx(ev[0], rel=1e-4)
+    assert m["hessian_lambda_min_sign"] == -1.0
+    assert m["hessian_negative_curvature"] == pytest.approx(2.0, rel=1e-4)  # = 2s
+    assert m["hessian_spectral_gap"] == pytest.approx(ev[-1] - ev[-2], rel=1e-3, abs=1e-5)
+    g = -np.asarray(x, np.float64)  # per-example gradient in w (r_i = -1); 0 in u
+    dev = g - g.mean(0)
+    sig = dev.T @ dev / 8
+    assert m["gradient_variance"] == pytest.approx(np.trace(sig), rel=1e-4)
+    assert m["sigma_norm"] == pytest.approx(np.linalg.eigvalsh(sig)[-1], rel=1e-4)
+    # The certificate tuple carries the new fields in every format.
+    payload = json.loads(wild.to_json())
+    assert payload["architecture"]["num_parameters"] == 64
+    assert wild.to_dict()["measurements"]["hessian_condition_number"] == pytest.approx(0.5, 1e-4)
+    md = wild.to_markdown()
+    for label in ("kappa_H", "lambda_min", "tr Sigma", "effective rank", "Architecture"):
+        assert label in md, label
+
+
+def test_profile_architecture_info_bad_input():
+    apply_fn, params, x, y = _saddle(0.01)
+    with pytest.raises(TypeError, match="^architecture_info"):
+        diagnostics.profile(apply_fn, params, x, y, architecture_info=["relu"])
+    with pytest.raises(TypeError, match="^architecture_info"):
+        diagnostics.profile(apply_fn, params, x, y, architecture_info={1: "relu"})

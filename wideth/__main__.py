@@ -164,11 +164,11 @@ def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _mlp_loss(args: argparse.Namespace):
-    """(loss_fn, params) of a freshly initialised MLP on the chosen data."""
+def _mlp(args: argparse.Namespace):
+    """(module, x, y): a freshly initialised MLP and the chosen data."""
     from flax import nnx
 
-    from wideth import functional, models, train
+    from wideth import models
 
     x, y = _load(args)
     y = y if y.ndim == 2 else y[:, None]
@@ -183,6 +183,14 @@ def _mlp_loss(args: argparse.Namespace):
         parameterization=args.parameterization,
         rngs=nnx.Rngs(args.seed),
     )
+    return net, x, y
+
+
+def _mlp_loss(args: argparse.Namespace):
+    """(loss_fn, params, apply_fn, x, y) of a freshly initialised MLP on the chosen data."""
+    from wideth import functional, train
+
+    net, x, y = _mlp(args)
     apply_fn, params = functional.as_apply(net)
     loss_fn = lambda p: train.mse(apply_fn(p, x), y)
     return loss_fn, params, apply_fn, x, y
@@ -222,12 +230,21 @@ def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
 
     from wideth import diagnostics, io
 
-    _, params, apply_fn, x, y = _mlp_loss(args)
-    cert = diagnostics.profile(apply_fn, params, x, y, loss="mse", key=jax.random.key(args.seed))
+    net, x, y = _mlp(args)  # the module itself, so the certificate names its architecture
+    cert = diagnostics.profile(net, None, x, y, loss="mse", key=jax.random.key(args.seed))
     if out_path is not None:
         io.write_text(out_path, cert.to_json(), "--out")
     print(cert.to_markdown())
-    return {"regime": cert.regime}
+    m = cert.measurements
+    keys = (
+        "hessian_lambda_max",
+        "hessian_lambda_min",
+        "hessian_condition_number",
+        "hessian_spectral_gap",
+        "gradient_variance",
+        "gradient_effective_rank",
+    )
+    return {"regime": cert.regime, **{k: m[k] for k in keys if k in m}}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,10 @@ from . import conservation as conservation
 from .conservation import Bound as Bound
 from .conservation import Certificate as Certificate
 from .profile import ProfileCertificate as ProfileCertificate
+from .profile import architecture as architecture
+from .profile import gradient_noise as gradient_noise
 from .profile import gradient_ratios as gradient_ratios
+from .profile import hessian_summary as hessian_summary
 from .profile import loss_curve_shape as loss_curve_shape
 from .profile import profile as profile
 
@@ -12,8 +15,11 @@ __all__ = [
     "Bound",
     "Certificate",
     "ProfileCertificate",
+    "architecture",
     "conservation",
+    "gradient_noise",
     "gradient_ratios",
+    "hessian_summary",
     "loss_curve_shape",
     "profile",
 ]

@@ -6,28 +6,70 @@ A certificate is measured evidence, not a guess. On a probe batch it measures
    sets the linear rate under the PL condition, :math:`\mu = \lambda_{\min}(\Theta)`
    for MSE): :math:`\kappa = \lambda_{\max}/\lambda_{\min}`; library
    :math:`\kappa < 10^2`, tame :math:`10^2 \le \kappa \le 10^4`, wild beyond.
-   Also reported as evidence of saddles: :math:`\lambda_{\max}` of the loss
-   Hessian (Lanczos) and the negative spectral mass (stochastic Lanczos quadrature).
-2. **Gradient flow**:
+   Also reported: the negative spectral mass of the loss Hessian
+   (stochastic Lanczos quadrature, Ghorbani et al. 2019).
+2. **Hessian conditioning** (``hessian_conditioning``), from the extreme
+   eigenvalues of the loss Hessian :math:`H` by Lanczos (:func:`hessian_summary`,
+   never forming :math:`H`): :math:`\lambda_{\max}` (= the local smoothness
+   :math:`L`), :math:`\lambda_2`, the gap :math:`\lambda_1 - \lambda_2`,
+   :math:`\lambda_{\min}` with its sign and
+   :math:`\kappa_H = \lambda_{\max}/|\lambda_{\min}|`. Graded on the relative
+   negative curvature :math:`\rho = -\lambda_{\min}/\lambda_{\max}` when
+   :math:`\lambda_{\min} < 0`: library :math:`\rho < 0.1`, tame up to 1, wild
+   beyond. Rationale: for MSE, :math:`H = J^\top J/n + \frac1n\sum_i r_i\nabla^2 f_i`;
+   the first (Gauss--Newton) term is positive semi-definite, so negative
+   curvature comes from the residual term, which is :math:`O(1/\sqrt{m})` of
+   the first at width :math:`m` in the kernel regime (Liu, Zhu, Belkin 2020,
+   transition to linearity; measured here: :math:`\rho` = 0.23 at width 64
+   and 0.12 at width 256 on digits). :math:`\rho < 0.1` keeps the quadratic
+   model convex to 10%; :math:`\rho > 1` means the most negative direction
+   is steeper than the most positive one, a saddle region (Dauphin et al.
+   2014) where at the probe step :math:`\eta = 1/\lambda_{\max}` a
+   perturbation along it grows by :math:`1 + \rho > 2` per step. When
+   :math:`\lambda_{\min} \ge 0`: with fewer parameters than outputs
+   (:math:`d < nk`) :math:`\kappa_H` is graded like :math:`\kappa` (GD on a
+   strongly convex quadratic contracts by :math:`1 - 1/\kappa_H` per step,
+   Nesterov 2004, Thm 2.1.15); with :math:`d \ge nk` the Hessian has at least
+   :math:`d - nk` near-zero eigenvalues, its :math:`\kappa_H` is infinite
+   without slowing training and criterion 1 grades the rate (library).
+   :math:`\lambda_{\max} \le 0` or non-finite is wild.
+3. **Gradient noise** (``gradient_noise``, :func:`gradient_noise`), from the
+   per-example gradient covariance :math:`\Sigma` on the probe batch of
+   :math:`N` examples: :math:`\operatorname{Var}[\nabla\ell] = \operatorname{tr}\Sigma`,
+   :math:`\|\Sigma\|_2` (Lanczos on a matrix-free product), the effective
+   rank :math:`\operatorname{tr}\Sigma/\|\Sigma\|_2` and the signal-to-noise
+   ratio :math:`\|\bar g\|^2/\operatorname{tr}\Sigma`. Graded on the simple
+   noise scale :math:`B_{\rm noise} = \operatorname{tr}\Sigma/\|\bar g\|^2`
+   (McCandlish et al. 2018): library :math:`B_{\rm noise} < N/2`, tame up to
+   :math:`N`, wild beyond. The mean of :math:`N` per-example gradients has
+   signal-to-noise ratio :math:`N/B_{\rm noise}`, so beyond :math:`N` the
+   probe batch's gradient is dominated by its sampling noise; below
+   :math:`N/2` minibatches of half the batch are still signal-dominated. Away
+   from a minimum only (at one, :math:`\bar g \to 0` and every model is
+   noise-dominated). Needs :math:`N \ge 2`; otherwise left out.
+4. **Gradient flow**:
    :math:`R_l = \|\nabla_{\theta_l}\mathcal L\| / \|\nabla_{\theta_L}\mathcal L\|`
    per layer (a layer is the group of leaves sharing a parent in the parameter
    pytree, in flattening order; :math:`L` is the last). :math:`\min_l R_l > 0.1`
    library, :math:`0.01`-:math:`0.1` tame, :math:`< 0.01` wild (vanishing);
    :math:`\max_l R_l > 100` is wild too (exploding).
-3. **NTK drift** over a short probe run of gradient descent at step
+5. **NTK drift** over a short probe run of gradient descent at step
    :math:`\eta = 1/\lambda_{\max}(\nabla^2\mathcal L)`:
    :math:`\|\Theta_T - \Theta_0\|_F / \|\Theta_0\|_F` below 0.1 library (lazy),
    up to 0.5 tame, above or non-finite wild.
-4. **Loss-curve shape** of the probe run, from a least-squares fit of
+6. **Loss-curve shape** of the probe run, from a least-squares fit of
    :math:`\log \mathcal L_t = a - r t`: exponential decay (:math:`r > 0`,
    :math:`R^2 \ge 0.9`, at most 10% of steps going up) is library; divergence
    (non-finite or final loss above the initial one) or oscillation (more than
    40% of steps going up) is wild; anything else (sublinear, plateaus) tame.
-5. **Width scaling** (optional): the slope :math:`s` of log drift against log
+7. **Width scaling** (optional): the slope :math:`s` of log drift against log
    width. :math:`|s + 1/2| \le 0.2` is the kernel regime (library);
    :math:`|s| \le 0.2` mean-field / feature learning (tame); otherwise wild.
 
-The overall regime is the worst verdict. A wild certificate names the
+The overall regime is the worst verdict. The certificate also carries the
+architecture (:func:`architecture`: depth, widths, activation, parameter count),
+so that the tuple (regime, criteria, measurements, architecture) says what
+was certified. A wild certificate names the
 pathology, where it sits and a remedy; a tame one suggests an adaptation.
 
 References:
@@ -38,6 +80,13 @@ References:
   Ghorbani, Krishnan, Xiao, An Investigation into Neural Net Optimization via
   Hessian Eigenvalue Density, 2019 (negative spectral mass).
   Chizat, Oyallon, Bach, On Lazy Training in Differentiable Programming, 2019.
+  Liu, Zhu, Belkin, On the linearity of large non-linear models: when and why
+  the tangent kernel is constant, 2020 (the Hessian's residual term).
+  Dauphin et al., Identifying and attacking the saddle point problem in
+  high-dimensional non-convex optimization, 2014.
+  McCandlish, Kaplan, Amodei et al., An Empirical Model of Large-Batch Training,
+  2018 (simple noise scale).
+  Nesterov, Introductory Lectures on Convex Optimization, 2004.
 """
 
 from __future__ import annotations
@@ -45,7 +94,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -57,7 +106,15 @@ from wideth import _checks
 from wideth.functional import as_apply
 from wideth.io import jsonable
 
-__all__ = ["ProfileCertificate", "profile", "gradient_ratios", "loss_curve_shape"]
+__all__ = [
+    "ProfileCertificate",
+    "architecture",
+    "gradient_noise",
+    "gradient_ratios",
+    "hessian_summary",
+    "loss_curve_shape",
+    "profile",
+]
 
 REGIMES = ("library", "tame", "wild")
 _RANK = {r: i for i, r in enumerate(REGIMES)}
@@ -65,6 +122,9 @@ _RANK = {r: i for i, r in enumerate(REGIMES)}
 #: Thresholds of every criterion (documented in the module docstring).
 THRESHOLDS = {
     "kappa": (1e2, 1e4),
+    "negative_curvature": (0.1, 1.0),
+    "hessian_kappa": (1e2, 1e4),
+    "noise_scale_fraction": (0.5, 1.0),
     "grad_ratio_min": (0.1, 0.01),
     "grad_ratio_max": 100.0,
     "drift": (0.1, 0.5),
@@ -84,6 +144,9 @@ class ProfileCertificate:
       measurements: every measured number (JSON-serialisable).
       pathology: for wild certificates, ``{"pathology", "location", "remedy"}``.
       adaptation: for tame certificates, the suggested adaptation.
+      architecture: depth, widths, activation and parameter count
+        (:func:`architecture`); with the regime, criteria and measurements it
+        is the certificate tuple.
     """
 
     regime: str
@@ -91,6 +154,7 @@ class ProfileCertificate:
     measurements: dict[str, Any]
     pathology: dict[str, str] | None = None
     adaptation: str | None = None
+    architecture: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The certificate as plain Python data."""
@@ -111,7 +175,49 @@ class ProfileCertificate:
             lines += ["", f"Pathology: {p['pathology']} ({p['location']}). Remedy: {p['remedy']}."]
         if self.adaptation:
             lines += ["", f"Suggested adaptation: {self.adaptation}."]
+        if self.architecture:
+            a = self.architecture
+            parts = [f"{k} {a[k]}" for k in _ARCH_KEYS if a.get(k) is not None]
+            lines += ["", f"Architecture: {', '.join(parts)}."]
+        rows = [(label, self.measurements[k]) for k, label in _EVIDENCE if k in self.measurements]
+        if rows:
+            lines += ["", "| evidence | value |", "|---|---|"]
+            lines += [f"| {label} | {_fmt(v)} |" for label, v in rows]
         return "\n".join(lines)
+
+
+#: Architecture entries printed by :meth:`ProfileCertificate.to_markdown`, in order.
+_ARCH_KEYS = (
+    "model",
+    "depth",
+    "widths",
+    "in_dim",
+    "out_dim",
+    "activation",
+    "parameterization",
+    "num_parameters",
+)
+#: Measurements printed by :meth:`ProfileCertificate.to_markdown`: (key, label).
+_EVIDENCE = (
+    ("ntk_condition_number", "NTK kappa = lambda_max/lambda_min"),
+    ("hessian_lambda_max", "Hessian lambda_max = smoothness L"),
+    ("hessian_lambda_2", "Hessian lambda_2"),
+    ("hessian_spectral_gap", "Hessian spectral gap lambda_1 - lambda_2"),
+    ("hessian_lambda_min", "Hessian lambda_min"),
+    ("hessian_lambda_min_sign", "sign of Hessian lambda_min"),
+    ("hessian_condition_number", "Hessian kappa_H = lambda_max/|lambda_min|"),
+    ("hessian_negative_curvature", "negative curvature -lambda_min/lambda_max"),
+    ("hessian_negative_mass", "Hessian negative spectral mass (SLQ)"),
+    ("gradient_variance", "Var[grad L] = tr Sigma"),
+    ("sigma_norm", "||Sigma|| (top eigenvalue)"),
+    ("gradient_effective_rank", "effective rank tr Sigma/||Sigma||"),
+    ("gradient_snr", "gradient SNR |g|^2/tr Sigma"),
+    ("gradient_noise_scale", "noise scale B_noise = tr Sigma/|g|^2"),
+)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _validate(
@@ -237,11 +343,326 @@ def loss_curve_shape(losses: Sequence[float]) -> dict[str, Any]:
     return {"rate": float(-slope), "r2": r2, "up_fraction": up, "ratio": ratio, "verdict": verdict}
 
 
+def hessian_summary(
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    *,
+    num_steps: int = 20,
+    key: jax.Array | None = None,
+) -> dict[str, float]:
+    r"""Extreme eigenvalues of the loss Hessian by Lanczos, never forming :math:`H`.
+
+    Runs :func:`wideth.hessian.top_eigenpairs` on the operator
+    :func:`wideth.hessian.hessian` (Hessian-vector products, forward over
+    reverse) for both ends of the spectrum and reports
+
+    .. math::
+
+        \kappa_H = \frac{\lambda_{\max}}{|\lambda_{\min}|},\qquad
+        \operatorname{sign}\lambda_{\min},\qquad
+        \rho = \frac{\max(0, -\lambda_{\min})}{\lambda_{\max}},\qquad
+        \lambda_1 - \lambda_2,\qquad L = \lambda_{\max},\qquad
+        \|H\|_2 = \max(|\lambda_{\max}|, |\lambda_{\min}|).
+
+    :math:`L = \lambda_{\max}` is the local (one-sided) smoothness constant of
+    the descent lemma :math:`\mathcal L(\theta - \eta g) \le \mathcal L(\theta)
+    - \eta(1 - \eta L/2)\|g\|^2` near :math:`\theta`; :math:`\|H\|_2` the local
+    Lipschitz constant of :math:`\nabla\mathcal L`. Ritz values are inside the
+    spectrum, so with few steps :math:`\lambda_{\max}` is under- and
+    :math:`\lambda_{\min}` over-estimated (both converge first, Kaniel--Paige);
+    ``num_steps`` at least the dimension gives them to rounding.
+
+    Args:
+      loss_fn: ``loss_fn(params) -> scalar``.
+      params: parameter pytree with at least 2 entries.
+      num_steps: Lanczos steps per end (``>= 2``; clipped to the dimension).
+      key: PRNG key of the Lanczos start vector (default ``jax.random.key(0)``).
+
+    Returns:
+      dict with ``lambda_max``, ``lambda_2``, ``lambda_min``, ``lambda_min_sign``
+      (-1, 0 or 1), ``spectral_gap`` (:math:`\lambda_1 - \lambda_2`),
+      ``condition_number`` (:math:`\kappa_H`, ``inf`` when :math:`\lambda_{\min} = 0`),
+      ``negative_curvature`` (:math:`\rho`, ``inf`` when :math:`\lambda_{\max} \le 0`
+      and :math:`\lambda_{\min} < 0`), ``smoothness`` (:math:`L`) and ``hessian_norm``.
+
+    Raises:
+      ValueError / TypeError: a ``loss_fn`` that is not callable or not scalar,
+        bad ``params`` (fewer than 2 entries, non-floating, NaN/inf), bad
+        ``num_steps`` or ``key``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> s = hessian_summary(lambda p: 0.5 * jnp.sum(jnp.array([4.0, 1.0, -2.0]) * p**2),
+      ...                     jnp.zeros(3), num_steps=3)
+      >>> round(s["lambda_max"], 4), round(s["lambda_min"], 4), round(s["spectral_gap"], 4)
+      (4.0, -2.0, 3.0)
+    """
+    from wideth import hessian
+
+    _checks.callable_("loss_fn", loss_fn, "a callable loss_fn(params) -> scalar")
+    num_steps = _checks.positive_int("num_steps", num_steps, minimum=2)
+    key = jax.random.key(0) if key is None else _checks.prng_key("key", key)
+    op = hessian.hessian(loss_fn, params)
+    if op.size < 2:
+        raise ValueError(f"params: expected at least 2 parameters, got {op.size}")
+    m = min(num_steps, op.size)
+    top, _ = hessian.top_eigenpairs(op, k=2, num_steps=m, key=key)
+    bottom, _ = hessian.top_eigenpairs(op, k=1, num_steps=m, key=key, which="smallest")
+    lam1, lam2, lam_min = float(top[0]), float(top[1]), float(bottom[0])
+    lam_min = min(lam_min, lam2)  # one Krylov space: the smallest Ritz value is <= lambda_2
+    if lam_min < 0:
+        rho = -lam_min / lam1 if lam1 > 0 else float("inf")
+    else:
+        rho = 0.0
+    return {
+        "lambda_max": lam1,
+        "lambda_2": lam2,
+        "lambda_min": lam_min,
+        "lambda_min_sign": float(np.sign(lam_min)),
+        "spectral_gap": lam1 - lam2,
+        "condition_number": lam1 / abs(lam_min) if lam_min != 0 else float("inf"),
+        "negative_curvature": rho,
+        "smoothness": lam1,
+        "hessian_norm": max(abs(lam1), abs(lam_min)),
+    }
+
+
+def _per_example_losses(objective: Callable, params: Any, x: jax.Array, y: jax.Array):
+    """``(N,)`` losses :math:`\\ell_i(\\theta)` = ``objective`` on each row alone."""
+    return jax.vmap(lambda xi, yi: objective(params, (xi[None], yi[None])))(x, y)
+
+
+def gradient_noise(
+    objective: Callable[[Any, Any], jax.Array],
+    params: Any,
+    data: tuple[Any, Any],
+    *,
+    num_steps: int = 20,
+    key: jax.Array | None = None,
+    chunk: int = 64,
+) -> dict[str, float]:
+    r"""The per-example gradient covariance :math:`\Sigma`: trace, norm, effective rank, SNR.
+
+    With :math:`\mathcal L = \frac1N\sum_i\ell_i`, :math:`g_i = \nabla\ell_i`,
+    :math:`\bar g = \nabla\mathcal L` and
+    :math:`\Sigma = \frac1N\sum_i (g_i - \bar g)(g_i - \bar g)^\top`:
+
+    * :math:`\operatorname{Var}[\nabla\ell] = \operatorname{tr}\Sigma =
+      \frac1N\sum_i\|g_i - \bar g\|^2` from
+      :func:`wideth.train.noise.minibatch_noise` (per-example gradients in
+      chunks, only their squared distances kept);
+    * :math:`\|\Sigma\|_2` by Lanczos (:func:`wideth.hessian.from_matvec`) on
+      the matrix-free product. With :math:`J` the Jacobian of the per-example
+      losses :math:`(\ell_1, \dots, \ell_N)` (rows :math:`g_i^\top`) and
+      :math:`c = Jv - \overline{Jv}\,\mathbf 1`,
+
+      .. math::
+
+          \Sigma v = \frac1N\sum_i (g_i - \bar g)\,(g_i - \bar g)^\top v
+                   = \frac1N J^\top c
+
+      (:math:`\sum_i c_i = 0` removes the :math:`\bar g` term): one JVP and one
+      VJP of the vector of per-example losses, no per-example gradient stored;
+    * the effective rank :math:`r = \operatorname{tr}\Sigma/\|\Sigma\|_2`, between 1
+      and :math:`\operatorname{rank}\Sigma`;
+    * the signal-to-noise ratio :math:`\|\bar g\|^2/\operatorname{tr}\Sigma` and
+      its inverse, the *simple noise scale*
+      :math:`B_{\rm noise} = \operatorname{tr}\Sigma/\|\bar g\|^2` (McCandlish
+      et al. 2018, eq. 2.8): the batch size at which a minibatch gradient's
+      noise :math:`\operatorname{tr}\Sigma/B` equals its signal :math:`\|\bar g\|^2`.
+
+    Args:
+      objective: ``objective(params, (x, y)) -> scalar``, a mean over the rows of
+        the batch (so that on one row it is :math:`\ell_i`).
+      params: parameter pytree.
+      data: ``(x, y)`` with :math:`N \ge 2` rows.
+      num_steps: Lanczos steps for :math:`\|\Sigma\|_2` (``>= 1``; clipped to the dimension).
+      key: PRNG key of the Lanczos start vector (default ``jax.random.key(0)``).
+      chunk: per-example gradients per step of the trace computation.
+
+    Returns:
+      dict with ``trace_sigma`` (= ``gradient_variance``), ``sigma_norm``,
+      ``effective_rank`` (NaN when :math:`\Sigma = 0`), ``grad_sq``
+      (:math:`\|\bar g\|^2`), ``snr`` and ``noise_scale`` (``inf`` for a zero
+      mean gradient with noise, 0 without noise).
+
+    Raises:
+      ValueError / TypeError: a non-callable or non-scalar objective, bad
+        ``params``, ``data`` that is not a pair of arrays with the same
+        number (>= 2) of rows, bad ``num_steps``, ``key`` or ``chunk``.
+
+    References:
+      McCandlish, Kaplan, Amodei et al., `An Empirical Model of Large-Batch
+      Training <https://arxiv.org/abs/1812.06162>`_, 2018.
+    """
+    from wideth import hessian
+    from wideth.train.noise import minibatch_noise
+
+    _checks.callable_("objective", objective, "a callable objective(params, (x, y))")
+    _checks.params_tree("params", params)
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise TypeError(f"data: expected a pair (x, y), got {type(data).__name__}")
+    x = _checks.array("data", data[0], min_ndim=1, kind="number")
+    y = _checks.array("data", data[1], min_ndim=1, kind="number")
+    if x.shape[0] < 2 or y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"data: expected x and y with the same number (>= 2) of rows, got shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    _checks.scalar_output("objective", objective, params, (x, y), what="objective(params, (x, y))")
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    key = jax.random.key(0) if key is None else _checks.prng_key("key", key)
+    chunk = _checks.positive_int("chunk", chunk)
+    n = x.shape[0]
+
+    def sigma_matvec(v: Any, p: Any, xs: jax.Array, ys: jax.Array) -> Any:
+        f = lambda q: _per_example_losses(objective, q, xs, ys)
+        _, f_jvp = jax.linearize(f, p)
+        jv = f_jvp(v)
+        (out,) = jax.linear_transpose(f_jvp, p)((jv - jnp.mean(jv)) / n)
+        return out
+
+    op = hessian.from_matvec(sigma_matvec, params, params, x, y)
+    top, _ = hessian.top_eigenpairs(op, k=1, num_steps=min(num_steps, op.size), key=key)
+    noise = minibatch_noise(objective, params, (x, y), 1, chunk=chunk)
+    tr, g2, norm = float(noise["trace_sigma"]), float(noise["grad_sq"]), float(top[0])
+    if tr == 0:
+        scale = 0.0
+    else:
+        scale = tr / g2 if g2 > 0 else float("inf")
+    return {
+        "trace_sigma": tr,
+        "gradient_variance": tr,
+        "sigma_norm": norm,
+        "effective_rank": tr / norm if norm > 0 else float("nan"),
+        "grad_sq": g2,
+        "snr": g2 / tr if tr > 0 else float("inf"),
+        "noise_scale": scale,
+    }
+
+
+def architecture(apply_fn_or_module: Any, params: Any = None) -> dict[str, Any]:
+    """The architecture of a network: depth, widths, activation, parameter count.
+
+    From an ``nnx.Module``, its attributes (``depth``, ``width``,
+    ``activation``, ``parameterization``, ``W_std``, ``b_std``, ``in_dim``,
+    ``out_dim`` where it has them) and its parameters; from an ``apply_fn``,
+    what the parameter tree shows: one layer per group of leaves sharing a
+    parent (as in :func:`gradient_ratios`) that holds a weight (a leaf with
+    ``ndim >= 2``), its width the weight's last axis; ``depth`` is the number
+    of such layers less the readout, and ``activation`` is unknown (``None``).
+
+    Args:
+      apply_fn_or_module: an ``nnx.Module`` or ``apply_fn(params, x)``.
+      params: parameter pytree (``None`` for a module).
+
+    Returns:
+      dict with ``source`` (``"module"`` or ``"params"``), ``model`` (class
+      name or ``None``), ``depth``, ``widths`` (hidden widths), ``in_dim``,
+      ``out_dim``, ``activation``, ``num_parameters``, ``layers`` (name,
+      weight shape) and, from a module, ``parameterization``, ``W_std`` and
+      ``b_std`` when present.
+
+    Raises:
+      ValueError / TypeError: neither a module nor a callable, ``params`` given
+        with a module or missing with a function, a tree without leaves.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> p = {"l1": {"w": jnp.ones((3, 8)), "b": jnp.ones(8)}, "out": {"w": jnp.ones((8, 2))}}
+      >>> a = architecture(lambda p, x: x, p)
+      >>> a["depth"], a["widths"], a["in_dim"], a["out_dim"], a["num_parameters"]
+      (1, [8], 3, 2, 48)
+    """
+    from flax import nnx
+
+    module = apply_fn_or_module if isinstance(apply_fn_or_module, nnx.Module) else None
+    _, params = as_apply(apply_fn_or_module, params, name="apply_fn_or_module")
+    _checks.params_tree("params", params)
+    leaves = jax.tree.leaves(params)
+    layers = []
+    for name, idx in _layer_groups(params):
+        shapes = [tuple(np.shape(leaves[i])) for i in idx]
+        weights = [s for s in shapes if len(s) >= 2]
+        if weights:
+            layers.append((name, max(weights, key=len)))
+    widths = [int(s[-1]) for _, s in layers]
+    info: dict[str, Any] = {
+        "source": "params" if module is None else "module",
+        "model": None if module is None else type(module).__name__,
+        "depth": max(len(layers) - 1, 0),
+        "widths": widths[:-1],
+        "in_dim": int(np.prod(layers[0][1][:-1])) if layers else None,
+        "out_dim": widths[-1] if widths else None,
+        "activation": None,
+        "num_parameters": int(sum(np.size(a) for a in leaves)),
+        "layers": [[name, list(shape)] for name, shape in layers],
+    }
+    if module is not None:
+        for attr in ("depth", "in_dim", "out_dim", "activation"):
+            value = getattr(module, attr, None)
+            if isinstance(value, int | str) and not isinstance(value, bool):
+                info[attr] = value
+        width = getattr(module, "width", None)
+        if isinstance(width, int) and isinstance(info["depth"], int):
+            info["widths"] = [width] * info["depth"]
+        for attr in ("parameterization", "W_std", "b_std"):
+            value = getattr(module, attr, None)
+            if isinstance(value, int | float | str) and not isinstance(value, bool):
+                info[attr] = value
+    return info
+
+
 def _grade(value: float, lo: float, hi: float) -> str:
     """library below ``lo``, tame up to ``hi``, wild above or non-finite."""
     if not math.isfinite(value):
         return "wild"
     return "library" if value < lo else ("tame" if value <= hi else "wild")
+
+
+def _hessian_criterion(hs: dict[str, float], n_params: int, n_outputs: int) -> dict[str, str]:
+    """Verdict on the Hessian's extreme eigenvalues (module docstring, criterion 2)."""
+    lam1, lam_min, rho = hs["lambda_max"], hs["lambda_min"], hs["negative_curvature"]
+    kappa_h = hs["condition_number"]
+    lo, hi = THRESHOLDS["negative_curvature"]
+    if not (math.isfinite(lam1) and math.isfinite(lam_min)) or lam1 <= 0:
+        return {
+            "verdict": "wild",
+            "reason": f"Hessian lambda_max = {lam1:.3g}: no positive curvature to descend along",
+        }
+    if lam_min < 0:
+        return {
+            "verdict": _grade(rho, lo, hi),
+            "reason": f"Hessian lambda_min = {lam_min:.3g} < 0: negative curvature "
+            f"-lambda_min/lambda_max = {rho:.3g}, kappa_H = {kappa_h:.3g} "
+            f"(library < {lo:g}, wild > {hi:g})",
+        }
+    if n_params < n_outputs:
+        klo, khi = THRESHOLDS["hessian_kappa"]
+        return {
+            "verdict": _grade(kappa_h, klo, khi),
+            "reason": f"Hessian positive definite, kappa_H = {kappa_h:.3g} with d = {n_params} "
+            f"< nk = {n_outputs} (library < {klo:g}, wild > {khi:g})",
+        }
+    return {
+        "verdict": "library",
+        "reason": f"Hessian positive semi-definite (lambda_min = {lam_min:.3g} >= 0); "
+        f"kappa_H = {kappa_h:.3g} from the flat directions of d = {n_params} >= nk = "
+        f"{n_outputs} parameters is not graded (the NTK conditioning sets the rate)",
+    }
+
+
+def _noise_criterion(gn: dict[str, float], n: int) -> dict[str, str]:
+    """Verdict on the simple noise scale relative to the probe batch (criterion 3)."""
+    b = gn["noise_scale"]
+    lo, hi = THRESHOLDS["noise_scale_fraction"]
+    frac = b / n
+    return {
+        "verdict": _grade(frac, lo, hi),
+        "reason": f"noise scale B_noise = tr Sigma/|g|^2 = {b:.3g} = {frac:.3g} x probe batch "
+        f"(SNR {gn['snr']:.3g}, effective rank {gn['effective_rank']:.3g}; "
+        f"library < {lo:g}, wild > {hi:g})",
+    }
 
 
 def _probe_run(
@@ -283,6 +704,7 @@ def profile(
     lanczos_steps: int = 20,
     widths: Sequence[int] | None = None,
     make_model: Callable[[int], tuple[Callable, Any]] | None = None,
+    architecture_info: Mapping[str, Any] | None = None,
 ) -> ProfileCertificate:
     r"""Measure the regime of a network on a probe batch (see the module docstring).
 
@@ -297,9 +719,12 @@ def profile(
       probe_steps: length of the probe gradient-descent run.
       probe_size: number of inputs in the probe batch.
       lanczos_steps: Krylov dimension for the Hessian estimates.
-      widths: optional widths for criterion 5; needs ``make_model``.
+      widths: optional widths for criterion 7; needs ``make_model``.
       make_model: ``width -> (apply_fn, params)`` building the same
         architecture at another width.
+      architecture_info: entries added to (or replacing) the certificate's
+        architecture (:func:`architecture`), e.g. ``{"activation": "tanh"}``
+        for an ``apply_fn``, whose activation the parameters do not show.
 
     Returns:
       A :class:`ProfileCertificate`.
@@ -317,8 +742,23 @@ def profile(
     """
     from wideth import hessian
 
+    given_params = params
     apply_fn, params = as_apply(apply_fn_or_module, params, name="apply_fn_or_module")
     x, y, loss_out = _validate(apply_fn, params, x, y, loss)
+    if architecture_info is not None:
+        if not isinstance(architecture_info, Mapping) or not all(
+            isinstance(k, str) for k in architecture_info
+        ):
+            raise TypeError(
+                "architecture_info: expected a dict with string keys, got "
+                f"{type(architecture_info).__name__}"
+            )
+        try:
+            json.dumps(jsonable(dict(architecture_info)))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"architecture_info: expected JSON-serialisable values ({e})") from e
+    arch = architecture(apply_fn_or_module, given_params)
+    arch.update(dict(architecture_info or {}))
     probe_steps = _checks.positive_int("probe_steps", probe_steps, minimum=3)
     probe_size = _checks.positive_int("probe_size", probe_size)
     lanczos_steps = _checks.positive_int("lanczos_steps", lanczos_steps)
@@ -333,7 +773,7 @@ def profile(
     criteria: dict[str, dict[str, str]] = {}
     m: dict[str, Any] = {"probe_size": int(xb.shape[0]), "probe_steps": probe_steps}
 
-    # 1. Conditioning.
+    # 1-2. Conditioning: the NTK Gram and the loss Hessian.
     from wideth.kernels import empirical
 
     theta = np.asarray(empirical.ntk(apply_fn, params, xb), dtype=np.float64)
@@ -342,25 +782,51 @@ def profile(
     k1, k2 = jax.random.split(key)
     n_params = sum(p.size for p in jax.tree.leaves(params))
     steps = int(min(lanczos_steps, n_params))
-    top, _ = hessian.top_eigenpairs(loss_fn, params, k=1, num_steps=steps, key=k1)
+    hs = hessian_summary(loss_fn, params, num_steps=max(steps, 2), key=k1)
     nodes, weights = hessian.spectral_density(
         loss_fn, params, num_probes=4, num_steps=steps, key=k2
     )
-    lam_h = float(top[0])
+    lam_h = hs["lambda_max"]
     m.update(
         ntk_lambda_max=float(ev[-1]),
         ntk_lambda_min=float(ev[0]),
         ntk_condition_number=kappa,
         hessian_lambda_max=lam_h,
+        hessian_lambda_2=hs["lambda_2"],
+        hessian_spectral_gap=hs["spectral_gap"],
+        hessian_lambda_min=hs["lambda_min"],
+        hessian_lambda_min_sign=hs["lambda_min_sign"],
+        hessian_condition_number=hs["condition_number"],
+        hessian_negative_curvature=hs["negative_curvature"],
+        hessian_norm=hs["hessian_norm"],
+        smoothness=hs["smoothness"],
         hessian_negative_mass=float(hessian.negative_mass(nodes, weights)),
+        num_parameters=int(n_params),
+        num_outputs=int(yb.size),
     )
     lo, hi = THRESHOLDS["kappa"]
     criteria["conditioning"] = {
         "verdict": _grade(kappa, lo, hi),
         "reason": f"NTK condition number {kappa:.3g} (library < {lo:g}, wild > {hi:g})",
     }
+    criteria["hessian_conditioning"] = _hessian_criterion(hs, int(n_params), int(yb.size))
 
-    # 2. Gradient flow.
+    # 3. Gradient noise: the per-example gradient covariance on the probe batch.
+    if xb.shape[0] >= 2:
+        objective = lambda p, batch: loss_out(apply_fn(p, batch[0]), batch[1])
+        gn = gradient_noise(
+            objective, params, (xb, yb), num_steps=steps, key=jax.random.fold_in(key, 2)
+        )
+        m.update(
+            gradient_variance=gn["gradient_variance"],
+            sigma_norm=gn["sigma_norm"],
+            gradient_effective_rank=gn["effective_rank"],
+            gradient_snr=gn["snr"],
+            gradient_noise_scale=gn["noise_scale"],
+        )
+        criteria["gradient_noise"] = _noise_criterion(gn, int(xb.shape[0]))
+
+    # 4. Gradient flow.
     ratios = gradient_ratios(jax.grad(loss_fn)(params))
     names = list(ratios)
     vals = np.array([ratios[n] for n in names])
@@ -382,7 +848,7 @@ def profile(
         f"(library > {hi_r:g}, wild < {lo_r:g} or > {THRESHOLDS['grad_ratio_max']:g})",
     }
 
-    # 3-4. Probe run: drift and loss curve.
+    # 5-6. Probe run: drift and loss curve.
     lr = 1.0 / lam_h if lam_h > 0 and math.isfinite(lam_h) else 1e-2
     final, losses = _probe_run(apply_fn, loss_out, params, (xb, yb), lr, probe_steps)
     m.update(probe_lr=lr, probe_losses=losses.tolist())
@@ -402,7 +868,7 @@ def profile(
         f"{100 * shape['up_fraction']:.0f}% of steps up, final/initial {shape['ratio']:.3g}",
     }
 
-    # 5. Width scaling.
+    # 7. Width scaling.
     if widths is not None:
         drifts = []
         for w in widths:
@@ -432,7 +898,17 @@ def profile(
             if lam_h > 0
             else "use the PL-adaptive step size (wideth.optim.pl_adaptive)"
         )
-    return ProfileCertificate(regime, criteria, jsonable(m), pathology, adaptation)
+        if criteria["hessian_conditioning"]["verdict"] == "tame" and hs["lambda_min"] < 0:
+            adaptation += (
+                f"; negative curvature (lambda_min = {hs['lambda_min']:.3g}) is escaped "
+                "fastest by full steps near 1/lambda_max with some noise (SGD)"
+            )
+        if criteria.get("gradient_noise", {}).get("verdict") == "tame":
+            adaptation += (
+                f"; use minibatches of at least B_noise = {m['gradient_noise_scale']:.3g} "
+                "examples (below it scale the learning rate with the batch size)"
+            )
+    return ProfileCertificate(regime, criteria, jsonable(m), pathology, adaptation, jsonable(arch))
 
 
 def _diagnose(criteria: dict[str, dict[str, str]], m: dict[str, Any]) -> dict[str, str]:
@@ -459,6 +935,31 @@ def _diagnose(criteria: dict[str, dict[str, str]], m: dict[str, Any]) -> dict[st
             "location": f"kappa = {m['ntk_condition_number']:.3g} on the probe batch",
             "remedy": "standardise inputs, remove duplicate or near-duplicate points, "
             "or regularise (weight decay / ridge)",
+        }
+    if criteria["hessian_conditioning"]["verdict"] == "wild":
+        if m["hessian_lambda_min"] < 0 and m["hessian_lambda_max"] > 0:
+            return {
+                "pathology": "strong negative curvature (saddle region)",
+                "location": f"Hessian lambda_min = {m['hessian_lambda_min']:.3g}, "
+                f"-lambda_min/lambda_max = {m['hessian_negative_curvature']:.3g}",
+                "remedy": "perturb the parameters off the saddle (random restarts or noise), "
+                "widen the network (the residual Hessian term shrinks with width) or "
+                "initialise nearer the lazy regime",
+            }
+        return {
+            "pathology": "ill-conditioned or non-positive Hessian",
+            "location": f"lambda_max = {m['hessian_lambda_max']:.3g}, "
+            f"kappa_H = {m['hessian_condition_number']:.3g}",
+            "remedy": "regularise (weight decay) or precondition (adaptive optimiser)",
+        }
+    noise = criteria.get("gradient_noise")
+    if noise is not None and noise["verdict"] == "wild":
+        return {
+            "pathology": "noise-dominated gradients",
+            "location": f"noise scale B_noise = {m['gradient_noise_scale']:.3g} above the "
+            f"probe batch of {m['probe_size']}",
+            "remedy": "use batches of at least B_noise, average more examples per step, "
+            "or lower the learning rate",
         }
     if criteria["loss_curve"]["verdict"] == "wild":
         return {

@@ -231,7 +231,12 @@ def gradient_descent_mse(
     Returns:
       ``predict_fn(t=None, k_test_train=None, fx_train_0=0., fx_test_0=0.)``
       returning ``(fx_train_t, fx_test_t)``; ``fx_test_t`` is ``None`` when
-      ``k_test_train`` is not given. Shapes follow ``y_train``.
+      ``k_test_train`` is not given. Shapes follow ``y_train``. ``t`` must be
+      ``>= 0`` (a whole number of steps with ``discrete=True``).
+
+    Raises:
+      ValueError: a non-finite, non-square, non-symmetric or indefinite kernel,
+        ``learning_rate <= 0``, ``diag_reg < 0``, targets of the wrong shape.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -365,6 +370,11 @@ def gp_inference(
 
     Returns:
       :class:`Gaussian`; ``covariance`` is ``None`` without ``k_test_test``.
+
+    Raises:
+      ValueError: non-finite or mis-shaped kernels or targets, a non-symmetric
+        kernel, ``diag_reg < 0``, or a ``K + diag_reg I`` that is not positive
+        definite (its Cholesky factorisation fails: pass ``diag_reg > 0``).
     """
     k = _check_kernel("k_train_train", k_train_train, (None, None), symmetric=True)
     n = k.shape[0]
@@ -412,6 +422,10 @@ def max_learning_rate(
 
     Returns:
       Scalar :math:`\eta_{\max}`.
+
+    Raises:
+      ValueError: a non-finite, non-symmetric or indefinite kernel, one whose top
+        eigenvalue is not positive, or ``momentum`` outside ``[0, 1)``.
     """
     k = _check_kernel("ntk_train_train", ntk_train_train, (None, None), symmetric=True)
     scale = _time_scale(k.shape[0], normalization)

@@ -77,6 +77,12 @@ def _check_kernel(
         raise ValueError(f"{name}: expected a square kernel, got {_checks.shape_str(k)}")
     if _checks.is_tracer(k):
         return k
+    with jax.ensure_compile_time_eval():  # a concrete kernel closed over by a jitted caller
+        _check_kernel_values(name, k, symmetric)
+    return k
+
+
+def _check_kernel_values(name: str, k: jax.Array, symmetric: bool) -> None:
     if not bool(jnp.all(jnp.isfinite(k))):
         bad = int(jnp.size(k) - jnp.count_nonzero(jnp.isfinite(k)))
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
@@ -89,7 +95,6 @@ def _check_kernel(
                 f"{name}: expected a symmetric kernel, got max |K - K^T| = {asym:.3g} "
                 f"(tolerance {tol:.3g})"
             )
-    return k
 
 
 def _symmetry_rtol(dtype: Any) -> float:

@@ -192,7 +192,12 @@ def pl_adaptive(
         include the step (no ``scale_by_learning_rate`` needed).
 
     Raises:
-        ValueError: if ``weight_decay`` is negative or not finite.
+        ValueError: if ``beta`` is not in ``[0, 1)``, or ``eps`` or ``weight_decay``
+            is negative or not finite.
+        TypeError: (from ``update``) a missing or non-callable ``outputs_fn`` /
+            ``loss_of_outputs``, or ``params`` None; a ``loss_of_outputs`` whose
+            output is not a real scalar is a ValueError. Both are traced
+            abstractly (under ``jit`` once, at trace time).
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax

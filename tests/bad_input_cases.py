@@ -1611,6 +1611,777 @@ def _experiments() -> None:
     )
 
 
+# --- wideth.kernels.predict ---------------------------------------------------------
+
+
+def spd(n: int = 4) -> jax.Array:
+    """A well-conditioned symmetric positive definite ``(n, n)`` kernel."""
+    a = jax.random.normal(jax.random.key(5), (n, n))
+    return a @ a.T / n + jnp.eye(n)
+
+
+def targets(n: int = 4) -> jax.Array:
+    return jnp.arange(n, dtype=jnp.float32) - 1.5
+
+
+def not_symmetric() -> jax.Array:
+    return spd().at[0, 1].add(1.0)
+
+
+def _predict() -> None:
+    from wideth.kernels import predict
+
+    gd = predict.gradient_descent_mse
+    e = "predict.gradient_descent_mse"
+    V(e, "k_train_train", "a non-symmetric kernel", lambda: gd(not_symmetric(), targets()))
+    V(e, "k_train_train", "NaN in the kernel", lambda: gd(spd().at[1, 1].set(nan), targets()))
+    V(e, "k_train_train", "a non-square kernel", lambda: gd(jnp.ones((4, 3)), targets()))
+    V(e, "k_train_train", "a 1-d kernel", lambda: gd(jnp.ones(4), targets()))
+    T(e, "k_train_train", "a string kernel", lambda: gd("K", targets()))
+    V(e, "k_train_train", "an indefinite kernel (-I)", lambda: gd(-jnp.eye(4), targets()))
+    V(e, "y_train", "y_train with the wrong rows", lambda: gd(spd(), jnp.ones(3)))
+    V(e, "y_train", "NaN in y_train", lambda: gd(spd(), targets().at[0].set(nan)))
+    V(e, "learning_rate", "negative learning_rate", lambda: gd(spd(), targets(), learning_rate=-1))
+    V(e, "learning_rate", "zero learning_rate", lambda: gd(spd(), targets(), learning_rate=0.0))
+    V(e, "learning_rate", "NaN learning_rate", lambda: gd(spd(), targets(), learning_rate=nan))
+    T(e, "learning_rate", "string learning_rate", lambda: gd(spd(), targets(), learning_rate="1"))
+    V(e, "diag_reg", "negative diag_reg", lambda: gd(spd(), targets(), diag_reg=-0.1))
+    V(e, "diag_reg", "infinite diag_reg", lambda: gd(spd(), targets(), diag_reg=inf))
+    V(
+        e,
+        "normalization",
+        "unknown normalization",
+        lambda: gd(spd(), targets(), normalization="max"),
+    )
+    T(e, "discrete", "discrete a string", lambda: gd(spd(), targets(), discrete="yes"))
+    V(e, "batch_size", "batch_size 0", lambda: gd(spd(), targets(), batch_size=0))
+    T(e, "batch_size", "float batch_size", lambda: gd(spd(), targets(), batch_size=2.5))
+
+    pf = lambda **kw: gd(spd(), targets(), **kw)
+    e = "predict.gradient_descent_mse predict_fn"
+    V(e, "t", "negative time", lambda: pf()(t=-5))
+    V(e, "t", "NaN time", lambda: pf()(t=nan))
+    T(e, "t", "string time", lambda: pf()(t="10"))
+    V(e, "t", "fractional steps with discrete=True", lambda: pf(discrete=True)(t=2.5))
+    V(
+        e,
+        "k_test_train",
+        "k_test_train with the wrong columns",
+        lambda: pf()(k_test_train=jnp.ones((2, 3))),
+    )
+    V(e, "k_test_train", "NaN in k_test_train", lambda: pf()(k_test_train=jnp.full((2, 4), nan)))
+    V(e, "fx_train_0", "fx_train_0 with the wrong rows", lambda: pf()(fx_train_0=jnp.ones(3)))
+    V(
+        e,
+        "fx_test_0",
+        "fx_test_0 with the wrong rows",
+        lambda: pf()(k_test_train=jnp.ones((2, 4)), fx_test_0=jnp.ones(3)),
+    )
+    V(e, "fx_train_0", "NaN fx_train_0", lambda: pf()(fx_train_0=jnp.full(4, nan)))
+
+    ens = predict.gradient_descent_mse_ensemble
+    kt = lambda: jnp.ones((2, 4)) / 4
+    ktt = lambda: jnp.eye(2)
+    e = "predict.gradient_descent_mse_ensemble"
+    V(
+        e,
+        "ntk_train_train",
+        "a non-symmetric NTK",
+        lambda: ens(not_symmetric(), spd(), kt(), kt(), ktt(), targets()),
+    )
+    V(
+        e,
+        "nngp_train_train",
+        "NaN in the NNGP",
+        lambda: ens(spd(), spd().at[0, 0].set(nan), kt(), kt(), ktt(), targets()),
+    )
+    V(
+        e,
+        "ntk_test_train",
+        "ntk_test_train with the wrong columns",
+        lambda: ens(spd(), spd(), jnp.ones((2, 3)), kt(), ktt(), targets()),
+    )
+    V(
+        e,
+        "nngp_test_test",
+        "nngp_test_test of the wrong shape",
+        lambda: ens(spd(), spd(), kt(), kt(), jnp.eye(3), targets()),
+    )
+    V(e, "t", "negative t", lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), t=-1.0))
+    V(
+        e,
+        "learning_rate",
+        "negative learning_rate",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), learning_rate=-1.0),
+    )
+    V(
+        e,
+        "diag_reg",
+        "NaN diag_reg",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), diag_reg=nan),
+    )
+    V(
+        e,
+        "y_train",
+        "y_train with the wrong rows",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), jnp.ones(5)),
+    )
+    V(
+        e,
+        "normalization",
+        "unknown normalization",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), normalization="none"),
+    )
+
+    gp = predict.gp_inference
+    e = "predict.gp_inference"
+    V(
+        e,
+        "k_train_train",
+        "an indefinite kernel",
+        lambda: gp(jnp.diag(jnp.array([1.0, -1.0, 1.0, 1.0])), targets(), kt()),
+    )
+    V(e, "k_train_train", "a non-symmetric kernel", lambda: gp(not_symmetric(), targets(), kt()))
+    V(e, "k_train_train", "inf in the kernel", lambda: gp(spd().at[2, 2].set(inf), targets(), kt()))
+    V(
+        e,
+        "k_test_train",
+        "k_test_train with the wrong columns",
+        lambda: gp(spd(), targets(), jnp.ones((2, 5))),
+    )
+    V(
+        e,
+        "k_test_test",
+        "k_test_test of the wrong shape",
+        lambda: gp(spd(), targets(), kt(), jnp.eye(4)),
+    )
+    V(
+        e,
+        "k_test_test",
+        "NaN in k_test_test",
+        lambda: gp(spd(), targets(), kt(), jnp.full((2, 2), nan)),
+    )
+    V(e, "diag_reg", "negative diag_reg", lambda: gp(spd(), targets(), kt(), diag_reg=-1.0))
+    T(e, "diag_reg", "string diag_reg", lambda: gp(spd(), targets(), kt(), diag_reg="0.1"))
+    V(e, "y_train", "NaN in y_train", lambda: gp(spd(), targets().at[1].set(nan), kt()))
+
+    mlr = predict.max_learning_rate
+    e = "predict.max_learning_rate"
+    V(e, "ntk_train_train", "NaN in the NTK", lambda: mlr(spd().at[0, 0].set(nan)))
+    V(e, "ntk_train_train", "a negative definite NTK (-I)", lambda: mlr(-jnp.eye(3)))
+    V(e, "ntk_train_train", "a zero NTK", lambda: mlr(jnp.zeros((3, 3))))
+    V(e, "ntk_train_train", "a non-symmetric NTK", lambda: mlr(not_symmetric()))
+    V(e, "ntk_train_train", "a non-square NTK", lambda: mlr(jnp.ones((2, 3))))
+    V(e, "momentum", "momentum 1", lambda: mlr(spd(), momentum=1.0))
+    V(e, "momentum", "negative momentum", lambda: mlr(spd(), momentum=-0.5))
+    T(e, "momentum", "string momentum", lambda: mlr(spd(), momentum="0.9"))
+    V(e, "normalization", "unknown normalization", lambda: mlr(spd(), normalization="avg"))
+
+
+# --- wideth.kernels.empirical -------------------------------------------------------
+
+
+def _empirical() -> None:
+    from wideth.kernels import empirical as emp
+
+    x = lambda: xy()[0]
+    e = "empirical.ntk"
+    T(
+        e,
+        "apply_fn",
+        "x with the wrong features",
+        lambda: emp.ntk(apply, params(), jnp.ones((4, 5))),
+    )
+    V(e, "x1", "x1 without rows", lambda: emp.ntk(apply, params(), jnp.ones((0, 3))))
+    V(e, "x1", "NaN in x1", lambda: emp.ntk(apply, params(), x().at[0, 0].set(nan)))
+    V(e, "x1", "1-d x1", lambda: emp.ntk(apply, params(), jnp.ones(3)))
+    T(e, "x1", "x1 a string", lambda: emp.ntk(apply, params(), "abc"))
+    V(e, "x2", "x2 with other features", lambda: emp.ntk(apply, params(), x(), jnp.ones((2, 5))))
+    V(e, "x2", "x2 without rows", lambda: emp.ntk(apply, params(), x(), jnp.ones((0, 3))))
+    V(e, "method", "unknown method", lambda: emp.ntk(apply, params(), x(), method="exact"))
+    V(e, "batch_size", "batch_size 0", lambda: emp.ntk(apply, params(), x(), batch_size=0))
+    T(e, "batch_size", "float batch_size", lambda: emp.ntk(apply, params(), x(), batch_size=2.5))
+    T(e, "full", "full a string", lambda: emp.ntk(apply, params(), x(), full="yes"))
+    T(e, "params", "params None with a function", lambda: emp.ntk(apply, None, x()))
+    V(e, "params", "NaN in params", lambda: emp.ntk(apply, nan_like(params()), x()))
+    T(e, "apply_fn", "apply_fn not callable", lambda: emp.ntk(3, params(), x()))
+    V(
+        e,
+        "apply_fn",
+        "apply_fn returning a scalar",
+        lambda: emp.ntk(lambda p, a: jnp.sum(apply(p, a)), params(), x()),
+    )
+
+    e = "empirical.nngp"
+    T(
+        e,
+        "apply_fn",
+        "x with the wrong features",
+        lambda: emp.nngp(apply, params(), jnp.ones((4, 5))),
+    )
+    V(e, "x1", "x1 without rows", lambda: emp.nngp(apply, params(), jnp.ones((0, 3))))
+    V(e, "x2", "inf in x2", lambda: emp.nngp(apply, params(), x(), x().at[1, 1].set(inf)))
+    T(e, "apply_fn", "apply_fn None", lambda: emp.nngp(None, params(), x()))
+    T(e, "params", "params None with a function", lambda: emp.nngp(apply, None, x()))
+    V(
+        e,
+        "apply_fn",
+        "apply_fn returning a scalar",
+        lambda: emp.nngp(lambda p, a: jnp.sum(apply(p, a)), params(), x()),
+    )
+
+    e = "empirical.ntk_matvec"
+    mv = lambda: emp.ntk_matvec(apply, params(), x())
+    T(
+        e,
+        "apply_fn",
+        "x with the wrong features",
+        lambda: emp.ntk_matvec(apply, params(), jnp.ones((4, 5))),
+    )
+    V(e, "x", "x without rows", lambda: emp.ntk_matvec(apply, params(), jnp.ones((0, 3))))
+    V(e, "x", "NaN in x", lambda: emp.ntk_matvec(apply, params(), x().at[2, 0].set(nan)))
+    T(e, "params", "params None with a function", lambda: emp.ntk_matvec(apply, None, x()))
+    T(e, "apply_fn", "apply_fn a string", lambda: emp.ntk_matvec("mlp", params(), x()))
+    V(e, "v", "v of the wrong size", lambda: mv()(jnp.ones((8, 3))))
+    V(e, "v", "NaN in v", lambda: mv()(jnp.full((8, 2), nan)))
+    T(e, "v", "v a string", lambda: mv()("v"))
+
+    e = "empirical.structured_report"
+    sr = emp.structured_report
+    T(e, "apply_fn", "x with the wrong features", lambda: sr(apply, params(), jnp.ones((4, 5))))
+    V(e, "x", "1-d x", lambda: sr(apply, params(), jnp.ones(3)))
+    T(e, "x", "x a string", lambda: sr(apply, params(), "abc"))
+    T(e, "apply_fn", "apply_fn not callable", lambda: sr(3, params(), x()))
+    T(e, "params", "params None with a function", lambda: sr(apply, None, x()))
+    V(e, "params", "params without leaves", lambda: sr(apply, {}, x()))
+
+
+# --- wideth.kernels.analytic builders and kernel() -----------------------------------
+
+
+def _analytic() -> None:
+    from wideth.kernels import analytic
+
+    mlp, cnn = analytic.mlp, analytic.cnn
+    e = "analytic.mlp"
+    V(e, "depth", "negative depth", lambda: mlp(-1, 8))
+    T(e, "depth", "float depth", lambda: mlp(1.5, 8))
+    T(e, "depth", "bool depth", lambda: mlp(True, 8))
+    V(e, "width", "width 0", lambda: mlp(1, 0))
+    T(e, "width", "string width", lambda: mlp(1, "8"))
+    V(e, "W_std", "negative W_std", lambda: mlp(1, 8, W_std=-1.0))
+    V(e, "W_std", "NaN W_std", lambda: mlp(1, 8, W_std=nan))
+    T(e, "W_std", "string W_std", lambda: mlp(1, 8, W_std="1.0"))
+    V(e, "b_std", "infinite b_std", lambda: mlp(1, 8, b_std=inf))
+    T(e, "b_std", "b_std None", lambda: mlp(1, 8, b_std=None))
+    V(e, "activation", "unknown activation", lambda: mlp(1, 8, activation="swish"))
+    V(e, "activation", "activation not a string", lambda: mlp(1, 8, activation=jnp.tanh))
+    V(e, "parameterization", "unknown parameterization", lambda: mlp(1, 8, parameterization="mup"))
+    V(e, "out_dim", "out_dim 0", lambda: mlp(1, 8, out_dim=0))
+    T(e, "out_dim", "float out_dim", lambda: mlp(1, 8, out_dim=2.0))
+    V(e, "tanh_points", "tanh_points 0", lambda: mlp(1, 8, activation="tanh", tanh_points=0))
+
+    e = "analytic.cnn"
+    V(e, "depth", "negative depth", lambda: cnn(-2, 8))
+    V(e, "channels", "channels 0", lambda: cnn(1, 0))
+    T(e, "channels", "float channels", lambda: cnn(1, 4.5))
+    V(e, "filter_shape", "a zero filter size", lambda: cnn(1, 8, filter_shape=(0, 3)))
+    T(e, "filter_shape", "filter_shape a string", lambda: cnn(1, 8, filter_shape="3x3"))
+    V(e, "filter_shape", "empty filter_shape", lambda: cnn(1, 8, filter_shape=()))
+    V(e, "pool", "unknown pool", lambda: cnn(1, 8, pool="max"))
+    V(e, "W_std", "negative W_std", lambda: cnn(1, 8, W_std=-0.5))
+    V(e, "activation", "unknown activation", lambda: cnn(1, 8, activation="sigmoid"))
+    V(e, "parameterization", "unknown parameterization", lambda: cnn(1, 8, parameterization="NTK"))
+
+    kf = lambda: analytic.mlp(depth=1, width=8)[2]
+    k = analytic.kernel
+    x = lambda: jnp.ones((4, 3))
+    e = "analytic.kernel"
+    V(e, "x1", "NaN in x1", lambda: k(kf(), x().at[0, 0].set(nan)))
+    V(e, "x1", "1-d x1", lambda: k(kf(), jnp.ones(3)))
+    V(e, "x1", "x1 without rows", lambda: k(kf(), jnp.ones((0, 3))))
+    T(e, "x1", "x1 a string", lambda: k(kf(), "abc"))
+    V(e, "x1", "images for an MLP kernel", lambda: k(kf(), jnp.ones((4, 2, 2, 3))))
+    V(e, "x2", "x2 with other features", lambda: k(kf(), x(), jnp.ones((2, 5))))
+    V(e, "x2", "inf in x2", lambda: k(kf(), x(), x().at[1, 1].set(inf)))
+    V(e, "get", "unknown get", lambda: k(kf(), x(), get="jacobian"))
+    V(e, "batch_size", "negative batch_size", lambda: k(kf(), x(), batch_size=-2))
+    V(e, "dtype", "integer dtype", lambda: k(kf(), x(), dtype=jnp.int32))
+    T(e, "kernel_fn", "kernel_fn not callable", lambda: k(3, x()))
+    T(
+        e,
+        "store_on_device",
+        "store_on_device a string",
+        lambda: k(kf(), x(), batch_size=2, store_on_device="no"),
+    )
+
+
+# --- wideth.optim -------------------------------------------------------------------
+
+
+def quad_problem():
+    """``outputs_fn``, ``loss_of_outputs``, params and gradient of a 3-parameter least squares."""
+    w = jnp.array([0.5, -1.0, 2.0])
+    f = lambda p: jnp.eye(3) @ p
+    ell = lambda out: 0.5 * jnp.sum((out - 1.0) ** 2)
+    return f, ell, w, jax.grad(lambda p: ell(f(p)))(w)
+
+
+def update_with(tx, **kw):
+    f, ell, w, g = quad_problem()
+    args = {"outputs_fn": f, "loss_of_outputs": ell} | kw
+    args = {k: v for k, v in args.items() if v is not None}
+    return tx.update(g, tx.init(w), w, **args)
+
+
+def _optim() -> None:
+    from wideth import optim
+    from wideth.optim import contrib
+
+    pla = optim.pl_adaptive
+    e = "optim.pl_adaptive"
+    V(e, "beta", "beta 1.5", lambda: pla(beta=1.5))
+    V(e, "beta", "beta 1 (no forgetting)", lambda: pla(beta=1.0))
+    V(e, "beta", "negative beta", lambda: pla(beta=-0.5))
+    V(e, "beta", "NaN beta", lambda: pla(beta=nan))
+    T(e, "beta", "string beta", lambda: pla(beta="0.9"))
+    V(e, "eps", "negative eps", lambda: pla(eps=-1.0))
+    V(e, "eps", "NaN eps", lambda: pla(eps=nan))
+    V(e, "beta", "vector beta", lambda: pla(beta=np.array([0.9, 0.5])))
+    V(e, "weight_decay", "negative weight_decay", lambda: pla(weight_decay=-0.1))
+    e = "optim.pl_adaptive update"
+    T(e, "outputs_fn", "missing outputs_fn", lambda: update_with(pla(), outputs_fn=None))
+    T(
+        e,
+        "loss_of_outputs",
+        "missing loss_of_outputs",
+        lambda: update_with(pla(), loss_of_outputs=None),
+    )
+    T(e, "outputs_fn", "outputs_fn not callable", lambda: update_with(pla(), outputs_fn=3))
+    T(
+        e,
+        "loss_of_outputs",
+        "loss_of_outputs not callable",
+        lambda: update_with(pla(), loss_of_outputs="mse"),
+    )
+    V(
+        e,
+        "loss_of_outputs",
+        "a vector loss",
+        lambda: update_with(pla(), loss_of_outputs=lambda out: out**2),
+    )
+    T(
+        e,
+        "params",
+        "params None",
+        lambda: pla().update(
+            quad_problem()[3],
+            pla().init(quad_problem()[2]),
+            None,
+            outputs_fn=quad_problem()[0],
+            loss_of_outputs=quad_problem()[1],
+        ),
+    )
+
+    rel = contrib.pl_adaptive_relaxed
+    e = "optim.contrib.pl_adaptive_relaxed"
+    V(e, "relaxation", "negative relaxation (ascends)", lambda: rel(relaxation=-1.0))
+    V(e, "relaxation", "relaxation 0", lambda: rel(relaxation=0.0))
+    V(e, "relaxation", "relaxation 2", lambda: rel(relaxation=2.0))
+    V(e, "relaxation", "NaN relaxation", lambda: rel(relaxation=nan))
+    T(e, "relaxation", "string relaxation", lambda: rel(relaxation="1.5"))
+    V(e, "beta", "beta 1.2", lambda: rel(beta=1.2))
+    V(e, "eps", "negative eps", lambda: rel(eps=-1e-3))
+
+    opa = optim.outer_product_adaptive
+    e = "optim.outer_product_adaptive"
+    V(e, "beta", "beta 1", lambda: opa(beta=1.0))
+    V(e, "beta", "negative beta", lambda: opa(beta=-0.1))
+    V(e, "beta", "NaN beta", lambda: opa(beta=nan))
+    T(e, "beta", "bool beta", lambda: opa(beta=True))
+    V(e, "eps", "negative eps", lambda: opa(eps=-1.0))
+    V(e, "eps", "infinite eps", lambda: opa(eps=inf))
+
+    plc = optim.pl_constant
+    e = "optim.pl_constant"
+    T(e, "loss_value", "string loss_value", lambda: plc("1.0", 2.0))
+    V(e, "loss_value", "NaN loss_value", lambda: plc(nan, 2.0))
+    V(e, "grad_norm_sq", "negative grad_norm_sq", lambda: plc(1.0, -2.0))
+    V(e, "grad_norm_sq", "NaN grad_norm_sq", lambda: plc(1.0, nan))
+    V(e, "loss_star", "infinite loss_star", lambda: plc(1.0, 2.0, loss_star=-inf))
+    V(e, "grad_norm_sq", "shapes that do not broadcast", lambda: plc(jnp.ones(3), jnp.ones(2)))
+    T(e, "loss_star", "loss_star None", lambda: plc(1.0, 2.0, loss_star=None))
+
+    cs = optim.conservative_step
+    e = "optim.conservative_step"
+    V(e, "ntk_lambda_max", "negative ntk_lambda_max", lambda: cs(-1.0, 0.5))
+    V(e, "ntk_lambda_max", "NaN ntk_lambda_max", lambda: cs(nan, 0.5))
+    T(e, "ntk_lambda_max", "string ntk_lambda_max", lambda: cs("1", 0.5))
+    V(e, "loss_hessian_norm", "negative loss_hessian_norm", lambda: cs(1.0, -0.5))
+    V(e, "loss_hessian_norm", "infinite loss_hessian_norm", lambda: cs(1.0, inf))
+    T(e, "loss_hessian_norm", "loss_hessian_norm None", lambda: cs(1.0, None))
+
+    key = lambda: jax.random.key(0)
+    nl = optim.ntk_lambda_max
+    e = "optim.ntk_lambda_max"
+    T(e, "key", "integer key", lambda: nl(apply, params(), xy()[0], key=0))
+    V(e, "num_steps", "num_steps 0", lambda: nl(apply, params(), xy()[0], key=key(), num_steps=0))
+    T(
+        e,
+        "num_steps",
+        "float num_steps",
+        lambda: nl(apply, params(), xy()[0], key=key(), num_steps=2.5),
+    )
+    T(
+        e,
+        "apply_fn",
+        "x with the wrong features",
+        lambda: nl(apply, params(), jnp.ones((4, 5)), key=key()),
+    )
+    V(e, "x", "NaN in x", lambda: nl(apply, params(), xy()[0].at[0, 0].set(nan), key=key()))
+    T(e, "apply_fn", "apply_fn not callable", lambda: nl(3, params(), xy()[0], key=key()))
+    T(e, "params", "params None", lambda: nl(apply, None, xy()[0], key=key()))
+
+    mse_out = lambda out: 0.5 * jnp.mean((out - 1.0) ** 2)
+    outs = lambda: jnp.ones((8, 2))
+    lh = optim.loss_hessian_norm
+    e = "optim.loss_hessian_norm"
+    T(e, "key", "string key", lambda: lh(mse_out, outs(), key="k"))
+    T(e, "key", "key missing (None)", lambda: lh(mse_out, outs(), key=None))
+    V(e, "num_steps", "negative num_steps", lambda: lh(mse_out, outs(), key=key(), num_steps=-1))
+    T(e, "loss_of_outputs", "loss_of_outputs not callable", lambda: lh(3, outs(), key=key()))
+    V(e, "loss_of_outputs", "a vector loss", lambda: lh(lambda o: o**2, outs(), key=key()))
+    V(e, "outputs", "NaN outputs", lambda: lh(mse_out, outs().at[0, 0].set(nan), key=key()))
+    T(e, "outputs", "outputs a string", lambda: lh(mse_out, "out", key=key()))
+
+    csb = optim.conservative_step_on_batch
+    e = "optim.conservative_step_on_batch"
+    T(e, "key", "integer key", lambda: csb(apply, params(), xy()[0], mse_out, key=1))
+    V(
+        e,
+        "num_steps",
+        "num_steps 0",
+        lambda: csb(apply, params(), xy()[0], mse_out, key=key(), num_steps=0),
+    )
+    T(
+        e,
+        "loss_of_outputs",
+        "loss_of_outputs None",
+        lambda: csb(apply, params(), xy()[0], None, key=key()),
+    )
+    V(
+        e,
+        "loss_of_outputs",
+        "a vector loss",
+        lambda: csb(apply, params(), xy()[0], lambda o: o, key=key()),
+    )
+    T(
+        e,
+        "apply_fn",
+        "x with the wrong features",
+        lambda: csb(apply, params(), jnp.ones((4, 5)), mse_out, key=key()),
+    )
+    V(e, "x", "x without rows", lambda: csb(apply, params(), jnp.ones((0, 3)), mse_out, key=key()))
+    T(
+        e,
+        "apply_fn",
+        "apply_fn not callable",
+        lambda: csb("f", params(), xy()[0], mse_out, key=key()),
+    )
+
+
+# --- wideth.models ------------------------------------------------------------------
+
+
+def rngs():
+    from flax import nnx
+
+    return nnx.Rngs(0)
+
+
+def _models() -> None:
+    from wideth import models
+
+    e = "models.MLP"
+    V(e, "width", "width 0", lambda: models.MLP(3, 0, 1, rngs=rngs()))
+    V(e, "width", "negative width", lambda: models.MLP(3, -4, 1, rngs=rngs()))
+    T(e, "width", "bool width", lambda: models.MLP(3, True, 1, rngs=rngs()))
+    T(e, "width", "float width", lambda: models.MLP(3, 4.0, 1, rngs=rngs()))
+    V(e, "in_dim", "in_dim 0", lambda: models.MLP(0, 4, 1, rngs=rngs()))
+    V(e, "depth", "negative depth", lambda: models.MLP(3, 4, -1, rngs=rngs()))
+    V(e, "out_dim", "out_dim 0", lambda: models.MLP(3, 4, 1, 0, rngs=rngs()))
+    V(
+        e,
+        "activation",
+        "unknown activation",
+        lambda: models.MLP(3, 4, 1, activation="swish", rngs=rngs()),
+    )
+    V(
+        e,
+        "parameterization",
+        "unknown parameterization",
+        lambda: models.MLP(3, 4, 1, parameterization="sp", rngs=rngs()),
+    )
+    V(e, "W_std", "negative W_std", lambda: models.MLP(3, 4, 1, W_std=-1.0, rngs=rngs()))
+    T(e, "W_std", "string W_std", lambda: models.MLP(3, 4, 1, W_std="1.4", rngs=rngs()))
+    V(e, "b_std", "NaN b_std", lambda: models.MLP(3, 4, 1, b_std=nan, rngs=rngs()))
+    T(e, "rngs", "an integer seed instead of nnx.Rngs", lambda: models.MLP(3, 4, 1, rngs=0))
+
+    e = "models.MLP call"
+    V(
+        e,
+        "x",
+        "x with the wrong features",
+        lambda: models.MLP(3, 4, 1, rngs=rngs())(jnp.ones((2, 5))),
+    )
+    T(e, "x", "x a list of strings", lambda: models.MLP(3, 4, 1, rngs=rngs())(["a"]))
+    V(e, "x", "x a scalar", lambda: models.MLP(3, 4, 1, rngs=rngs())(jnp.ones(())))
+    T(e, "x", "x None", lambda: models.MLP(3, 4, 1, rngs=rngs())(None))
+    T(e, "x", "x a dict", lambda: models.MLP(3, 4, 1, rngs=rngs())({"x": jnp.ones((2, 3))}))
+
+    e = "models.ResNet"
+    V(e, "width", "width 0", lambda: models.ResNet(3, 0, 2, rngs=rngs()))
+    T(e, "width", "bool width", lambda: models.ResNet(3, False, 2, rngs=rngs()))
+    V(e, "depth", "negative depth", lambda: models.ResNet(3, 4, -2, rngs=rngs()))
+    V(e, "alpha", "NaN alpha", lambda: models.ResNet(3, 4, 2, alpha=nan, rngs=rngs()))
+    T(e, "alpha", "string alpha", lambda: models.ResNet(3, 4, 2, alpha="0.5", rngs=rngs()))
+    V(
+        e,
+        "activation",
+        "unknown activation",
+        lambda: models.ResNet(3, 4, 2, activation="swish", rngs=rngs()),
+    )
+    V(e, "W_std", "infinite W_std", lambda: models.ResNet(3, 4, 2, W_std=inf, rngs=rngs()))
+
+    e = "models.CNN"
+    V(e, "channels", "channels 0", lambda: models.CNN(1, 0, rngs=rngs()))
+    T(e, "channels", "float channels", lambda: models.CNN(1, 4.5, rngs=rngs()))
+    V(e, "in_channels", "in_channels 0", lambda: models.CNN(0, 4, rngs=rngs()))
+    V(e, "pool", "unknown pool", lambda: models.CNN(1, 4, pool="max", rngs=rngs()))
+    V(
+        e,
+        "filter_shape",
+        "a zero filter size",
+        lambda: models.CNN(1, 4, filter_shape=(0, 3), rngs=rngs()),
+    )
+    T(
+        e,
+        "filter_shape",
+        "filter_shape a string",
+        lambda: models.CNN(1, 4, filter_shape="3x3", rngs=rngs()),
+    )
+    V(
+        e,
+        "spatial",
+        "spatial missing with pool='flatten'",
+        lambda: models.CNN(1, 4, pool="flatten", rngs=rngs()),
+    )
+    V(
+        e,
+        "spatial",
+        "a zero spatial size",
+        lambda: models.CNN(1, 4, pool="flatten", spatial=(0, 8), rngs=rngs()),
+    )
+    V(
+        e,
+        "parameterization",
+        "unknown parameterization",
+        lambda: models.CNN(1, 4, parameterization="x", rngs=rngs()),
+    )
+    V(e, "x", "x of rank 2", lambda: models.CNN(1, 2, depth=0, rngs=rngs())(jnp.ones((2, 8))))
+    V(
+        e,
+        "x",
+        "x with the wrong channels",
+        lambda: models.CNN(1, 4, rngs=rngs())(jnp.ones((2, 8, 8, 3))),
+    )
+
+    e = "models.ConvResNet"
+    V(e, "channels", "channels 0", lambda: models.ConvResNet(1, 0, rngs=rngs()))
+    T(e, "in_channels", "bool in_channels", lambda: models.ConvResNet(True, 4, rngs=rngs()))
+    V(e, "depth", "negative depth", lambda: models.ConvResNet(1, 4, depth=-1, rngs=rngs()))
+    V(e, "alpha", "infinite alpha", lambda: models.ConvResNet(1, 4, alpha=inf, rngs=rngs()))
+    V(
+        e,
+        "filter_shape",
+        "a negative filter size",
+        lambda: models.ConvResNet(1, 4, filter_shape=(3, -1), rngs=rngs()),
+    )
+    V(e, "b_std", "negative b_std", lambda: models.ConvResNet(1, 4, b_std=-0.1, rngs=rngs()))
+
+
+# --- wideth.regions -----------------------------------------------------------------
+
+
+def relu_layers():
+    w1 = np.array([[1.0, -1.0, 0.5], [0.5, 1.0, -1.0]])
+    w2 = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    return [(w1, np.array([0.1, -0.2, 0.3])), (w2, np.array([0.0, 0.1]))]
+
+
+def tanh_mlp():
+    from wideth import models
+
+    return models.MLP(2, 3, 1, activation="tanh", rngs=rngs())
+
+
+def _regions() -> None:
+    from wideth import regions
+
+    lr = regions.line_regions
+    o, u = lambda: np.zeros(2), lambda: np.array([1.0, 0.0])
+    e = "regions.line_regions"
+    V(e, "model", "a tanh MLP", lambda: lr(tanh_mlp(), o(), u()))
+    V(e, "model", "no layers", lambda: lr([], o(), u()))
+    T(e, "model", "a layer not a pair", lambda: lr([np.eye(2)], o(), u()))
+    V(
+        e,
+        "model",
+        "layers that do not chain",
+        lambda: lr([relu_layers()[0], relu_layers()[0]], o(), u()),
+    )
+    T(e, "model", "model a string", lambda: lr("mlp", o(), u()))
+    V(e, "direction", "a zero direction", lambda: lr(relu_layers(), o(), np.zeros(2)))
+    V(e, "direction", "NaN direction", lambda: lr(relu_layers(), o(), np.array([nan, 1.0])))
+    V(e, "x0", "x0 of the wrong dimension", lambda: lr(relu_layers(), np.zeros(3), u()))
+    V(e, "t_range", "reversed t_range", lambda: lr(relu_layers(), o(), u(), t_range=(1.0, -1.0)))
+    V(e, "t_range", "NaN in t_range", lambda: lr(relu_layers(), o(), u(), t_range=(nan, 1.0)))
+    V(e, "t_range", "t_range of one number", lambda: lr(relu_layers(), o(), u(), t_range=(1.0,)))
+    T(e, "t_range", "t_range a number", lambda: lr(relu_layers(), o(), u(), t_range=1.0))
+
+    e = "regions.line_breakpoints"
+    lb = regions.line_breakpoints
+    V(e, "direction", "a zero direction", lambda: lb(relu_layers(), o(), np.zeros(2)))
+    V(e, "t_range", "empty t_range", lambda: lb(relu_layers(), o(), u(), t_range=(0.0, 0.0)))
+    V(e, "x0", "inf in x0", lambda: lb(relu_layers(), np.array([inf, 0.0]), u()))
+    V(e, "model", "a tanh MLP", lambda: lb(tanh_mlp(), o(), u()))
+    T(e, "x0", "x0 a string", lambda: lb(relu_layers(), "origin", u()))
+
+    sl = regions.slice_regions
+    v = lambda: np.array([0.0, 1.0])
+    e = "regions.slice_regions"
+    V(e, "u", "a zero u", lambda: sl(relu_layers(), o(), np.zeros(2), v()))
+    V(e, "v", "v parallel to u (a degenerate slice)", lambda: sl(relu_layers(), o(), u(), 2 * u()))
+    V(e, "v", "v of the wrong dimension", lambda: sl(relu_layers(), o(), u(), np.ones(3)))
+    V(
+        e,
+        "box",
+        "box with s_lo > s_hi",
+        lambda: sl(relu_layers(), o(), u(), v(), box=(1.0, -1.0, -1.0, 1.0)),
+    )
+    V(
+        e,
+        "box",
+        "box of three numbers",
+        lambda: sl(relu_layers(), o(), u(), v(), box=(0.0, 1.0, 0.0)),
+    )
+    V(e, "box", "NaN in box", lambda: sl(relu_layers(), o(), u(), v(), box=(0.0, 1.0, nan, 1.0)))
+    T(e, "box", "box a number", lambda: sl(relu_layers(), o(), u(), v(), box=1.0))
+    V(e, "min_area", "negative min_area", lambda: sl(relu_layers(), o(), u(), v(), min_area=-1.0))
+    V(
+        e,
+        "min_area",
+        "min_area 1 (drops every region)",
+        lambda: sl(relu_layers(), o(), u(), v(), min_area=1.0),
+    )
+    V(e, "model", "a tanh MLP", lambda: sl(tanh_mlp(), o(), u(), v()))
+
+
+# --- wideth.activations -------------------------------------------------------------
+
+
+def _activations() -> None:
+    from wideth import activations as act
+
+    e = "activations.get"
+    V(e, "activation", "unknown name", lambda: act.get("swish"))
+    V(e, "activation", "upper-case name", lambda: act.get("RELU"))
+    V(e, "activation", "empty name", lambda: act.get(""))
+    V(e, "activation", "a function instead of a name", lambda: act.get(jnp.tanh))
+    V(e, "activation", "None", lambda: act.get(None))
+    e = "activations.canonical"
+    V(e, "activation", "a name outside allowed", lambda: act.canonical("sigmoid", ("relu", "tanh")))
+    V(e, "phi", "unknown name, with its argument's name", lambda: act.canonical("swish", arg="phi"))
+    V(e, "activation", "an integer", lambda: act.canonical(3))
+    T(e, "allowed", "allowed a string", lambda: act.canonical("relu", "relu"))
+    T(e, "arg", "arg not a string", lambda: act.canonical("swish", arg=3))
+
+
+# --- wideth.train.noise -------------------------------------------------------------
+
+
+def lsq():
+    x = np.asarray(jax.random.normal(jax.random.key(6), (12, 2)), np.float64)
+    return x, x @ np.array([1.0, -0.5]) + 0.1 * np.arange(12) / 12
+
+
+def _noise() -> None:
+    from wideth.train import noise
+
+    nf = noise.noise_factor
+    e = "train.noise.noise_factor"
+    V(e, "num_examples", "num_examples 0", lambda: nf(0, 1))
+    V(e, "batch_size", "batch_size 0", lambda: nf(10, 0))
+    V(e, "batch_size", "batch_size above num_examples", lambda: nf(10, 20))
+    T(e, "num_examples", "float num_examples", lambda: nf(10.5, 2))
+    T(e, "replace", "replace 1", lambda: nf(10, 2, replace=1))
+    T(e, "batch_size", "bool batch_size", lambda: nf(10, True))
+
+    mn = noise.minibatch_noise
+    e = "train.noise.minibatch_noise"
+    T(e, "objective", "objective not callable", lambda: mn(3, params(), xy(), 4))
+    V(e, "params", "params without leaves", lambda: mn(loss_batch, {}, xy(), 4))
+    T(e, "data", "data not a pair", lambda: mn(loss_batch, params(), xy()[0], 4))
+    V(
+        e,
+        "data",
+        "x and y with different rows",
+        lambda: mn(loss_batch, params(), (xy()[0], xy()[1][:5]), 4),
+    )
+    V(e, "batch_size", "batch_size 0", lambda: mn(loss_batch, params(), xy(), 0))
+    V(e, "batch_size", "batch_size above N", lambda: mn(loss_batch, params(), xy(), 9))
+    V(e, "chunk", "chunk 0", lambda: mn(loss_batch, params(), xy(), 4, chunk=0))
+    V(
+        e,
+        "center",
+        "center with another structure",
+        lambda: mn(loss_batch, params(), xy(), 4, center={"w1": jnp.zeros((3, 4))}),
+    )
+    V(
+        e,
+        "data",
+        "NaN in x",
+        lambda: mn(loss_batch, params(), (xy()[0].at[0, 0].set(nan), xy()[1]), 4),
+    )
+    V(
+        e,
+        "objective",
+        "an objective with a vector output",
+        lambda: mn(lambda p, b: apply(p, b[0]).ravel(), params(), xy(), 4),
+    )
+
+    ls = noise.least_squares_stationary
+    e = "train.noise.least_squares_stationary"
+    V(e, "x", "1-d x", lambda: ls(np.ones(5), np.ones(5), 0.1, 2))
+    V(e, "y", "y with the wrong rows", lambda: ls(lsq()[0], lsq()[1][:5], 0.1, 2))
+    V(e, "learning_rate", "learning_rate 0", lambda: ls(*lsq(), 0.0, 2))
+    V(e, "learning_rate", "NaN learning_rate", lambda: ls(*lsq(), nan, 2))
+    V(e, "learning_rate", "a step with no stationary law", lambda: ls(*lsq(), 50.0, 2))
+    V(e, "batch_size", "batch_size above N", lambda: ls(*lsq(), 0.1, 20))
+    V(e, "x", "a singular X^T X", lambda: ls(np.ones((6, 2)), np.ones(6), 0.1, 2))
+    V(e, "x", "NaN in x", lambda: ls(np.full((6, 2), nan), np.ones(6), 0.1, 2))
+    T(e, "replace", "replace a string", lambda: ls(*lsq(), 0.1, 2, replace="yes"))
+
+    ta = noise.time_average
+    e = "train.noise.time_average"
+    V(e, "series", "a 2-d series", lambda: ta(np.ones((10, 2))))
+    V(e, "num_batches", "num_batches 1", lambda: ta(np.ones(40), 1))
+    V(e, "series", "a series shorter than num_batches", lambda: ta(np.ones(5), 20))
+    V(e, "series", "NaN in the series", lambda: ta(np.full(40, nan), 4))
+    T(e, "num_batches", "float num_batches", lambda: ta(np.ones(40), 4.0))
+    T(e, "series", "series a string", lambda: ta("abc", 4))
+
+
 # Build the shared arrays now, outside any trace (a cached value first built inside
 # jax.eval_shape would be a tracer).
 xy()
@@ -1627,6 +2398,14 @@ for _build in (
     _functional,
     _io,
     _experiments,
+    _predict,
+    _empirical,
+    _analytic,
+    _optim,
+    _models,
+    _regions,
+    _activations,
+    _noise,
 ):
     _build()
 

@@ -473,3 +473,34 @@ def test_every_write_of_the_cli_experiments_and_blocks_is_atomic():
                     if w == "open(" and ("read" in code or "np.load" in code):
                         continue
                     raise AssertionError(f"{f.name}: a write outside atomic_path: {line.strip()}")
+
+
+# --- value checks are skipped for traced inputs: jit and vmap still work ------------------
+
+
+def test_validated_functions_still_trace_under_jit_and_vmap():
+    """Shape/dtype checks only under a transform: results equal the eager ones."""
+    from wideth import optim
+    from wideth.kernels import empirical, predict
+
+    k, y = bic.spd(), bic.targets()
+    kt = jnp.ones((2, 4)) / 4
+
+    def gd(lr, t):
+        return predict.gradient_descent_mse(k, y, learning_rate=lr)(t=t, k_test_train=kt)[1]
+
+    lrs, ts = jnp.array([0.5, 1.0]), jnp.array([1.0, 3.0])
+    batched = jax.jit(jax.vmap(gd))(lrs, ts)
+    eager = np.stack([gd(float(a), float(b)) for a, b in zip(lrs, ts, strict=True)])
+    np.testing.assert_allclose(batched, eager, rtol=1e-5)
+    gp = jax.jit(lambda a: predict.gp_inference(a, y, kt, diag_reg=1e-3).mean)(k)
+    np.testing.assert_allclose(gp, predict.gp_inference(k, y, kt, diag_reg=1e-3).mean, rtol=1e-5)
+    lr = jax.jit(predict.max_learning_rate)(k)
+    np.testing.assert_allclose(lr, predict.max_learning_rate(k), rtol=1e-6)
+    step = jax.vmap(optim.conservative_step)(jnp.array([1.0, 2.0]), jnp.array([0.5, 0.5]))
+    np.testing.assert_allclose(step, [1.0, 0.5])
+    mu = jax.jit(jax.vmap(optim.pl_constant))(jnp.array([1.0, 2.0]), jnp.array([4.0, 4.0]))
+    np.testing.assert_allclose(mu, [2.0, 1.0])
+    x = bic.xy()[0]
+    ntk = jax.jit(lambda p, a: empirical.ntk(bic.apply, p, a))(bic.params(), x)
+    np.testing.assert_allclose(ntk, empirical.ntk(bic.apply, bic.params(), x), rtol=1e-5)

@@ -64,8 +64,17 @@ def canonical(name: object, allowed: tuple[str, ...] | None = None, arg: str = "
 
     Raises:
       ValueError: unknown name, or one outside ``allowed``.
+      TypeError: ``allowed`` not a tuple of names, ``arg`` not a string.
     """
-    options = tuple(_FUNCTIONS) if allowed is None else allowed
+    if not isinstance(arg, str) or not arg:
+        raise TypeError(f"arg: expected the argument's name as a string, got {arg!r}")
+    if allowed is not None and (
+        isinstance(allowed, str | bytes)
+        or not isinstance(allowed, tuple | list)
+        or not all(isinstance(a, str) for a in allowed)
+    ):
+        raise TypeError(f"allowed: expected a tuple of activation names, got {allowed!r}")
+    options = tuple(_FUNCTIONS) if allowed is None else tuple(allowed)
     if isinstance(name, str) and name in _ALIASES:
         warnings.warn(
             f"{arg}={name!r} is deprecated; use {_ALIASES[name]!r}",

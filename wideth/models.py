@@ -60,7 +60,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from wideth import activations
+from wideth import _checks, activations
 from wideth.functional import functional
 
 __all__ = [
@@ -102,21 +102,24 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        kind = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be a {kind} int, got {value!r}")
-    return int(value)
+    return _checks.positive_int(name, value, minimum)
 
 
-def _check_common(activation: str, W_std: float, b_std: float, parameterization: str) -> None:
+def _check_common(
+    activation: str, W_std: float, b_std: float, parameterization: str, rngs: Any = None
+) -> None:
     activation_fn(activation)
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(
-            f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
-        )
-    for name, v in (("W_std", W_std), ("b_std", b_std)):
-        if not np.isfinite(v) or v < 0:
-            raise ValueError(f"{name} must be a finite non-negative float, got {v!r}")
+    _checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
+    _checks.scalar("W_std", W_std, 0.0)
+    _checks.scalar("b_std", b_std, 0.0)
+    if rngs is not None and not isinstance(rngs, nnx.Rngs):
+        raise TypeError(f"rngs: expected an nnx.Rngs (e.g. nnx.Rngs(0)), got {rngs!r}")
+
+
+def _check_alpha(alpha: Any, depth: int) -> float:
+    if alpha is None:
+        return float(1.0 / math.sqrt(max(depth, 1)))
+    return float(_checks.scalar("alpha", alpha))
 
 
 def _scales(
@@ -300,7 +303,7 @@ class MLP(nnx.Module):
         parameterization: str = "ntk",
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization)
+        _check_common(activation, W_std, b_std, parameterization, rngs)
         self.in_dim = _check_positive_int("in_dim", in_dim)
         self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, minimum=0)
@@ -388,15 +391,13 @@ class ResNet(nnx.Module):
         alpha: float | None = None,
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization)
+        _check_common(activation, W_std, b_std, parameterization, rngs)
         self.in_dim = _check_positive_int("in_dim", in_dim)
         self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, minimum=0)
         self.out_dim = _check_positive_int("out_dim", out_dim)
         self.activation, self.parameterization = activation, parameterization
-        self.alpha = float(1.0 / math.sqrt(max(self.depth, 1)) if alpha is None else alpha)
-        if not np.isfinite(self.alpha):
-            raise ValueError(f"alpha must be finite, got {alpha!r}")
+        self.alpha = _check_alpha(alpha, self.depth)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         self.embed = DenseLayer(self.in_dim, self.width, role="input", **kw)
         self.blocks = nnx.List(
@@ -478,18 +479,17 @@ class CNN(nnx.Module):
         spatial: Sequence[int] | None = None,
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization)
+        _check_common(activation, W_std, b_std, parameterization, rngs)
         self.in_dim = _check_positive_int("in_channels", in_channels)
         self.width = _check_positive_int("channels", channels)
         self.out_dim = _check_positive_int("out_dim", out_dim)
         self.depth = _check_positive_int("depth", depth, minimum=0)
-        if pool not in ("global", "flatten"):
-            raise ValueError(f"pool must be 'global' or 'flatten', got {pool!r}")
+        _checks.choice("pool", pool, ("global", "flatten"))
         if pool == "flatten" and spatial is None:
             raise ValueError("spatial: (H, W) of the inputs is required with pool='flatten'")
         self.activation, self.parameterization, self.pool = activation, parameterization, pool
-        self.filter_shape = tuple(int(f) for f in filter_shape)
-        self.spatial = None if spatial is None else tuple(int(s) for s in spatial)
+        self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
+        self.spatial = None if spatial is None else _checks.int_sequence("spatial", spatial)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         chans = [self.in_dim] + [self.width] * self.depth
         self.convs = nnx.List(
@@ -576,16 +576,14 @@ class ConvResNet(nnx.Module):
         alpha: float | None = None,
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization)
+        _check_common(activation, W_std, b_std, parameterization, rngs)
         self.in_dim = _check_positive_int("in_channels", in_channels)
         self.width = _check_positive_int("channels", channels)
         self.out_dim = _check_positive_int("out_dim", out_dim)
         self.depth = _check_positive_int("depth", depth, minimum=0)
         self.activation, self.parameterization = activation, parameterization
-        self.filter_shape = tuple(int(f) for f in filter_shape)
-        self.alpha = float(1.0 / math.sqrt(max(self.depth, 1)) if alpha is None else alpha)
-        if not np.isfinite(self.alpha):
-            raise ValueError(f"alpha must be finite, got {alpha!r}")
+        self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
+        self.alpha = _check_alpha(alpha, self.depth)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         self.embed = ConvLayer(self.in_dim, self.width, self.filter_shape, role="input", **kw)
         self.blocks = nnx.List(

@@ -119,6 +119,10 @@ def _line(layers, x0, u, t_range):
     u = np.asarray(_checks.array("direction", u, shape=(d,), kind="real"), np.float64)
     if not np.any(u):
         raise ValueError("direction: expected a nonzero vector, got zeros")
+    if isinstance(t_range, str | bytes) or not isinstance(t_range, Sequence | np.ndarray):
+        raise TypeError(f"t_range: expected a pair (lo, hi), got {t_range!r}")
+    if len(t_range) != 2:
+        raise ValueError(f"t_range: expected a pair (lo, hi), got {t_range!r}")
     lo, hi = (_checks.real("t_range", t) for t in t_range)
     if not lo < hi:
         raise ValueError(f"t_range: expected (lo, hi) with lo < hi, got {(lo, hi)}")
@@ -256,8 +260,18 @@ def slice_regions(
     x0 = np.asarray(_checks.array("x0", x0, shape=(d,), kind="real"), np.float64)
     u = np.asarray(_checks.array("u", u, shape=(d,), kind="real"), np.float64)
     v = np.asarray(_checks.array("v", v, shape=(d,), kind="real"), np.float64)
+    if not np.any(u):
+        raise ValueError("u: expected a nonzero direction, got zeros")
+    if np.linalg.matrix_rank(np.stack([u, v])) < 2:
+        raise ValueError(
+            "v: expected a direction independent of u (the slice is a line, not a plane), "
+            f"got u={u.tolist()} and v={v.tolist()}"
+        )
+    if isinstance(box, str | bytes) or not isinstance(box, Sequence | np.ndarray):
+        raise TypeError(f"box: expected (s_lo, s_hi, t_lo, t_hi), got {box!r}")
     if len(box) != 4:
         raise ValueError(f"box: expected (s_lo, s_hi, t_lo, t_hi), got {box!r}")
+    min_area = float(_checks.scalar("min_area", min_area, 0.0, 1.0, high_open=True))
     s0, s1, t0, t1 = (_checks.real("box", x) for x in box)
     if not (s0 < s1 and t0 < t1):
         raise ValueError(f"box: expected s_lo < s_hi and t_lo < t_hi, got {box!r}")

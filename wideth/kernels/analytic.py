@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wideth import _compat, activations
+from wideth import _checks, _compat, activations
 
 __all__ = ["ACTIVATIONS", "TANH_POINTS", "cnn", "kernel", "mlp"]
 
@@ -125,21 +125,12 @@ def _activation_layer(stax: Any, activation: str, tanh_points: int) -> Any:
 def _check_common(
     depth: int, activation: str, W_std: float, b_std: float, parameterization: str, out_dim: int
 ) -> None:
-    if not isinstance(depth, int | np.integer) or isinstance(depth, bool) or depth < 0:
-        raise ValueError(
-            f"depth must be a non-negative int (number of hidden layers), got {depth!r}"
-        )
+    _checks.nonnegative_int("depth", depth)
     activations.canonical(activation, ACTIVATIONS)
-    if parameterization not in _PARAMETERIZATIONS:
-        raise ValueError(
-            f"parameterization must be one of {_PARAMETERIZATIONS}, got {parameterization!r}"
-        )
-    if not np.isfinite(W_std) or W_std < 0:
-        raise ValueError(f"W_std must be a finite non-negative float, got {W_std!r}")
-    if not np.isfinite(b_std) or b_std < 0:
-        raise ValueError(f"b_std must be a finite non-negative float, got {b_std!r}")
-    if not isinstance(out_dim, int | np.integer) or out_dim < 1:
-        raise ValueError(f"out_dim must be a positive int, got {out_dim!r}")
+    _checks.choice("parameterization", parameterization, _PARAMETERIZATIONS)
+    _checks.scalar("W_std", W_std, 0.0)
+    _checks.scalar("b_std", b_std, 0.0)
+    _checks.positive_int("out_dim", out_dim)
 
 
 def mlp(
@@ -197,8 +188,8 @@ def mlp(
       Jacot et al., Neural Tangent Kernel, 2018.
     """
     _check_common(depth, activation, W_std, b_std, parameterization, out_dim)
-    if not isinstance(width, int | np.integer) or width < 1:
-        raise ValueError(f"width must be a positive int, got {width!r}")
+    _checks.positive_int("width", width)
+    _checks.positive_int("tanh_points", tanh_points, minimum=2)
     stax = _compat.neural_tangents().stax
     dense = functools.partial(
         stax.Dense, W_std=W_std, b_std=b_std, parameterization=parameterization
@@ -261,13 +252,10 @@ def cnn(
       <https://arxiv.org/abs/1904.11955>`_, 2019.
     """
     _check_common(depth, activation, W_std, b_std, parameterization, out_dim)
-    if not isinstance(channels, int | np.integer) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
-    if pool not in _POOLS:
-        raise ValueError(f"pool must be one of {_POOLS}, got {pool!r}")
-    filter_shape = tuple(int(f) for f in filter_shape)
-    if not filter_shape or any(f < 1 for f in filter_shape):
-        raise ValueError(f"filter_shape must be positive ints, got {filter_shape!r}")
+    _checks.positive_int("channels", channels)
+    _checks.positive_int("tanh_points", tanh_points, minimum=2)
+    _checks.choice("pool", pool, _POOLS)
+    filter_shape = _checks.int_sequence("filter_shape", filter_shape)
     stax = _compat.neural_tangents().stax
     layers = []
     for _ in range(depth):
@@ -304,20 +292,57 @@ def _check_get(get: Any) -> tuple[str, ...] | str:
     raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them, got {get!r}")
 
 
-def _check_x(x: Any, name: str) -> jax.Array:
+def _check_x(x: Any, name: str) -> Any:
+    """Rank >= 2, at least one row, a real dtype, finite when concrete; returned unconverted
+    (a float64 NumPy input keeps its precision for ``dtype=jnp.float64``)."""
+    if isinstance(x, str | bytes) or x is None:
+        raise TypeError(f"{name}: expected an array (n, features...), got {type(x).__name__}")
     if not hasattr(x, "shape"):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name}: expected an array, got {type(x).__name__}: {err}") from None
+    if np.dtype(x.dtype).kind not in "iuf":
+        raise TypeError(f"{name}: expected a real array, got dtype {x.dtype}")
     if x.ndim < 2:
-        raise ValueError(f"{name} must have shape (n, features...), got shape {tuple(x.shape)}")
+        raise ValueError(f"{name}: expected shape (n, features...), got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
-        raise ValueError(f"{name} must contain at least one row, got shape {tuple(x.shape)}")
-    try:
-        host = np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return x  # traced inside a user's jit: values are not available to check
-    if not np.all(np.isfinite(host)):
-        raise ValueError(f"{name} contains NaN or inf entries; expected finite inputs")
+        raise ValueError(f"{name}: expected at least one row, got shape {tuple(x.shape)}")
+    _checks.finite(name, x)
     return x
+
+
+@functools.lru_cache(maxsize=256)
+def _kernel_shape(kernel_fn: Callable, s1: Any, s2: Any, get: Any) -> Any:
+    """Abstract output of ``kernel_fn`` on inputs of these shapes (cached: no compute)."""
+    return jax.eval_shape(lambda a, b: kernel_fn(a, b, get), s1, s2)
+
+
+def _check_kernel_output(kernel_fn: Callable, x1: Any, x2: Any, get: Any) -> None:
+    """``kernel_fn`` maps the inputs to ``(n1, n2)`` kernels (an input of the wrong rank
+    for the network, e.g. images for an MLP, gives a kernel of another shape or fails)."""
+    s1 = jax.ShapeDtypeStruct(x1.shape, x1.dtype)
+    s2 = None if x2 is None else jax.ShapeDtypeStruct(x2.shape, x2.dtype)
+    n1, n2 = x1.shape[0], (x1 if x2 is None else x2).shape[0]
+    try:
+        try:
+            hash(kernel_fn)
+            shape_of = _kernel_shape
+        except TypeError:  # an unhashable callable: evaluate without the cache
+            shape_of = _kernel_shape.__wrapped__
+        out = shape_of(kernel_fn, s1, s2, get)
+    except Exception as err:  # noqa: BLE001 - neural-tangents raises many error types
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"x1: kernel_fn cannot evaluate inputs of shape {tuple(x1.shape)}: {msg}"
+        ) from None
+    for leaf in jax.tree.leaves(out):
+        if tuple(leaf.shape) != (n1, n2):
+            raise ValueError(
+                f"x1: expected inputs that kernel_fn maps to an ({n1}, {n2}) kernel, got a "
+                f"kernel of shape {tuple(leaf.shape)} for inputs of shape {tuple(x1.shape)} "
+                "(inputs of the wrong rank for this network?)"
+            )
 
 
 @functools.lru_cache(maxsize=64)
@@ -410,7 +435,9 @@ def kernel(
       ValueError: bad ``get``, negative ``batch_size``, ``x1``/``x2`` whose
         feature shapes differ, NaN/inf inputs, unsupported ``dtype``.
     """
+    _checks.callable_("kernel_fn", kernel_fn, "a neural-tangents kernel_fn(x1, x2, get)")
     get = _check_get(get)
+    store_on_device = _checks.boolean("store_on_device", store_on_device)
     if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool):
         raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
     if batch_size < 0:
@@ -424,8 +451,8 @@ def kernel(
         x2 = _check_x(x2, "x2")
         if tuple(x1.shape[1:]) != tuple(x2.shape[1:]):
             raise ValueError(
-                f"x1 and x2 must have the same feature shape, got x1 {tuple(x1.shape)} "
-                f"and x2 {tuple(x2.shape)}"
+                f"x2: expected the feature shape of x1 {tuple(x1.shape[1:])}, got x2 of "
+                f"shape {tuple(x2.shape)}"
             )
 
     use_x64 = dtype is not None and dtype == jnp.dtype(jnp.float64)
@@ -436,6 +463,7 @@ def kernel(
         x2 = None if x2 is None else jnp.asarray(x2, ftype)
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
+        _check_kernel_output(kernel_fn, x1, x2, get)
         from wideth.kernels.blocks import blockwise, current_mesh
 
         mesh = current_mesh(mesh, x1, x2)

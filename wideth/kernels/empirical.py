@@ -62,8 +62,9 @@ from typing import Any
 import jax
 import jax.extend.core as jex
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
+
+from wideth import _checks
 
 __all__ = ["ntk", "nngp", "ntk_matvec", "structured_report", "METHODS"]
 
@@ -97,6 +98,9 @@ def _as_functional(apply_fn: Any, params: Any) -> tuple[ApplyFn, Any]:
         return _ModuleApply(graphdef, rest if jax.tree.leaves(rest) else None), p
     if not callable(apply_fn):
         raise TypeError(f"apply_fn: expected a callable or an nnx.Module, got {type(apply_fn)}.")
+    if params is None:
+        raise TypeError("params: expected a parameter pytree with a function apply_fn, got None")
+    _checks.params_tree("params", params)
     return apply_fn, params
 
 
@@ -122,36 +126,33 @@ class _ModuleApply:
         )
 
 
-def _check_inputs(x1: Any, x2: Any) -> tuple[jax.Array, jax.Array | None]:
-    x1 = jnp.asarray(x1)
-    if x1.ndim < 2:
-        raise ValueError(f"x1: expected shape (n, ...features), got {x1.shape}.")
+def _check_inputs(x1: Any, x2: Any, name1: str = "x1") -> tuple[jax.Array, jax.Array | None]:
+    """Inputs of rank >= 2 with at least one row, finite when concrete; ``x2`` like ``x1``."""
+    x1 = _checks.array(name1, x1, min_ndim=2, min_rows=1, kind="number")
     if x2 is not None:
-        x2 = jnp.asarray(x2)
-        if x2.ndim < 2 or x2.shape[1:] != x1.shape[1:]:
+        x2 = _checks.array("x2", x2, min_ndim=2, min_rows=1, kind="number")
+        if x2.shape[1:] != x1.shape[1:]:
             raise ValueError(
                 f"x2: expected shape (n2, {', '.join(map(str, x1.shape[1:]))}) to match x1's "
                 f"feature dimensions, got {x2.shape}."
             )
-    for name, x in (("x1", x1), ("x2", x2)):
-        if x is None or _is_tracer(x):
-            continue
-        if not bool(np.all(np.isfinite(np.asarray(x)))):
-            raise ValueError(f"{name}: contains NaN or inf; expected finite inputs.")
     return x1, x2
 
 
-def _is_tracer(x: Any) -> bool:
-    try:
-        np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return True
-    return False
+def _check_outputs(apply_fn: ApplyFn, params: Any, x: jax.Array, name: str = "x1") -> Any:
+    """Trace ``apply_fn(params, x)`` abstractly: one row of outputs per row of ``x``."""
+    out = _checks.evaluate_shape("apply_fn", apply_fn, params, x, what=f"apply_fn(params, {name})")
+    if not hasattr(out, "shape") or out.ndim < 1 or out.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"apply_fn: expected outputs with one row per row of {name} ({x.shape[0]}), got "
+            f"{_checks.shape_str(out)}"
+        )
+    return out
 
 
 def _check_batch_size(batch_size: int | None) -> None:
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}.")
+    if batch_size is not None:
+        _checks.positive_int("batch_size", batch_size)
 
 
 def _blocks(x: jax.Array, b: int) -> tuple[jax.Array, int]:
@@ -459,7 +460,8 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
       parameter count handled by factors) and ``num_leaves``.
     """
     apply_fn, params = _as_functional(apply_fn, params)
-    x = jnp.asarray(x)
+    x = _checks.array("x", x, min_ndim=2, min_rows=1, kind="number")
+    _check_outputs(apply_fn, params, x, "x")
     plan = _structured_plan(apply_fn, params, x.shape[1:], x.dtype)
     return _report(params, plan)
 
@@ -615,8 +617,10 @@ def ntk(
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}.")
     _check_batch_size(batch_size)
+    full = _checks.boolean("full", full)
     apply_fn, params = _as_functional(apply_fn, params)
     x1, x2 = _check_inputs(x1, x2)
+    _check_outputs(apply_fn, params, x1)
     same = x2 is None
     x2 = x1 if same else x2
     if method == "auto":
@@ -647,7 +651,7 @@ def ntk_matvec(
       x: inputs ``(n, ...)``.
 
     Returns:
-      A jitted function ``v (n, k) -> (n, k)`` (a vjp then a jvp); ``v`` of shape
+      A function ``v (n, k) -> (n, k)`` (a jitted vjp then jvp); ``v`` of shape
       ``(n,)`` is accepted when ``k == 1``.
 
     References:
@@ -655,17 +659,23 @@ def ntk_matvec(
       <https://arxiv.org/abs/2206.08720>`_, 2022.
     """
     apply_fn, params = _as_functional(apply_fn, params)
-    x, _ = _check_inputs(x, None)
+    x, _ = _check_inputs(x, None, "x")
+    _check_outputs(apply_fn, params, x, "x")
     f = lambda p: _outputs(apply_fn, p, x)
     out, f_vjp = jax.vjp(f, params)
 
     @jax.jit
+    def product(v):
+        return jax.jvp(f, (params,), f_vjp(v.reshape(out.shape)))[1].reshape(v.shape)
+
     def matvec(v):
-        v = jnp.asarray(v, out.dtype)
-        shape = v.shape
+        v = _checks.array("v", v, kind="number")
         if v.size != out.size:
-            raise ValueError(f"v: expected shape {out.shape} (or ({out.shape[0]},) if k == 1).")
-        return jax.jvp(f, (params,), f_vjp(v.reshape(out.shape)))[1].reshape(shape)
+            raise ValueError(
+                f"v: expected shape {out.shape} (or ({out.shape[0]},) if k == 1), got "
+                f"{_checks.shape_str(v)}"
+            )
+        return product(v.astype(out.dtype))
 
     return matvec
 
@@ -716,6 +726,7 @@ def nngp(
         graphdef, state = nnx.split(apply_fn)
         return _nngp_features(graphdef, state, x1, x2)
     apply_fn, params = _as_functional(apply_fn, params)
+    _check_outputs(apply_fn, params, x1)
     return _nngp_outputs(apply_fn, params, x1, x2)
 
 

@@ -31,10 +31,12 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from wideth import _checks
 
 __all__ = [
     "Gaussian",
@@ -54,29 +56,110 @@ class Gaussian(NamedTuple):
     covariance: jax.Array
 
 
-def _check_kernel(name: str, k: jax.Array, shape: tuple[int | None, int | None]) -> jax.Array:
-    k = jnp.asarray(k)
-    if k.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D kernel matrix, got shape {k.shape}")
+def _check_kernel(
+    name: str,
+    k: Any,
+    shape: tuple[int | None, int | None],
+    *,
+    symmetric: bool = False,
+) -> jax.Array:
+    """A finite 2-D kernel of ``shape`` (``None`` = any), symmetric when asked.
+
+    Values are checked on the device (two scalar reductions) and only for
+    concrete kernels: under ``jit``/``vmap`` only the shape and dtype are checked.
+    """
+    k = _checks.array(name, k, ndim=2, kind="real", check_finite=False)
     for axis, want in enumerate(shape):
         if want is not None and k.shape[axis] != want:
-            raise ValueError(f"{name} must have shape {shape} (None = any), got {k.shape}")
+            want_s = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ")"
+            raise ValueError(f"{name}: expected shape {want_s}, got {_checks.shape_str(k)}")
+    if symmetric and k.shape[0] != k.shape[1]:
+        raise ValueError(f"{name}: expected a square kernel, got {_checks.shape_str(k)}")
+    if _checks.is_tracer(k):
+        return k
+    with jax.ensure_compile_time_eval():  # a concrete kernel closed over by a jitted caller
+        _check_kernel_values(name, k, symmetric)
     return k
 
 
-def _check_targets(y_train: jax.Array, n: int) -> tuple[jax.Array, bool]:
-    y = jnp.asarray(y_train)
+def _check_kernel_values(name: str, k: jax.Array, symmetric: bool) -> None:
+    if not bool(jnp.all(jnp.isfinite(k))):
+        bad = int(jnp.size(k) - jnp.count_nonzero(jnp.isfinite(k)))
+        raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
+    if symmetric and k.size:
+        kf = k.astype(jnp.result_type(k.dtype, jnp.float32))
+        asym = float(jnp.max(jnp.abs(kf - kf.T)))
+        tol = _symmetry_rtol(kf.dtype) * float(jnp.max(jnp.abs(kf)))
+        if asym > tol:
+            raise ValueError(
+                f"{name}: expected a symmetric kernel, got max |K - K^T| = {asym:.3g} "
+                f"(tolerance {tol:.3g})"
+            )
+
+
+def _symmetry_rtol(dtype: Any) -> float:
+    """Relative asymmetry allowed in a kernel: sqrt(eps) of its dtype (rounding, not a bug)."""
+    return float(jnp.sqrt(jnp.finfo(dtype).eps))
+
+
+def _check_psd(name: str, evals: jax.Array) -> None:
+    r"""Reject a kernel with an eigenvalue below :math:`-100\,n\,\epsilon\,\max|\lambda|`.
+
+    A kernel (Gram matrix) is positive semi-definite; rounding leaves negative
+    eigenvalues of order :math:`n\epsilon\|K\|`, a sign error or a wrong matrix
+    far larger ones.
+    """
+    if _checks.is_tracer(evals) or evals.size == 0:
+        return
+    lo, top = float(evals[0]), float(jnp.max(jnp.abs(evals)))
+    tol = 100 * evals.shape[0] * float(jnp.finfo(evals.dtype).eps) * top
+    if lo < -tol:
+        raise ValueError(
+            f"{name}: expected a positive semi-definite kernel, got the eigenvalue {lo:.3g} "
+            f"(largest |eigenvalue| {top:.3g})"
+        )
+
+
+def _check_targets(y_train: Any, n: int) -> tuple[jax.Array, bool]:
+    y = _checks.array("y_train", y_train, ndim=(1, 2), kind="real")
     squeeze = y.ndim == 1
     y = y[:, None] if squeeze else y
-    if y.ndim != 2 or y.shape[0] != n:
-        raise ValueError(f"y_train must have shape ({n},) or ({n}, k), got {jnp.shape(y_train)}")
+    if y.shape[0] != n:
+        raise ValueError(
+            f"y_train: expected shape ({n},) or ({n}, k) like the kernel, got "
+            f"{_checks.shape_str(y_train)}"
+        )
     return y, squeeze
 
 
 def _time_scale(n: int, normalization: Normalization) -> float:
-    if normalization not in ("mean", "sum"):
-        raise ValueError(f"normalization must be 'mean' or 'sum', got {normalization!r}")
+    _checks.choice("normalization", normalization, ("mean", "sum"))
     return float(n) if normalization == "mean" else 1.0
+
+
+def _check_time(t: Any, discrete: bool) -> Any:
+    """``None`` (infinity) or a time ``>= 0``; a whole number of steps when ``discrete``."""
+    if t is None:
+        return None
+    t = _checks.scalar("t", t, 0.0)
+    if discrete and not _checks.is_tracer(t) and float(t) != int(float(t)):
+        raise ValueError(f"t: expected a whole number of steps with discrete=True, got {t!r}")
+    return t
+
+
+def _outputs_like(name: str, f0: Any, rows: int, k: int, dtype: Any) -> jax.Array:
+    """Initial outputs: a scalar, ``(rows,)`` (one output) or ``(rows, k)``, as ``(rows, k)``."""
+    f = _checks.array(name, f0, ndim=(0, 1, 2), kind="real")
+    if f.ndim == 0:
+        return jnp.broadcast_to(f.astype(dtype), (rows, k))
+    if f.ndim == 1:
+        f = f[:, None]
+    if f.shape[0] != rows or f.shape[1] not in (1, k):
+        raise ValueError(
+            f"{name}: expected a scalar, shape ({rows},) or ({rows}, {k}), got "
+            f"{_checks.shape_str(f0)}"
+        )
+    return jnp.broadcast_to(f.astype(dtype), (rows, k))
 
 
 def _filter(
@@ -153,7 +236,12 @@ def gradient_descent_mse(
     Returns:
       ``predict_fn(t=None, k_test_train=None, fx_train_0=0., fx_test_0=0.)``
       returning ``(fx_train_t, fx_test_t)``; ``fx_test_t`` is ``None`` when
-      ``k_test_train`` is not given. Shapes follow ``y_train``.
+      ``k_test_train`` is not given. Shapes follow ``y_train``. ``t`` must be
+      ``>= 0`` (a whole number of steps with ``discrete=True``).
+
+    Raises:
+      ValueError: a non-finite, non-square, non-symmetric or indefinite kernel,
+        ``learning_rate <= 0``, ``diag_reg < 0``, targets of the wrong shape.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -163,19 +251,23 @@ def gradient_descent_mse(
       >>> [round(float(v), 4) for v in train]
       [1.0, -1.0]
     """
-    k = _check_kernel("k_train_train", k_train_train, (None, None))
+    k = _check_kernel("k_train_train", k_train_train, (None, None), symmetric=True)
     n = k.shape[0]
-    if k.shape[1] != n:
-        raise ValueError(f"k_train_train must be square, got shape {k.shape}")
     y, squeeze = _check_targets(y_train, n)
+    learning_rate = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
+    diag_reg = _checks.scalar("diag_reg", diag_reg, 0.0)
     scale = _time_scale(n, normalization)
+    discrete = _checks.boolean("discrete", discrete)
+    if batch_size is not None:
+        batch_size = _checks.positive_int("batch_size", batch_size)
     k = k + diag_reg * jnp.eye(n, dtype=k.dtype)
     evals, evecs = jnp.linalg.eigh(k)
+    _check_psd("k_train_train", evals)
     y = y.astype(evals.dtype)
 
     def predict_fn(t=None, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0):
-        r0 = jnp.broadcast_to(jnp.asarray(fx_train_0, evals.dtype), y.shape)
-        r0 = (r0[:, None] if r0.ndim == 1 else r0) - y
+        t = _check_time(t, discrete)
+        r0 = _outputs_like("fx_train_0", fx_train_0, n, y.shape[1], evals.dtype) - y
         coef = evecs.T @ r0
         g = _filter(evals, learning_rate, t, scale, discrete)
         train = y + evecs @ ((1.0 - evals[:, None] * g[:, None]) * coef)
@@ -184,8 +276,8 @@ def gradient_descent_mse(
             kt = _check_kernel("k_test_train", k_test_train, (None, n))
             alpha = evecs @ (g[:, None] * coef)
             delta = _batched_rows(lambda rows: rows @ alpha, kt.astype(evals.dtype), batch_size)
-            f0 = jnp.asarray(fx_test_0, evals.dtype)
-            test = (f0[:, None] if f0.ndim == 1 else f0) - delta
+            f0 = _outputs_like("fx_test_0", fx_test_0, kt.shape[0], y.shape[1], evals.dtype)
+            test = f0 - delta
             test = test[:, 0] if squeeze else test
         return (train[:, 0] if squeeze else train), test
 
@@ -234,16 +326,20 @@ def gradient_descent_mse_ensemble(
       :class:`Gaussian` with mean shaped like the test outputs and the
       ``(m, m)`` covariance (identical for every output dimension).
     """
-    theta = _check_kernel("ntk_train_train", ntk_train_train, (None, None))
+    theta = _check_kernel("ntk_train_train", ntk_train_train, (None, None), symmetric=True)
     n = theta.shape[0]
-    kxx = _check_kernel("nngp_train_train", nngp_train_train, (n, n))
+    kxx = _check_kernel("nngp_train_train", nngp_train_train, (n, n), symmetric=True)
     theta_t = _check_kernel("ntk_test_train", ntk_test_train, (None, n))
     m = theta_t.shape[0]
     k_t = _check_kernel("nngp_test_train", nngp_test_train, (m, n))
-    ktt = _check_kernel("nngp_test_test", nngp_test_test, (m, m))
+    ktt = _check_kernel("nngp_test_test", nngp_test_test, (m, m), symmetric=True)
     y, squeeze = _check_targets(y_train, n)
+    t = _check_time(t, False)
+    learning_rate = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
+    diag_reg = _checks.scalar("diag_reg", diag_reg, 0.0)
     scale = _time_scale(n, normalization)
     evals, evecs = jnp.linalg.eigh(theta + diag_reg * jnp.eye(n, dtype=theta.dtype))
+    _check_psd("ntk_train_train", evals)
     g = _filter(evals, learning_rate, t, scale, discrete=False)
     mmat = ((theta_t @ evecs) * g) @ evecs.T
     mean = mmat @ y.astype(evals.dtype)
@@ -279,16 +375,30 @@ def gp_inference(
 
     Returns:
       :class:`Gaussian`; ``covariance`` is ``None`` without ``k_test_test``.
+
+    Raises:
+      ValueError: non-finite or mis-shaped kernels or targets, a non-symmetric
+        kernel, ``diag_reg < 0``, or a ``K + diag_reg I`` that is not positive
+        definite (its Cholesky factorisation fails: pass ``diag_reg > 0``).
     """
-    k = _check_kernel("k_train_train", k_train_train, (None, None))
+    k = _check_kernel("k_train_train", k_train_train, (None, None), symmetric=True)
     n = k.shape[0]
     kt = _check_kernel("k_test_train", k_test_train, (None, n))
     y, squeeze = _check_targets(y_train, n)
+    diag_reg = _checks.scalar("diag_reg", diag_reg, 0.0)
+    ktt = None
+    if k_test_test is not None:
+        ktt = _check_kernel("k_test_test", k_test_test, (kt.shape[0], kt.shape[0]), symmetric=True)
     chol = jax.scipy.linalg.cho_factor(k + diag_reg * jnp.eye(n, dtype=k.dtype), lower=True)
+    if not _checks.is_tracer(chol[0]) and not bool(jnp.all(jnp.isfinite(chol[0]))):
+        raise ValueError(
+            f"k_train_train: expected a positive definite kernel (K + diag_reg I), but its "
+            f"Cholesky factorisation failed with diag_reg={diag_reg!r}: the kernel is "
+            f"indefinite or singular; pass diag_reg > 0 (e.g. 1e-6 * trace(K) / n)"
+        )
     mean = kt @ jax.scipy.linalg.cho_solve(chol, y.astype(k.dtype))
     cov = None
-    if k_test_test is not None:
-        ktt = _check_kernel("k_test_test", k_test_test, (kt.shape[0], kt.shape[0]))
+    if ktt is not None:
         cov = ktt - kt @ jax.scipy.linalg.cho_solve(chol, kt.T)
         cov = 0.5 * (cov + cov.T)
     return Gaussian(mean[:, 0] if squeeze else mean, cov)
@@ -317,8 +427,19 @@ def max_learning_rate(
 
     Returns:
       Scalar :math:`\eta_{\max}`.
+
+    Raises:
+      ValueError: a non-finite, non-symmetric or indefinite kernel, one whose top
+        eigenvalue is not positive, or ``momentum`` outside ``[0, 1)``.
     """
-    k = _check_kernel("ntk_train_train", ntk_train_train, (None, None))
+    k = _check_kernel("ntk_train_train", ntk_train_train, (None, None), symmetric=True)
     scale = _time_scale(k.shape[0], normalization)
-    lam = jnp.linalg.eigvalsh(k)[-1]
+    momentum = _checks.scalar("momentum", momentum, 0.0, 1.0, high_open=True)
+    evals = jnp.linalg.eigvalsh(k)
+    _check_psd("ntk_train_train", evals)
+    lam = evals[-1]
+    if not _checks.is_tracer(lam) and not float(lam) > 0:
+        raise ValueError(
+            f"ntk_train_train: expected a kernel with a positive top eigenvalue, got {float(lam)!r}"
+        )
     return 2.0 * (1.0 + momentum) * scale / lam

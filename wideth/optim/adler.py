@@ -192,7 +192,12 @@ def pl_adaptive(
         include the step (no ``scale_by_learning_rate`` needed).
 
     Raises:
-        ValueError: if ``weight_decay`` is negative or not finite.
+        ValueError: if ``beta`` is not in ``[0, 1)``, or ``eps`` or ``weight_decay``
+            is negative or not finite.
+        TypeError: (from ``update``) a missing or non-callable ``outputs_fn`` /
+            ``loss_of_outputs``, or ``params`` None; a ``loss_of_outputs`` whose
+            output is not a real scalar is a ValueError. Both are traced
+            abstractly (under ``jit`` once, at trace time).
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax
@@ -216,6 +221,8 @@ def pl_adaptive(
         Loshchilov & Hutter, `Decoupled weight decay regularization
         <https://arxiv.org/abs/1711.05101>`_, ICLR 2019.
     """
+    beta = _checks.scalar("beta", beta, 0.0, 1.0, high_open=True)
+    eps = _checks.scalar("eps", eps, 0.0)
     weight_decay = _checks.scalar("weight_decay", weight_decay, 0.0)
 
     def init_fn(params: Any) -> PLAdaptiveState:
@@ -239,8 +246,7 @@ def pl_adaptive(
         **extra_args: Any,
     ) -> tuple[Any, PLAdaptiveState]:
         del extra_args
-        if outputs_fn is None or loss_of_outputs is None or params is None:
-            raise TypeError(_MISSING_ARGS)
+        _check_extra_args(outputs_fn, loss_of_outputs, params)
         dtype = state.log_sum.dtype
         vqv, _ = gauss_newton_curvature(outputs_fn, loss_of_outputs, params, updates)
         gg = optax.tree.norm(updates, squared=True)
@@ -265,6 +271,26 @@ def pl_adaptive(
         return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_extra_args(outputs_fn: Any, loss_of_outputs: Any, params: Any) -> None:
+    """The extra arguments of ``pl_adaptive``'s update: callables, and a scalar loss.
+
+    Both functions are traced abstractly (no compute; under ``jit`` at trace time only).
+    """
+    for name, value in (
+        ("outputs_fn", outputs_fn),
+        ("loss_of_outputs", loss_of_outputs),
+        ("params", params),
+    ):
+        if value is None:
+            raise TypeError(f"{name}: missing; {_MISSING_ARGS}")
+    _checks.callable_("outputs_fn", outputs_fn, "a callable outputs_fn(params) -> outputs")
+    _checks.callable_("loss_of_outputs", loss_of_outputs, "a callable loss_of_outputs(outputs)")
+    out = _checks.evaluate_shape("outputs_fn", outputs_fn, params, what="outputs_fn(params)")
+    _checks.scalar_output(
+        "loss_of_outputs", loss_of_outputs, out, what="loss_of_outputs(outputs_fn(params))"
+    )
 
 
 def _state_dtype(params: Any) -> Any:

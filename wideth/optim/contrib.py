@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import optax
 
+from wideth import _checks
+
 from .adler import pl_adaptive
 
 __all__ = ["pl_adaptive_relaxed"]
@@ -41,9 +43,14 @@ def pl_adaptive_relaxed(
         holds the ``PLAdaptiveState`` (so ``pl_adaptive_info`` works) and it needs
         the same ``outputs_fn`` / ``loss_of_outputs`` extra arguments.
 
+    Raises:
+        ValueError: ``relaxation`` outside ``(0, 2)`` (outside it the step does not
+            decrease the local quadratic model), or a bad ``beta`` / ``eps``.
+
     References:
         Raydan & Svaiter, `Relaxed steepest descent and Cauchy-Barzilai-Borwein
         method`, Computational Optimization and Applications, 2002.
         Balboni, PhD thesis, Algorithm 1 (the unrelaxed rule).
     """
+    relaxation = _checks.scalar("relaxation", relaxation, 0.0, 2.0, low_open=True, high_open=True)
     return optax.chain(pl_adaptive(beta=beta, eps=eps), optax.scale(relaxation))

@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from wideth import _checks
+
 __all__ = [
     "PLConstantState",
     "pl_constant",
@@ -70,9 +72,18 @@ def pl_constant(
     References:
         Polyak, 1963; Łojasiewicz, 1963; Liu, Zhu & Belkin, 2022.
     """
-    f = jnp.asarray(loss_value)
-    g = jnp.asarray(grad_norm_sq)
-    gap = f - jnp.asarray(loss_star)
+    f = _checks.array("loss_value", loss_value, kind="real")
+    g = _checks.array("grad_norm_sq", grad_norm_sq, kind="real")
+    star = _checks.array("loss_star", loss_star, kind="real")
+    _checks.in_range("grad_norm_sq", g, 0.0)
+    try:
+        jnp.broadcast_shapes(f.shape, g.shape, star.shape)
+    except ValueError:
+        raise ValueError(
+            f"grad_norm_sq: expected a shape that broadcasts with loss_value {f.shape} and "
+            f"loss_star {star.shape}, got {g.shape}"
+        ) from None
+    gap = f - star
     ok = gap > 0
     return jnp.where(ok, g / (2 * jnp.where(ok, gap, 1)), jnp.nan)
 
@@ -182,8 +193,15 @@ def conservative_step(
         Balboni, PhD thesis (conservative step rule);
         Liu, Zhu & Belkin, 2022.
     """
-    p = jnp.asarray(ntk_lambda_max) * jnp.asarray(loss_hessian_norm)
+    lam = _checks.in_range("ntk_lambda_max", _nonneg("ntk_lambda_max", ntk_lambda_max), 0.0)
+    q = _checks.in_range("loss_hessian_norm", _nonneg("loss_hessian_norm", loss_hessian_norm), 0.0)
+    p = jnp.asarray(lam) * jnp.asarray(q)
     return jnp.where(p > 0, 1.0 / (2.0 * jnp.where(p > 0, p, 1)), jnp.inf)
+
+
+def _nonneg(name: str, value: Any) -> Any:
+    """A real array-like (``None``, strings and objects are type errors)."""
+    return _checks.array(name, value, kind="real", check_finite=False)
 
 
 def ntk_lambda_max(
@@ -213,6 +231,8 @@ def ntk_lambda_max(
     """
     from wideth import hessian
 
+    key = _checks.prng_key("key", key)
+    num_steps = _checks.positive_int("num_steps", num_steps)
     return hessian.sharpness(hessian.ntk(apply_fn, params, x), num_steps=num_steps, key=key)
 
 
@@ -240,6 +260,13 @@ def loss_hessian_norm(
     """
     from wideth import hessian
 
+    key = _checks.prng_key("key", key)
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    _checks.callable_("loss_of_outputs", loss_of_outputs, "a callable loss_of_outputs(outputs)")
+    outputs = _checks.array("outputs", outputs, kind="number")
+    _checks.scalar_output(
+        "loss_of_outputs", loss_of_outputs, outputs, what="loss_of_outputs(outputs)"
+    )
     grad = jax.grad(loss_of_outputs)
     op = hessian.from_matvec(lambda v, out: jax.jvp(grad, (out,), (v,))[1], outputs, outputs)
     return hessian.sharpness(op, num_steps=num_steps, key=key)
@@ -271,6 +298,13 @@ def conservative_step_on_batch(
     Returns:
         The step size, scalar.
     """
+    key = _checks.prng_key("key", key)
+    _checks.callable_("apply_fn", apply_fn, "a callable apply_fn(params, x)")
+    _checks.callable_("loss_of_outputs", loss_of_outputs, "a callable loss_of_outputs(outputs)")
+    out = _checks.evaluate_shape("apply_fn", apply_fn, params, x, what="apply_fn(params, x)")
+    _checks.scalar_output(  # before any Lanczos step
+        "loss_of_outputs", loss_of_outputs, out, what="loss_of_outputs(apply_fn(params, x))"
+    )
     k1, k2 = jax.random.split(key)
     lam = ntk_lambda_max(apply_fn, params, x, key=k1, num_steps=num_steps)
     q = loss_hessian_norm(loss_of_outputs, apply_fn(params, x), key=k2, num_steps=num_steps)

@@ -139,8 +139,12 @@ def minibatch_noise(
             f"data: expected x and y with the same number (>= 1) of rows, got shapes "
             f"{jnp.shape(x)} and {jnp.shape(y)}"
         )
+    _checks.arrays_tree("data", (x, y))
     c = noise_factor(n, batch_size)
     chunk = _checks.positive_int("chunk", chunk)
+    if center is not None:
+        _checks.tree_like("center", center, params)
+    _checks.scalar_output("objective", objective, params, (x, y), what="objective(params, (x, y))")
     grad = jax.grad(objective)(params, (x, y))
 
     def one(xy: tuple[jax.Array, jax.Array]) -> jax.Array:

@@ -8,7 +8,7 @@ from experiments import EXPERIMENTS
 from experiments._common import Config, Sizes
 
 # Experiments not yet split into plan(cfg) + run(cfg); this set only shrinks.
-WITHOUT_PLAN = {"criticality", "pl_adaptive", "finite_width"}
+WITHOUT_PLAN = {"pl_adaptive", "finite_width"}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -628,6 +628,7 @@ def relu_gradients(
     return {
         "W_vars": np.asarray(W_vars),
         "norms": per_net.mean(1),
+        "norms_sem": per_net.std(1, ddof=1) / np.sqrt(num_nets),
         "rate_measured": np.array([log_rate(n) for n in per_net]),
         "rate_se": np.array([jackknife_se(log_rate, n) for n in per_net]),
         "rate_theory": np.log(np.asarray(W_vars) / 2.0),
@@ -669,7 +670,7 @@ def _fig_phase(pd: dict[str, Any]):
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
     ext = [pd["W_grid"][0], pd["W_grid"][-1], pd["b_grid"][0], pd["b_grid"][-1]]
-    z = (pd["chi1_measured"] - pd["chi1"]) / pd["chi1_sem"]
+    z = (pd["chi1_measured"] - pd["chi1"]) / (pd["chi1_sem"] + CHI_FLOOR)
     panels = (
         ("theory $\\chi_1$", pd["chi1"], "RdBu_r", (0.4, 1.6)),
         (
@@ -678,7 +679,13 @@ def _fig_phase(pd: dict[str, Any]):
             "RdBu_r",
             (0.4, 1.6),
         ),
-        ("$(\\hat\\chi_1-\\chi_1)/\\mathrm{SE}$", z, "PuOr", (-4, 4)),
+        (
+            f"$z=(\\hat\\chi_1-\\chi_1)/(\\mathrm{{SE}}+{CHI_FLOOR:g})$ "
+            f"(checked: $|z|\\leq${Z_MAX:g})",
+            z,
+            "PuOr",
+            (-4, 4),
+        ),
     )
     for ax, (t, v, cmap, (lo, hi)) in zip(axes, panels, strict=True):
         im = ax.imshow(v.T, origin="lower", extent=ext, aspect="auto", cmap=cmap, vmin=lo, vmax=hi)
@@ -698,44 +705,52 @@ def _fig_trainability(tr: dict[str, Any]):
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     W, L = tr["W_grid"], tr["depths"]
-    # cells on a log-log grid: boundaries at geometric midpoints
-    edges = lambda v: np.exp(
-        np.r_[np.log(v[0]) - 0.3, np.convolve(np.log(v), [0.5, 0.5], "valid"), np.log(v[-1]) + 0.3]
-    )
-    im = ax.pcolormesh(
-        edges(W), edges(L), tr["accuracy"].T, cmap="viridis", vmin=tr["chance"], vmax=1.0
-    )
+    Wm, Lm = np.meshgrid(W, L, indexing="ij")
     measured = tr["accuracy"] > TRAINABLE_ACCURACY
     predicted = L[None, :] < tr["six_xi_c"][:, None]
+    bad = measured != predicted
+    sc = ax.scatter(
+        Wm.ravel(),
+        Lm.ravel(),
+        c=tr["accuracy"].ravel(),
+        s=600,
+        marker="s",
+        cmap="viridis",
+        vmin=tr["chance"],
+        vmax=1.0,
+        edgecolors=np.where(bad.ravel(), "r", "none"),
+        linewidths=2.5,
+    )
     for i, w in enumerate(W):
         for j, d in enumerate(L):
-            txt = f"{tr['accuracy'][i, j]:.2f}\n±{tr['accuracy_sd'][i, j]:.2f}"
-            bad = measured[i, j] != predicted[i, j]
+            a = tr["accuracy"][i, j]
             ax.text(
                 w,
                 d,
-                txt,
+                f"{a:.2f}\n±{tr['accuracy_sd'][i, j]:.2f}",
                 ha="center",
                 va="center",
                 fontsize=6,
-                color="r" if bad else ("k" if tr["accuracy"][i, j] > 0.6 else "w"),
+                color="k" if a > 0.6 else "w",
             )
     ax.plot(tr["W_fine"], tr["six_xi_c_fine"], "r-", lw=2, label=r"$6\xi_c$ (checked)")
-    ax.axvline(tr["W_critical"], color="w", ls=":", label="critical $\\sigma_w^2$")
+    ax.axvline(tr["W_critical"], color="k", ls=":", label=r"critical $\sigma_w^2$")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylim(edges(L)[0], edges(L)[-1])
-    ax.set_xlim(edges(W)[0], edges(W)[-1])
+    ax.yaxis.set_minor_locator(plt.NullLocator())
+    ax.set_yticks(L, [str(int(d)) for d in L])
+    ax.set_ylim(L.min() / 1.5, L.max() * 1.5)
+    ax.set_xlim(W.min() / 1.5, W.max() * 1.5)
     ax.set_xlabel(rf"$\sigma_w^2$ ($\sigma_b^2$ = {tr['b_var']:g}; ordered | chaotic)")
     ax.set_ylabel("depth $L$")
     n = tr["accuracy_per_seed"].shape[-1]
     ax.set_title(
-        f"tanh train accuracy (mean ± sd over {n} seeds; red: disagrees with $L<6\\xi_c$ at "
-        f"acc>{TRAINABLE_ACCURACY:g})",
+        f"tanh train accuracy, mean ± sd over {n} seeds (red edge: disagrees with "
+        f"$L<6\\xi_c$ at acc > {TRAINABLE_ACCURACY:g})",
         fontsize=8,
     )
-    ax.legend(fontsize=8, loc="lower left")
-    fig.colorbar(im, ax=ax, label="train accuracy")
+    ax.legend(fontsize=8, loc="center")
+    fig.colorbar(sc, ax=ax, label="train accuracy")
     return fig
 
 
@@ -745,15 +760,17 @@ def _fig_gradients(rg: dict[str, Any]):
     fig, ax = plt.subplots(figsize=(5.5, 4))
     L = rg["depth"]
     layers = np.arange(1, L + 1)
-    for w, nrm, rate, se in zip(
-        rg["W_vars"], rg["norms"], rg["rate_theory"], rg["rate_se"], strict=True
-    ):
+    rows = zip(
+        rg["W_vars"], rg["norms"], rg["norms_sem"], rg["rate_theory"], rg["rate_se"], strict=True
+    )
+    for w, nrm, sem, rate, se in rows:
         lab = f"$\\sigma_w^2$={w:g} (rate SE {se:.1e})"
-        (line,) = ax.semilogy(layers, nrm / nrm[-1], "o", ms=3, label=lab)
-        ax.semilogy(layers, np.exp(rate * (L - layers)), "-", color=line.get_color())
+        line = ax.errorbar(layers, nrm / nrm[-1], 2 * sem / nrm[-1], fmt="o", ms=3, label=lab)
+        ax.plot(layers, np.exp(rate * (L - layers)), "-", color=line[0].get_color())
+    ax.set_yscale("log")
     ax.set_xlabel("layer $l$")
     ax.set_ylabel(r"$E\|\partial f/\partial h^l\|^2 / E\|\partial f/\partial h^L\|^2$")
-    ax.set_title(r"ReLU back-propagation (dots) vs $(\sigma_w^2/2)^{L-l}$ (lines)")
+    ax.set_title(r"ReLU back-propagation (dots, ±2 SE) vs $(\sigma_w^2/2)^{L-l}$ (lines)")
     ax.legend(fontsize=7)
     return fig
 
@@ -799,6 +816,9 @@ CONFIGS = [
     ("relu", 1.5, 0.1),
     ("relu", 2.0, 0.0),
 ]
+#: Floor added to the SE of chi_hat_1: the finite-depth bias of q^L (at sigma_b^2 = 0 in the
+#: ordered phase q^L -> 0 only geometrically and the SE vanishes there) and the O(1/n) one.
+CHI_FLOOR = 0.01
 #: Max-|z| bound for a curve of many points (Bonferroni: P(|z| > 4) = 6e-5 per point).
 Z_MAX = 4.0
 
@@ -887,7 +907,7 @@ def signal_checks(sp: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def phase_checks(pd: dict[str, Any]) -> list[dict[str, Any]]:
     r"""Phase agreement away from the line and :math:`\hat\chi_1` vs :math:`\chi_1` in SE units."""
     frac, n = phase_agreement(pd["chi1"], pd["chi1_measured"], pd["chi1_sem"])
-    z = (pd["chi1_measured"] - pd["chi1"]) / (pd["chi1_sem"] + 0.01)
+    z = (pd["chi1_measured"] - pd["chi1"]) / (pd["chi1_sem"] + CHI_FLOOR)
     src = "Poole et al. 2016 / Schoenholz et al. 2017 eq. 4: chi_1 (meanfield.fixed_point)"
     return [
         check(
@@ -902,7 +922,7 @@ def phase_checks(pd: dict[str, Any]) -> list[dict[str, Any]]:
             "empirical chi_1 vs theory: max |z| over the grid",
             z,
             Z_MAX,
-            note=f"{src}; z = error / (SE over {pd['num_nets']} networks + 0.01, the "
+            note=f"{src}; z = error / (SE over {pd['num_nets']} networks + {CHI_FLOOR:g}, the "
             f"finite-depth/width bias of q^L); {Z_MAX:g} SE bounds {z.size} points",
         ),
     ]

@@ -994,9 +994,21 @@ def run(cfg: Config) -> Result:
         },
         "relu_gradients": sz.gradients,
     }
-    ba = {c["name"].split(", ")[-1].split(":")[0]: c["measured"] for c in checks[6:8]}
-    summary = f"trainability balanced accuracy {ba}; " + "; ".join(
-        f"{c['name'][:40]}: {'pass' if c['pass'] else 'FAIL'}" for c in checks
+    # balanced accuracy of "L < s 6 xi_c" for a few scales s (s = 1 is the checked one)
+    measured = tr["accuracy"] > TRAINABLE_ACCURACY
+    tr["balanced_accuracy_by_xi_scale"] = {
+        f"{s:g}": balanced_accuracy(tr["depths"][None, :] < s * tr["six_xi_c"][:, None], measured)[
+            "balanced"
+        ]
+        for s in (0.5, 1.0, 2.0)
+    }
+    ba = [f"{c['measured']:.2f}" for c in checks if "balanced accuracy" in c["name"]]
+    passed = sum(c["pass"] for c in checks)
+    summary = (
+        f"{passed}/{len(checks)} checks pass; L < 6 xi_c balanced accuracy (ordered, chaotic, "
+        f"always-trainable) = {', '.join(ba)}; max |z|: q {checks[0]['measured']:.1f}, "
+        f"c {checks[1]['measured']:.1f}, chi_1 {checks[5]['measured']:.1f}, "
+        f"ReLU rate {checks[-2]['measured']:.1f}"
     )
     return Result(metrics, checks, figures, config, summary)
 

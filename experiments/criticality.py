@@ -36,8 +36,9 @@ through the mean-field maps of :mod:`wideth.kernels.meanfield` (Poole et al.
    between two grid depths on every column; far from criticality
    :math:`\xi_c` is short, which keeps the deepest network cheap). Optimiser:
    SGD with momentum 0.9 at the small learning rate :math:`10^{-3}` (the
-   paper's rate; at :math:`10^{-2}` deep networks near criticality fail for
-   optimisation reasons and the boundary is lost), minibatches of 32 (full: 64),
+   paper trains with SGD/RMSProp at :math:`10^{-3}`; at :math:`10^{-2}` with
+   momentum deep near-critical networks fail for optimisation reasons and the
+   boundary is lost), minibatches of 32 (full: 64),
    cross-entropy, 1000 steps quick / 4000 full. A cell is *trainable* when its
    train accuracy, averaged over seeds, exceeds 0.5: chance is 0.1, shallow
    networks reach > 0.9, and untrainable ones stay near chance, so 0.5 sits in
@@ -513,8 +514,8 @@ def trainability_checks(tr: dict[str, Any], xi_factor: float = 1.0) -> list[dict
                     "Schoenholz et al. 2017, Sec. 5 and Fig. 5-6 (trainable for L < 6 xi_c, "
                     "xi_c of eq. 9 from meanfield.depth_scales); "
                     f"sensitivity {ba['sensitivity']:.2f}, specificity {ba['specificity']:.2f} "
-                    f"over {n} cells ({n_seeds} seeds each); the bar 0.8 is the issue's "
-                    f"bar, binomial SE at 0.8 on {n} cells is {se:.2f}"
+                    f"over {n} cells ({n_seeds} seeds each); the bar allows the blur of a "
+                    f"finite run (module docstring); binomial SE at 0.8 on {n} cells is {se:.2f}"
                 ),
             )
         )

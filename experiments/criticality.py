@@ -14,26 +14,61 @@ through the mean-field maps of :mod:`wideth.kernels.meanfield` (Poole et al.
     \chi_1 = \sigma_w^2\,\mathbb E_z[\phi'(\sqrt{q^*}z)^2].
 
 1. **Signal propagation**: measured :math:`q^l, c^l` of random tanh and ReLU
-   networks (averaged over networks, ``vmap``) against the iterated maps, and
-   the measured deep-layer :math:`q` against the fixed point :math:`q^*`.
+   networks (mean and SE over networks, ``vmap``) against the iterated maps
+   (Poole et al. 2016, eqs. 3 and 5), the measured deep-layer :math:`q` at the
+   tanh critical point against :math:`q^*` and the chaotic :math:`c^L` against
+   the stable fixed point :math:`c^* < 1`.
 2. **Phase diagram** over :math:`(\sigma_w^2, \sigma_b^2)` for tanh: theory
    :math:`\chi_1` with the critical line :math:`\chi_1 = 1`
    (``critical_W_var``), and the empirical :math:`\hat\chi_1 = \sigma_w^2
-   \frac1n\sum_i\phi'(h^L_i)^2` of one random network per grid point; the
-   phases must agree away from the line.
-3. **Trainability** (Schoenholz et al. 2017): depth-:math:`L` tanh networks
-   (:math:`\sigma_b^2 = 0.05`) trained briefly with SGD on the digits data over
-   a grid of :math:`\sigma_w^2` and :math:`L`; the trainable region is
-   compared with :math:`L < 6\xi_c`. The networks are trained as one vmapped
-   program: hidden layers are stacked and applied by ``lax.scan`` with a depth
-   mask, so one compilation serves every depth (tested to equal
-   :class:`wideth.models.MLP` in standard parameterisation).
+   \frac1n\sum_i\phi'(h^L_i)^2`, mean and SE over several random networks per
+   grid point; the phases must agree wherever :math:`\chi_1` is more than 3 SE
+   from 1, and :math:`\hat\chi_1` must match :math:`\chi_1` in SE units.
+3. **Trainability** (Schoenholz et al. 2017, Sec. 5, Figs. 5-6): networks
+   deeper than :math:`6\xi_c`, :math:`\xi_c^{-1} = -\log\chi_c` (their eq. 9,
+   ``meanfield.depth_scales``), do not train. Depth-:math:`L` tanh networks
+   (:math:`\sigma_b^2 = 0.05`, critical :math:`\sigma_w^2 \approx 1.76`) are
+   trained on the digits data for a grid of :math:`\sigma_w^2` on **both
+   sides** of criticality and depths on both sides of :math:`6\xi_c` at each
+   (quick: :math:`\sigma_w^2 \in \{0.55, 0.9, 1.2\}` ordered,
+   :math:`\{6, 30\}` chaotic, with :math:`6\xi_c \approx 8, 17, 36` and
+   :math:`33, 19`, against :math:`L \in \{6, 12, 24, 48\}`, so the curve lies
+   between two grid depths on every column; far from criticality
+   :math:`\xi_c` is short, which keeps the deepest network cheap). Optimiser:
+   SGD with momentum 0.9 at the small learning rate :math:`10^{-3}` (the
+   paper trains with SGD/RMSProp at :math:`10^{-3}`; at :math:`10^{-2}` with
+   momentum deep near-critical networks fail for optimisation reasons and the
+   boundary is lost), minibatches of 32 (full: 64),
+   cross-entropy, 1000 steps quick / 4000 full. A cell is *trainable* when its
+   train accuracy, averaged over seeds, exceeds 0.5: chance is 0.1, shallow
+   networks reach > 0.9, and untrainable ones stay near chance, so 0.5 sits in
+   the gap between the two modes. The checked claim: the predictor
+   :math:`L < 6\xi_c` has **balanced accuracy** (mean of the fractions of
+   trainable and of untrainable cells it gets right) :math:`\ge 0.8` on the
+   ordered and on the chaotic side separately. The always-trainable predictor
+   has balanced accuracy 0.5 (a consistency check; it fails the bar), and a
+   unit test shows that a wrong scale, :math:`2\xi_c` or :math:`\xi_c/2`,
+   fails on the true boundary. Training is :func:`wideth.train.run` with
+   :func:`wideth.train.train_step`, vmapped over every (:math:`\sigma_w^2`,
+   :math:`L`, seed): hidden layers are stacked and applied by ``lax.scan``
+   with a depth mask (a frozen ``depth`` leaf of the parameters), so one
+   compilation serves every depth (tested to equal :class:`wideth.models.MLP`
+   in standard parameterisation). 6 :math:`\xi_c` is the boundary after long
+   training (their Fig. 6: the trainable region grows with training time
+   towards it); a finite run sees it blurred by a factor of order one, which
+   the grid's factor-2 depth spacing and the 0.8 bar allow for.
 4. **ReLU gradients**: the back-propagated signal :math:`\delta^l =
    \partial f/\partial h^l` of a depth-:math:`L` ReLU network (no biases)
    obeys :math:`\mathbb E\|\delta^l\|^2 = (\sigma_w^2/2)^{L-l}\,\mathbb
-   E\|\delta^L\|^2`: constant at the critical :math:`\sigma_w^2 = 2` (He
-   initialisation), geometric explosion/vanishing otherwise. The fitted
-   per-layer log-rate is compared with :math:`\log(\sigma_w^2/2)`.
+   E\|\delta^L\|^2` (He et al. 2015; :math:`\chi_1 = \sigma_w^2/2`): constant
+   at the critical :math:`\sigma_w^2 = 2` (He initialisation), geometric
+   explosion/vanishing otherwise. The fitted per-layer log-rate is compared
+   with :math:`\log(\sigma_w^2/2)` and the end-to-end ratio at
+   :math:`\sigma_w^2 = 2` with 1, both with jackknife SEs over networks.
+
+Tolerances: curves are checked as :math:`\max|z| \le 4` (``check_max_z``),
+:math:`z` the error in standard errors over independent networks plus a
+stated finite-width floor; single numbers within 3 SE.
 
 References:
   Poole et al., `Exponential expressivity in deep neural networks through
@@ -54,7 +89,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import Config, Result, check, cli, save_figure
+from experiments._common import Config, Result, Sizes, check, check_max_z, cli, save_figure
 from wideth.kernels import meanfield as mf
 
 _PHI = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -143,8 +178,8 @@ def two_inputs(key: jax.Array, d: int, q_x: float, c_x: float) -> jax.Array:
     return jnp.stack([a * s, (c_x * a + jnp.sqrt(1 - c_x**2) * b) * s])
 
 
-#: Configurations propagated together under ``vmap`` (larger grids run in groups).
-CONFIGS_PER_BATCH = 192
+#: Networks propagated together under ``vmap`` (larger grids run in groups of configs).
+NETS_PER_BATCH = 192
 
 
 def _propagate_many(
@@ -158,15 +193,16 @@ def _propagate_many(
 def propagate_program(depth: int, width: int, act: str) -> Callable:
     """Jitted ``(keys (C, N), x, W (C,), b (C,)) -> stats``: configs in groups under ``vmap``.
 
-    ``CONFIGS_PER_BATCH`` configs at a time bound memory (the full phase diagram,
-    756 networks of width 1000 at once, would need 11 GiB).
+    ``max(1, NETS_PER_BATCH // N)`` configs at a time bound memory (the full phase
+    diagram, 756 x 8 networks of width 1000 at once, would need 90 GiB).
     """
     per_net = jax.vmap(propagate, (0, None, None, None, None, None, None))
 
     @jax.jit
     def run(keys, x, W, b):
         one = lambda a: per_net(a[0], x, a[1], a[2], depth, width, act)
-        return jax.lax.map(one, (keys, W, b), batch_size=CONFIGS_PER_BATCH)
+        per_batch = max(1, NETS_PER_BATCH // keys.shape[1])
+        return jax.lax.map(one, (keys, W, b), batch_size=per_batch)
 
     return run
 
@@ -203,6 +239,7 @@ def signal_propagation(
                 "activation": act,
                 "W_var": Wv,
                 "b_var": bv,
+                "num_nets": num_nets,
                 "q_measured": m["q"][j].mean(0),
                 "q_sem": m["q"][j].std(0, ddof=1) / np.sqrt(num_nets),
                 "c_measured": m["c"][j].mean(0),
@@ -220,30 +257,53 @@ def signal_propagation(
 
 
 def phase_diagram(
-    key: jax.Array, W_grid: np.ndarray, b_grid: np.ndarray, depth: int, width: int
+    key: jax.Array,
+    W_grid: np.ndarray,
+    b_grid: np.ndarray,
+    depth: int,
+    width: int,
+    num_nets: int,
 ) -> dict[str, Any]:
-    r"""Theory :math:`\chi_1` and one network's :math:`\hat\chi_1` at depth ``depth`` per point."""
+    r"""Theory :math:`\chi_1` and the mean and SE of :math:`\hat\chi_1` over ``num_nets`` networks.
+
+    :math:`\hat\chi_1` of one network is :math:`\sigma_w^2\frac1n\sum_i\phi'(h^l_i)^2`
+    averaged over its last four layers :math:`l = L-3..L`; the SE is the spread over
+    the ``num_nets`` independent networks of each grid point divided by
+    :math:`\sqrt{\text{num\_nets}}`.
+    """
     Wm, Bm = np.meshgrid(W_grid, b_grid, indexing="ij")
     chi = jax.vmap(lambda w, b: mf.fixed_point("tanh", w, b)[1])(
         jnp.asarray(Wm.ravel(), jnp.float32), jnp.asarray(Bm.ravel(), jnp.float32)
     )
     x = two_inputs(jax.random.fold_in(key, 1), 50, 1.0, 0.5)
-    keys = jax.random.split(key, (Wm.size, 1))
+    keys = jax.random.split(key, (Wm.size, num_nets))
     W = jnp.asarray(Wm.ravel(), jnp.float32)
-    chi_hat = _propagate_many(
-        keys, x, W, jnp.asarray(Bm.ravel(), jnp.float32), depth, width, "tanh"
-    )
-    chi_hat = chi_hat["chi1"][:, 0, -4:].mean(-1)
+    m = _propagate_many(keys, x, W, jnp.asarray(Bm.ravel(), jnp.float32), depth, width, "tanh")
+    per_net = np.asarray(m["chi1"][:, :, -4:].mean(-1), np.float64)  # (points, nets)
     b_line = np.linspace(b_grid.min(), b_grid.max(), 21)
     W_line = np.array([float(mf.critical_W_var("tanh", float(b))) for b in b_line])
     return {
         "W_grid": W_grid,
         "b_grid": b_grid,
-        "chi1": np.asarray(chi).reshape(Wm.shape),
-        "chi1_measured": np.asarray(chi_hat).reshape(Wm.shape),
+        "num_nets": num_nets,
+        "chi1": np.asarray(chi, np.float64).reshape(Wm.shape),
+        "chi1_measured": per_net.mean(1).reshape(Wm.shape),
+        "chi1_sem": (per_net.std(1, ddof=1) / np.sqrt(num_nets)).reshape(Wm.shape),
         "critical_b": b_line,
         "critical_W": W_line,
     }
+
+
+def phase_agreement(chi1: np.ndarray, measured: np.ndarray, sem: np.ndarray, k: float = 3.0):
+    r"""Fraction of points with :math:`|\chi_1 - 1| > k\,\mathrm{SE}` whose measured phase agrees.
+
+    The phase is :math:`\mathrm{sign}(\chi - 1)` (ordered :math:`< 1 <` chaotic).
+    Points within :math:`k` SE of the critical line are left out: there the sign
+    of a noisy estimate is a coin flip. Returns ``(fraction, number of points)``.
+    """
+    away = np.abs(chi1 - 1.0) > k * sem
+    agree = (chi1[away] > 1) == (measured[away] > 1)
+    return float(np.mean(agree)) if agree.size else float("nan"), int(away.sum())
 
 
 # ------------------------------------------------------------------ trainability
@@ -291,49 +351,26 @@ def stacked_apply(
     return a @ params["w_out"] + params["b_out"]
 
 
-def trainability(
-    key: jax.Array,
-    W_grid: np.ndarray,
-    depths: np.ndarray,
-    width: int,
-    steps: int,
-    lr: float,
-    b_var: float = 0.05,
-    batch_size: int = 64,
-    nets_per_batch: int = 36,
-) -> dict[str, Any]:
-    """Train accuracy after ``steps`` of SGD+momentum for every (W_var, depth), vmapped.
+def depth_masked_apply(params: dict[str, Any], x: jax.Array) -> jax.Array:
+    """``apply_fn(params, x)`` for :func:`wideth.train.train_step`: :func:`stacked_apply`.
 
-    The grid's networks train ``nets_per_batch`` at a time under ``vmap``
-    (``lax.map`` over groups), which bounds memory: at full size (144 networks
-    of 127 stacked 256 x 256 layers) all at once would need 22 GiB.
+    ``params = {"weights": init_stacked(...), "depth": float scalar}``; the depth is
+    a frozen leaf (its gradient is stopped and :func:`optimizer` sets its update to
+    zero), so one vmapped :func:`wideth.train.run` trains networks of every depth.
     """
-    from wideth.data import digits
+    return stacked_apply(params["weights"], x, jax.lax.stop_gradient(params["depth"]))
 
-    ds = digits()
-    X, Y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    Wm, Lm = np.meshgrid(W_grid, depths, indexing="ij")
-    run = train_grid_program(width, int(depths.max()), steps, lr, b_var, batch_size, nets_per_batch)
-    acc, loss = run(
-        jax.random.split(key, Wm.size),
-        jnp.asarray(Wm.ravel(), jnp.float32),
-        jnp.asarray(Lm.ravel(), jnp.int32),
-        X,
-        Y,
+
+#: Heavy-ball momentum of the trainability runs' SGD.
+MOMENTUM = 0.9
+
+
+def optimizer(lr: float) -> optax.GradientTransformation:
+    """SGD (momentum 0.9) at ``lr`` on the weights; the ``depth`` leaf is frozen (zero update)."""
+    labels = lambda p: {"weights": jax.tree.map(lambda _: "train", p["weights"]), "depth": "frozen"}
+    return optax.multi_transform(
+        {"train": optax.sgd(lr, momentum=MOMENTUM), "frozen": optax.set_to_zero()}, labels
     )
-    xi_c = np.array([float(mf.depth_scales("tanh", float(w), b_var)[1]) for w in W_grid])
-    W_fine = np.linspace(W_grid.min(), W_grid.max(), 200)
-    xi_fine = np.array([float(mf.depth_scales("tanh", float(w), b_var)[1]) for w in W_fine])
-    return {
-        "W_grid": W_grid,
-        "depths": depths,
-        "b_var": b_var,
-        "train_accuracy": np.asarray(acc).reshape(Wm.shape),
-        "final_loss": np.asarray(loss).reshape(Wm.shape),
-        "xi_c": xi_c,
-        "W_fine": W_fine,
-        "xi_c_fine": xi_fine,
-    }
 
 
 def train_grid_program(
@@ -345,37 +382,168 @@ def train_grid_program(
     batch_size: int,
     nets_per_batch: int,
 ) -> Callable:
-    """The jitted program of :func:`trainability`: ``(keys, W_vars, depths, X, Y) -> (acc, loss)``.
+    """Jitted ``(keys, W_vars, depths, X, Y) -> (accuracy, final loss, stopped)`` per network.
 
-    Networks train ``nets_per_batch`` at a time under ``vmap``.
+    Each network is ``init_stacked`` at its ``(W_var, depth)`` and trained by
+    :func:`wideth.train.run` with :func:`wideth.train.train_step` (cross-entropy,
+    :func:`optimizer`, minibatches of ``batch_size`` drawn from the network's key);
+    networks run ``nets_per_batch`` at a time under ``vmap`` (``lax.map`` over
+    groups), which bounds memory at full size. The accuracy is on all of ``X``.
     """
-    from wideth.train import accuracy, xent
+    from wideth import train
 
-    tx = optax.sgd(lr, momentum=0.9)
+    tx = optimizer(lr)
+    step = train.train_step(depth_masked_apply, "xent", tx, metrics=())
 
-    def train(k, W_var, depth, X, Y):
-        k_init, k_data = jax.random.split(k)
-        p = init_stacked(k_init, X.shape[1], width, max_depth, Y.shape[1], W_var, b_var)
-        s = tx.init(p)
-
-        def step(carry, kb):
-            p, s = carry
-            idx = jax.random.choice(kb, X.shape[0], (batch_size,), replace=False)
-            loss, g = jax.value_and_grad(lambda p: xent(stacked_apply(p, X[idx], depth), Y[idx]))(p)
-            u, s = tx.update(g, s, p)
-            return (optax.apply_updates(p, u), s), loss
-
-        (p, _), losses = jax.lax.scan(step, (p, s), jax.random.split(k_data, steps))
-        out = stacked_apply(p, X, depth)
-        return accuracy(out, Y), losses[-10:].mean()
+    def one(k, W_var, depth, X, Y):
+        k_init, k_run = jax.random.split(k)
+        weights = init_stacked(k_init, X.shape[1], width, max_depth, Y.shape[1], W_var, b_var)
+        params = {"weights": weights, "depth": depth.astype(jnp.float32)}
+        state = train.TrainState.create(params, tx, k_run)
+        res = train.run(step, state, train.minibatches(X, Y, batch_size), steps)
+        acc = train.accuracy(depth_masked_apply(res.state.params, X), Y)
+        return acc, jnp.nanmean(res.metrics["loss"][-10:]), res.stopped
 
     @jax.jit
     def train_grid(keys, W_vars, depths, X, Y):
         return jax.lax.map(
-            lambda a: train(*a, X, Y), (keys, W_vars, depths), batch_size=nets_per_batch
+            lambda a: one(*a, X, Y), (keys, W_vars, depths), batch_size=nets_per_batch
         )
 
     return train_grid
+
+
+def six_xi_c(W_vars: np.ndarray, b_var: float) -> np.ndarray:
+    r""":math:`6\xi_c` (layers) per :math:`\sigma_w^2` (tanh), from ``meanfield.depth_scales``."""
+    return np.array([6 * float(mf.depth_scales("tanh", float(w), b_var)[1]) for w in W_vars])
+
+
+def balanced_accuracy(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    r"""Agreement of a trainability predictor with the measured map.
+
+    ``sensitivity`` = fraction of measured-trainable cells predicted trainable,
+    ``specificity`` = fraction of measured-untrainable cells predicted untrainable,
+    ``balanced`` = their mean (0.5 for a constant predictor, whatever the grid's
+    class balance; NaN when the grid has only one class).
+    """
+    p, m = np.asarray(predicted, bool), np.asarray(measured, bool)
+    sens = float(np.mean(p[m])) if m.any() else float("nan")
+    spec = float(np.mean(~p[~m])) if (~m).any() else float("nan")
+    return {"sensitivity": sens, "specificity": spec, "balanced": 0.5 * (sens + spec)}
+
+
+def trainability(
+    key: jax.Array,
+    W_grid: np.ndarray,
+    depths: np.ndarray,
+    width: int,
+    seeds: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    b_var: float,
+    nets_per_batch: int,
+) -> dict[str, Any]:
+    """Train accuracy after ``steps`` of SGD for every (W_var, depth, seed), one program."""
+    from wideth.data import digits
+
+    ds = digits()
+    X, Y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    Wm, Lm, _ = np.meshgrid(W_grid, depths, np.arange(seeds), indexing="ij")
+    run = train_grid_program(width, int(depths.max()), steps, lr, b_var, batch_size, nets_per_batch)
+    acc, loss, stopped = run(
+        jax.random.split(key, Wm.size),
+        jnp.asarray(Wm.ravel(), jnp.float32),
+        jnp.asarray(Lm.ravel(), jnp.int32),
+        X,
+        Y,
+    )
+    acc = np.asarray(acc, np.float64).reshape(Wm.shape)
+    W_fine = np.geomspace(W_grid.min(), W_grid.max(), 120)
+    return {
+        "W_grid": np.asarray(W_grid),
+        "depths": np.asarray(depths),
+        "b_var": b_var,
+        "W_critical": float(mf.critical_W_var("tanh", b_var)),
+        "accuracy_per_seed": acc,
+        "accuracy": acc.mean(-1),
+        "accuracy_sd": acc.std(-1, ddof=1) if seeds > 1 else np.zeros(acc.shape[:2]),
+        "final_loss": np.asarray(loss, np.float64).reshape(Wm.shape),
+        "stopped": np.asarray(stopped).reshape(Wm.shape),
+        "six_xi_c": six_xi_c(W_grid, b_var),
+        "W_fine": W_fine,
+        "six_xi_c_fine": six_xi_c(W_fine, b_var),
+        "chance": 1.0 / Y.shape[1],
+    }
+
+
+#: A cell is trainable when its seed-mean train accuracy exceeds this (see module docstring).
+TRAINABLE_ACCURACY = 0.5
+#: Balanced accuracy the 6 xi_c predictor must reach on each side of criticality.
+BALANCED_BAR = 0.8
+
+
+def trainability_checks(tr: dict[str, Any], xi_factor: float = 1.0) -> list[dict[str, Any]]:
+    r"""Checks of "trainable iff :math:`L < 6\xi_c`" on each side of criticality.
+
+    ``xi_factor`` scales :math:`\xi_c` (tests feed a wrong depth scale, e.g. 2).
+    Claims: balanced accuracy :math:`\ge` ``BALANCED_BAR`` on the ordered and on the
+    chaotic side. Controls: the always-trainable predictor scores 0.5 (so it fails
+    the bar); the grid straddles the curve on each side (both classes predicted).
+    """
+    W, L = tr["W_grid"], tr["depths"]
+    measured = tr["accuracy"] > TRAINABLE_ACCURACY
+    predicted = L[None, :] < xi_factor * tr["six_xi_c"][:, None]
+    sides = {"ordered": W < tr["W_critical"], "chaotic": W > tr["W_critical"]}
+    out = []
+    n_seeds = tr["accuracy_per_seed"].shape[-1]
+    for side, rows in sides.items():
+        ba = balanced_accuracy(predicted[rows], measured[rows])
+        n = int(rows.sum()) * len(L)
+        se = float(np.sqrt(0.8 * 0.2 / max(n, 1)))
+        ok = bool(np.isfinite(ba["balanced"]) and ba["balanced"] >= BALANCED_BAR)
+        out.append(
+            check(
+                f"trainable (acc>{TRAINABLE_ACCURACY:g}) iff L < 6 xi_c, {side} side: "
+                "balanced accuracy",
+                f">= {BALANCED_BAR:g}",
+                ba["balanced"],
+                None,
+                passed=ok,
+                note=(
+                    "Schoenholz et al. 2017, Sec. 5 and Fig. 5-6 (trainable for L < 6 xi_c, "
+                    "xi_c of eq. 9 from meanfield.depth_scales); "
+                    f"sensitivity {ba['sensitivity']:.2f}, specificity {ba['specificity']:.2f} "
+                    f"over {n} cells ({n_seeds} seeds each); the bar allows the blur of a "
+                    f"finite run (module docstring); binomial SE at 0.8 on {n} cells is {se:.2f}"
+                ),
+            )
+        )
+    base = balanced_accuracy(np.ones_like(measured), measured)
+    out.append(
+        check(
+            "always-trainable baseline: balanced accuracy (must fall below the bar)",
+            0.5,
+            base["balanced"],
+            BALANCED_BAR - 0.5 - 1e-9,
+            note="a constant predictor has balanced accuracy 0.5 whenever both classes occur",
+            kind="consistency",
+        )
+    )
+    for side, rows in sides.items():
+        p = predicted[rows]
+        out.append(
+            check(
+                f"grid straddles 6 xi_c on the {side} side: cells predicted (un)trainable",
+                "both > 0",
+                [int(p.sum()), int((~p).sum())],
+                None,
+                passed=bool(p.any() and (~p).any()),
+                note="regime condition: depths on both sides of the curve at some sigma_w^2",
+                kind="consistency",
+            )
+        )
+    return out
 
 
 # ------------------------------------------------------------------ ReLU gradients
@@ -384,7 +552,7 @@ def train_grid_program(
 def relu_backprop_norms(
     key: jax.Array, W_vars: np.ndarray, depth: int, width: int, num_nets: int, d: int = 100
 ) -> np.ndarray:
-    r""":math:`\mathbb E\|\partial f/\partial h^l\|^2`, :math:`l = 1..L`, mean over networks.
+    r""":math:`\|\partial f/\partial h^l\|^2`, :math:`l = 1..L`, of every network.
 
     Depth-``depth`` ReLU networks without biases, weights drawn inside ``lax.scan``;
     :math:`\delta^l` is the gradient with respect to an additive perturbation of
@@ -392,12 +560,12 @@ def relu_backprop_norms(
     One program vmapped over ``W_vars`` and ``num_nets`` independent networks each.
 
     Returns:
-      ``(len(W_vars), depth)`` mean squared norms.
+      ``(len(W_vars), num_nets, depth)`` squared norms.
     """
     x = jax.random.normal(jax.random.fold_in(key, 7), (d,))
     keys = jax.random.split(key, (len(W_vars), num_nets))
     out = relu_norms_program(x, depth, width)(keys, jnp.asarray(W_vars, jnp.float32))
-    return np.asarray(out, np.float64).mean(1)
+    return np.asarray(out, np.float64)
 
 
 def relu_norms_program(x: jax.Array, depth: int, width: int) -> Callable:
@@ -428,20 +596,48 @@ def relu_norms_program(x: jax.Array, depth: int, width: int) -> Callable:
     return jax.jit(jax.vmap(per_w))
 
 
+def log_rate(norms: np.ndarray) -> float:
+    r"""Per-layer log-rate: slope of :math:`\log \overline{\|\delta^l\|^2}` against :math:`L-l`.
+
+    ``norms`` is ``(num_nets, depth)``; the mean is over networks (the mean obeys
+    the exact recursion; the mean of logs is biased by the per-layer variance).
+    """
+    L = norms.shape[-1]
+    return float(np.polyfit(L - np.arange(1, L + 1), np.log(norms.mean(0)), 1)[0])
+
+
+def jackknife_se(stat: Callable[[np.ndarray], float], samples: np.ndarray) -> float:
+    r"""Jackknife standard error of ``stat`` over the rows (networks) of ``samples``.
+
+    :math:`\mathrm{SE}^2 = \frac{N-1}{N}\sum_i (\hat\theta_{-i} - \bar\theta)^2`.
+    """
+    n = samples.shape[0]
+    loo = np.array([stat(np.delete(samples, i, axis=0)) for i in range(n)])
+    return float(np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2)))
+
+
 def relu_gradients(
     key: jax.Array, W_vars: np.ndarray, depth: int, width: int, num_nets: int
 ) -> dict[str, Any]:
-    """Back-propagated norms per layer and fitted per-layer log-rates for each ``W_var``."""
-    norms = relu_backprop_norms(key, W_vars, depth, width, num_nets)
-    layers = np.arange(1, depth + 1)
-    # E|delta^l|^2 ~ chi^(L-l): slope of log-norm against (L - l)
-    rates = np.array([np.polyfit(depth - layers, np.log(n), 1)[0] for n in norms])
+    r"""Mean back-propagated norms, fitted log-rates and their jackknife SEs per ``W_var``.
+
+    Also the end-to-end ratio :math:`\overline{\|\delta^1\|^2}/\overline{\|\delta^L\|^2}`
+    (theory :math:`(\sigma_w^2/2)^{L-1}`) with its jackknife SE.
+    """
+    per_net = relu_backprop_norms(key, W_vars, depth, width, num_nets)
+    ratio = lambda n: float(n[:, 0].mean() / n[:, -1].mean())
     return {
         "W_vars": np.asarray(W_vars),
-        "norms": norms,
-        "rate_measured": rates,
+        "norms": per_net.mean(1),
+        "norms_sem": per_net.std(1, ddof=1) / np.sqrt(num_nets),
+        "rate_measured": np.array([log_rate(n) for n in per_net]),
+        "rate_se": np.array([jackknife_se(log_rate, n) for n in per_net]),
         "rate_theory": np.log(np.asarray(W_vars) / 2.0),
+        "ratio_measured": np.array([ratio(n) for n in per_net]),
+        "ratio_se": np.array([jackknife_se(ratio, n) for n in per_net]),
+        "ratio_theory": (np.asarray(W_vars) / 2.0) ** (depth - 1),
         "depth": depth,
+        "num_nets": num_nets,
     }
 
 
@@ -455,53 +651,107 @@ def _fig_propagation(sp: list[dict[str, Any]]):
     for r in sp:
         lab = f"{r['activation']} $\\sigma_w^2$={r['W_var']}, $\\sigma_b^2$={r['b_var']}"
         l = np.arange(1, len(r["q_measured"]) + 1)
-        (line,) = axes[0].plot(l, r["q_measured"], "o", ms=3, label=lab)
-        axes[0].plot(l, r["q_theory"], "-", color=line.get_color())
-        axes[1].plot(l, r["c_measured"], "o", ms=3, color=line.get_color())
-        axes[1].plot(l, r["c_theory"], "-", color=line.get_color())
+        line = axes[0].errorbar(l, r["q_measured"], 2 * r["q_sem"], fmt="o", ms=3, label=lab)
+        color = line[0].get_color()
+        axes[0].plot(l, r["q_theory"], "-", color=color)
+        axes[1].errorbar(l, r["c_measured"], 2 * r["c_sem"], fmt="o", ms=3, color=color)
+        axes[1].plot(l, r["c_theory"], "-", color=color)
     axes[0].set_yscale("log")
     axes[0].set_xlabel("layer $l$")
     axes[0].set_ylabel("$q^l$")
     axes[1].set_xlabel("layer $l$")
     axes[1].set_ylabel("$c^l$")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Signal propagation: random networks (dots) vs mean-field maps (lines)")
+    fig.suptitle("Signal propagation: random networks (dots, ±2 SE) vs mean-field maps (lines)")
     return fig
 
 
 def _fig_phase(pd: dict[str, Any]):
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
     ext = [pd["W_grid"][0], pd["W_grid"][-1], pd["b_grid"][0], pd["b_grid"][-1]]
-    panels = (("theory $\\chi_1$", pd["chi1"]), ("measured $\\hat\\chi_1$", pd["chi1_measured"]))
-    for ax, (t, z) in zip(axes, panels, strict=True):
-        im = ax.imshow(
-            z.T, origin="lower", extent=ext, aspect="auto", cmap="RdBu_r", vmin=0.4, vmax=1.6
-        )
-        ax.contour(pd["W_grid"], pd["b_grid"], z.T, levels=[1.0], colors="k")
+    z = (pd["chi1_measured"] - pd["chi1"]) / (pd["chi1_sem"] + CHI_FLOOR)
+    panels = (
+        ("theory $\\chi_1$", pd["chi1"], "RdBu_r", (0.4, 1.6)),
+        (
+            f"measured $\\hat\\chi_1$ ({pd['num_nets']} nets)",
+            pd["chi1_measured"],
+            "RdBu_r",
+            (0.4, 1.6),
+        ),
+        (
+            f"$z=(\\hat\\chi_1-\\chi_1)/(\\mathrm{{SE}}+{CHI_FLOOR:g})$ "
+            f"(checked: $|z|\\leq${Z_MAX:g})",
+            z,
+            "PuOr",
+            (-4, 4),
+        ),
+    )
+    for ax, (t, v, cmap, (lo, hi)) in zip(axes, panels, strict=True):
+        im = ax.imshow(v.T, origin="lower", extent=ext, aspect="auto", cmap=cmap, vmin=lo, vmax=hi)
+        if "SE" not in t:
+            ax.contour(pd["W_grid"], pd["b_grid"], v.T, levels=[1.0], colors="k")
         ax.plot(pd["critical_W"], pd["critical_b"], "y--", label="critical_W_var")
         ax.set_xlabel("$\\sigma_w^2$")
-        ax.set_title(t + " (ordered < 1 < chaotic)")
+        ax.set_title(t, fontsize=9)
+        fig.colorbar(im, ax=ax)
     axes[0].set_ylabel("$\\sigma_b^2$")
     axes[0].legend(fontsize=8)
-    fig.colorbar(im, ax=axes)
     return fig
 
 
 def _fig_trainability(tr: dict[str, Any]):
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     W, L = tr["W_grid"], tr["depths"]
-    im = ax.pcolormesh(W, L, tr["train_accuracy"].T, shading="nearest", cmap="viridis")
-    ax.plot(tr["W_fine"], 6 * tr["xi_c_fine"], "r-", lw=2, label=r"$6\xi_c$")
-    ax.set_ylim(L.min() - 2, L.max() + 2)
-    ax.set_xlabel(rf"$\sigma_w^2$ ($\sigma_b^2$ = {tr['b_var']:g})")
+    Wm, Lm = np.meshgrid(W, L, indexing="ij")
+    measured = tr["accuracy"] > TRAINABLE_ACCURACY
+    predicted = L[None, :] < tr["six_xi_c"][:, None]
+    bad = measured != predicted
+    sc = ax.scatter(
+        Wm.ravel(),
+        Lm.ravel(),
+        c=tr["accuracy"].ravel(),
+        s=600,
+        marker="s",
+        cmap="viridis",
+        vmin=tr["chance"],
+        vmax=1.0,
+        edgecolors=np.where(bad.ravel(), "r", "none"),
+        linewidths=2.5,
+    )
+    for i, w in enumerate(W):
+        for j, d in enumerate(L):
+            a = tr["accuracy"][i, j]
+            ax.text(
+                w,
+                d,
+                f"{a:.2f}\n±{tr['accuracy_sd'][i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="k" if a > 0.6 else "w",
+            )
+    ax.plot(tr["W_fine"], tr["six_xi_c_fine"], "r-", lw=2, label=r"$6\xi_c$ (checked)")
+    ax.axvline(tr["W_critical"], color="k", ls=":", label=r"critical $\sigma_w^2$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(plt.NullLocator())
+    ax.set_yticks(L, [str(int(d)) for d in L])
+    ax.set_ylim(L.min() / 1.5, L.max() * 1.5)
+    ax.set_xlim(W.min() / 1.5, W.max() * 1.5)
+    ax.set_xlabel(rf"$\sigma_w^2$ ($\sigma_b^2$ = {tr['b_var']:g}; ordered | chaotic)")
     ax.set_ylabel("depth $L$")
-    ax.set_title("tanh trainability (train accuracy after a short run)")
-    ax.legend()
-    fig.colorbar(im, ax=ax)
+    n = tr["accuracy_per_seed"].shape[-1]
+    ax.set_title(
+        f"tanh train accuracy, mean ± sd over {n} seeds (red edge: disagrees with "
+        f"$L<6\\xi_c$ at acc > {TRAINABLE_ACCURACY:g})",
+        fontsize=8,
+    )
+    ax.legend(fontsize=8, loc="center")
+    fig.colorbar(sc, ax=ax, label="train accuracy")
     return fig
 
 
@@ -511,72 +761,213 @@ def _fig_gradients(rg: dict[str, Any]):
     fig, ax = plt.subplots(figsize=(5.5, 4))
     L = rg["depth"]
     layers = np.arange(1, L + 1)
-    for w, nrm, rate in zip(rg["W_vars"], rg["norms"], rg["rate_theory"], strict=True):
-        (line,) = ax.semilogy(layers, nrm / nrm[-1], "o", ms=3, label=f"$\\sigma_w^2$={w:g}")
-        ax.semilogy(layers, np.exp(rate * (L - layers)), "-", color=line.get_color())
+    rows = zip(
+        rg["W_vars"], rg["norms"], rg["norms_sem"], rg["rate_theory"], rg["rate_se"], strict=True
+    )
+    for w, nrm, sem, rate, se in rows:
+        lab = f"$\\sigma_w^2$={w:g} (rate SE {se:.1e})"
+        line = ax.errorbar(layers, nrm / nrm[-1], 2 * sem / nrm[-1], fmt="o", ms=3, label=lab)
+        ax.plot(layers, np.exp(rate * (L - layers)), "-", color=line[0].get_color())
+    ax.set_yscale("log")
     ax.set_xlabel("layer $l$")
     ax.set_ylabel(r"$E\|\partial f/\partial h^l\|^2 / E\|\partial f/\partial h^L\|^2$")
-    ax.set_title(r"ReLU back-propagation vs $(\sigma_w^2/2)^{L-l}$")
-    ax.legend(fontsize=8)
+    ax.set_title(r"ReLU back-propagation (dots, ±2 SE) vs $(\sigma_w^2/2)^{L-l}$ (lines)")
+    ax.legend(fontsize=7)
     return fig
 
 
 # ------------------------------------------------------------------ run
 
-
-#: Sizes of the four parts per mode: signal propagation, phase diagram (grid and
-#: network), trainability (grid and training) and ReLU gradients.
-SIZES: dict[str, dict[str, dict[str, Any]]] = {
-    "quick": {
-        "signal": dict(depth=20, width=512, num_nets=8),
-        "phase_grid": dict(W_grid=np.linspace(0.5, 4.0, 12), b_grid=np.linspace(0.0, 1.0, 9)),
-        "phase_net": dict(depth=20, width=256),
-        "train_grid": dict(
-            W_grid=np.linspace(0.25, 4.0, 8), depths=np.array([4, 8, 16, 32]), width=64
+SIZES = Sizes(
+    quick=dict(
+        signal=dict(depth=20, width=512, num_nets=8),
+        phase_grid=dict(W_grid=np.linspace(0.5, 4.0, 12), b_grid=np.linspace(0.0, 1.0, 9)),
+        phase_net=dict(depth=20, width=256, num_nets=4),
+        train_grid=dict(
+            W_grid=np.array([0.55, 0.9, 1.2, 6.0, 30.0]),
+            depths=np.array([6, 12, 24, 48]),
+            width=64,
+            seeds=2,
         ),
-        "train_run": dict(steps=200, lr=0.01),
-        "gradients": dict(depth=30, width=256, num_nets=32),
-    },
-    "full": {
-        "signal": dict(depth=40, width=2000, num_nets=16),
-        "phase_grid": dict(W_grid=np.linspace(0.5, 4.0, 36), b_grid=np.linspace(0.0, 1.0, 21)),
-        "phase_net": dict(depth=40, width=1000),
-        "train_grid": dict(
-            W_grid=np.linspace(0.25, 4.0, 16),
-            depths=np.array([4, 8, 16, 24, 32, 48, 64, 96, 128]),
+        train_run=dict(steps=1000, lr=1e-3, batch_size=32, b_var=0.05, nets_per_batch=40),
+        gradients=dict(depth=30, width=256, num_nets=32),
+    ),
+    full=dict(
+        signal=dict(depth=40, width=2000, num_nets=16),
+        phase_grid=dict(W_grid=np.linspace(0.5, 4.0, 36), b_grid=np.linspace(0.0, 1.0, 21)),
+        phase_net=dict(depth=40, width=1000, num_nets=8),
+        train_grid=dict(
+            W_grid=np.array([0.5, 0.7, 0.9, 1.2, 1.4, 2.5, 4.0, 6.0, 10.0, 30.0]),
+            depths=np.array([6, 8, 12, 16, 24, 32, 48, 64, 96, 128]),
             width=256,
+            seeds=4,
         ),
-        "train_run": dict(steps=1000, lr=0.01),
-        "gradients": dict(depth=50, width=1024, num_nets=64),
-    },
-}
+        train_run=dict(steps=4000, lr=1e-3, batch_size=64, b_var=0.05, nets_per_batch=40),
+        gradients=dict(depth=50, width=1024, num_nets=64),
+    ),
+)
 #: Weight variances of the ReLU gradient part.
 RELU_W_VARS = np.array([1.6, 1.8, 2.0, 2.2, 2.4])
+#: Signal-propagation configurations ``(activation, W_var, b_var)``: tanh ordered,
+#: critical, chaotic; ReLU ordered and critical (He).
+CONFIGS = [
+    ("tanh", 1.3, 0.05),
+    ("tanh", 1.76, 0.05),
+    ("tanh", 2.5, 0.05),
+    ("relu", 1.5, 0.1),
+    ("relu", 2.0, 0.0),
+]
+#: Floor added to the SE of chi_hat_1: the finite-depth bias of q^L (at sigma_b^2 = 0 in the
+#: ordered phase q^L -> 0 only geometrically and the SE vanishes there) and the O(1/n) one.
+CHI_FLOOR = 0.01
+#: Max-|z| bound for a curve of many points (Bonferroni: P(|z| > 4) = 6e-5 per point).
+Z_MAX = 4.0
+
+
+def plan(cfg: Config) -> dict[str, Any]:
+    """Sizes, keys and the jitted (not yet compiled) programs of every part."""
+    sz = SIZES(cfg)
+    keys = dict(
+        zip(
+            ("signal", "phase", "train", "relu"),
+            jax.random.split(jax.random.key(cfg.seed), 4),
+            strict=True,
+        )
+    )
+    tg, trr = sz.train_grid, sz.train_run
+    return dict(
+        sz=sz,
+        keys=keys,
+        programs={
+            "signal": propagate_program(sz.signal["depth"], sz.signal["width"], "tanh"),
+            "phase": propagate_program(sz.phase_net["depth"], sz.phase_net["width"], "tanh"),
+            "train": train_grid_program(
+                tg["width"],
+                int(tg["depths"].max()),
+                trr["steps"],
+                trr["lr"],
+                trr["b_var"],
+                trr["batch_size"],
+                trr["nets_per_batch"],
+            ),
+            "relu": relu_norms_program(
+                jnp.zeros(100), sz.gradients["depth"], sz.gradients["width"]
+            ),
+        },
+        six_xi_c=six_xi_c(tg["W_grid"], trr["b_var"]),
+    )
+
+
+def signal_checks(sp: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checks of the measured ``q^l``, ``c^l`` against the maps, ``q*`` and ``c*``."""
+    src = "Poole et al. 2016, eqs. 3 and 5 (meanfield.variance_map, correlation_map)"
+    q_z = np.concatenate(
+        [(r["q_measured"] - r["q_theory"]) / (r["q_sem"] + 1e-3 * r["q_theory"]) for r in sp]
+    )
+    c_z = np.concatenate([(r["c_measured"] - r["c_theory"]) / (r["c_sem"] + 1e-3) for r in sp])
+    npts = q_z.size
+    nn = sp[0]["num_nets"]
+    crit, chaotic = sp[1], sp[2]
+    q_tol = 3 * crit["q_sem"][-1] + 1e-3 * crit["q_star"]
+    c_transient = abs(chaotic["c_theory"][-1] - chaotic["c_star"])
+    c_tol = 3 * chaotic["c_sem"][-1] + 1e-3 + c_transient
+    return [
+        check_max_z(
+            "q^l measured vs variance map: max |z| over all layers and configs",
+            q_z,
+            Z_MAX,
+            note=f"{src}; z = error / (SE over {nn} networks + 1e-3 q, the O(1/n) "
+            f"finite-width bias); {Z_MAX:g} SE bounds {npts} points (Bonferroni)",
+        ),
+        check_max_z(
+            "c^l measured vs correlation map: max |z| over all layers and configs",
+            c_z,
+            Z_MAX,
+            note=f"{src}; z = error / (SE over networks + 1e-3); {Z_MAX:g} SE over {npts} points",
+        ),
+        check(
+            f"tanh q^L vs fixed point q* (sigma_w^2={crit['W_var']})",
+            crit["q_star"],
+            crit["q_measured"][-1],
+            q_tol,
+            note="Poole et al. 2016, eq. 3 fixed point (meanfield.fixed_point); tolerance "
+            "3 SE over networks + 1e-3 q* (finite-width bias)",
+        ),
+        check(
+            f"tanh chaotic c^L vs c* (sigma_w^2={chaotic['W_var']})",
+            chaotic["c_star"],
+            chaotic["c_measured"][-1],
+            c_tol,
+            note="Poole et al. 2016 / Schoenholz et al. 2017 eq. 5 stable fixed point c* < 1 "
+            f"(meanfield.c_star); tolerance 3 SE + 1e-3 + the map's remaining transient "
+            f"|c^L_map - c*| = {c_transient:.4f} at depth L",
+        ),
+    ]
+
+
+def phase_checks(pd: dict[str, Any]) -> list[dict[str, Any]]:
+    r"""Phase agreement away from the line and :math:`\hat\chi_1` vs :math:`\chi_1` in SE units."""
+    frac, n = phase_agreement(pd["chi1"], pd["chi1_measured"], pd["chi1_sem"])
+    z = (pd["chi1_measured"] - pd["chi1"]) / (pd["chi1_sem"] + CHI_FLOOR)
+    src = "Poole et al. 2016 / Schoenholz et al. 2017 eq. 4: chi_1 (meanfield.fixed_point)"
+    return [
+        check(
+            "phase sign(chi_hat-1) = sign(chi_1-1) where |chi_1-1| > 3 SE (fraction)",
+            1.0,
+            frac,
+            0.05,
+            note=f"{src}; {n} points, SE over {pd['num_nets']} networks per point; a point "
+            "3 SE from the line disagrees with probability < 0.2%, so >= 95% must agree",
+        ),
+        check_max_z(
+            "empirical chi_1 vs theory: max |z| over the grid",
+            z,
+            Z_MAX,
+            note=f"{src}; z = error / (SE over {pd['num_nets']} networks + {CHI_FLOOR:g}, the "
+            f"finite-depth/width bias of q^L); {Z_MAX:g} SE bounds {z.size} points",
+        ),
+    ]
+
+
+def relu_checks(rg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fitted log-rates vs log(sigma_w^2/2), and the end-to-end ratio at sigma_w^2 = 2."""
+    z = (rg["rate_measured"] - rg["rate_theory"]) / rg["rate_se"]
+    i = list(rg["W_vars"]).index(2.0)
+    return [
+        check_max_z(
+            "ReLU backprop per-layer log-rate vs log(sigma_w^2/2): max |z|",
+            z,
+            Z_MAX,
+            note=f"He et al. 2015 eq. 13 / Schoenholz et al. 2017 Sec. 4 (chi_1 = sigma_w^2/2); "
+            f"SE by jackknife over {rg['num_nets']} networks; {Z_MAX:g} SE over "
+            f"{z.size} sigma_w^2",
+        ),
+        check(
+            "ReLU sigma_w^2=2: E|delta^1|^2 / E|delta^L|^2",
+            1.0,
+            rg["ratio_measured"][i],
+            3 * rg["ratio_se"][i],
+            note="He et al. 2015: the gradient norm is preserved at sigma_w^2 = 2; tolerance "
+            f"3 SE (jackknife over {rg['num_nets']} networks)",
+        ),
+    ]
 
 
 def run(cfg: Config) -> Result:
     """Signal propagation, phase diagram, trainability and ReLU gradients."""
-    key = jax.random.key(cfg.seed)
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    configs = [
-        ("tanh", 1.3, 0.05),
-        ("tanh", 1.76, 0.05),
-        ("tanh", 2.5, 0.05),
-        ("relu", 1.5, 0.1),
-        ("relu", 2.0, 0.0),
-    ]
-    sp_size, pd_size, pd_net, tr_size, tr_run, rg_size = SIZES[
-        "quick" if cfg.quick else "full"
-    ].values()
+    p = plan(cfg)
+    sz, keys = p["sz"], p["keys"]
     say = (lambda s: None) if cfg.quiet else print
     say("signal propagation ...")
-    sp = signal_propagation(k1, configs, **sp_size)
+    sp = signal_propagation(keys["signal"], CONFIGS, **sz.signal)
     say("phase diagram ...")
-    pd = phase_diagram(k2, pd_size["W_grid"], pd_size["b_grid"], **pd_net)
+    pd = phase_diagram(
+        keys["phase"], sz.phase_grid["W_grid"], sz.phase_grid["b_grid"], **sz.phase_net
+    )
     say("trainability ...")
-    tr = trainability(k3, tr_size["W_grid"], tr_size["depths"], tr_size["width"], **tr_run)
+    tr = trainability(keys["train"], **sz.train_grid, **sz.train_run)
     say("ReLU gradients ...")
-    rg = relu_gradients(k4, RELU_W_VARS, **rg_size)
+    rg = relu_gradients(keys["relu"], RELU_W_VARS, **sz.gradients)
 
     figures = [
         save_figure(_fig_propagation(sp), cfg, "signal_propagation"),
@@ -584,68 +975,7 @@ def run(cfg: Config) -> Result:
         save_figure(_fig_trainability(tr), cfg, "trainability"),
         save_figure(_fig_gradients(rg), cfg, "relu_gradients"),
     ]
-
-    q_err = max(float(np.max(np.abs(r["q_measured"] / r["q_theory"] - 1))) for r in sp)
-    c_err = max(float(np.max(np.abs(r["c_measured"] - r["c_theory"]))) for r in sp)
-    # Monte Carlo z-scores (finite-width fluctuations are O(sqrt(L/n)) per network)
-    q_z = max(
-        float(np.max(np.abs(r["q_measured"] - r["q_theory"]) / (r["q_sem"] + 1e-3 * r["q_theory"])))
-        for r in sp
-    )
-    c_z = max(
-        float(np.max(np.abs(r["c_measured"] - r["c_theory"]) / (r["c_sem"] + 1e-3))) for r in sp
-    )
-    tanh_crit = sp[1]
-    qstar_err = abs(tanh_crit["q_measured"][-1] / tanh_crit["q_star"] - 1)
-    chaotic = sp[2]
-    away = np.abs(pd["chi1"] - 1) > 0.1
-    agree = float(np.mean((pd["chi1"][away] > 1) == (pd["chi1_measured"][away] > 1)))
-    chi_err = float(np.mean(np.abs(pd["chi1_measured"] - pd["chi1"])))
-    trainable = tr["train_accuracy"] > 0.5
-    predicted = tr["depths"][None, :] < 6 * tr["xi_c"][:, None]
-    tr_agree = float(np.mean(trainable == predicted))
-    rate_err = float(np.max(np.abs(rg["rate_measured"] - rg["rate_theory"])))
-    crit = rg["norms"][list(rg["W_vars"]).index(2.0)]
-    checks = [
-        check(
-            "q^l measured vs variance map (max |z|, all layers and configs)",
-            0.0,
-            q_z,
-            4.0,
-            note=f"max relative error {q_err:.3f}",
-        ),
-        check(
-            "c^l measured vs correlation map (max |z|, all layers and configs)",
-            0.0,
-            c_z,
-            4.0,
-            note=f"max absolute error {c_err:.3f}",
-        ),
-        check("tanh q^L vs fixed point q* (sigma_w^2=1.76, rel)", 0.0, qstar_err, 0.03),
-        check(
-            "tanh chaotic c^L vs c* (sigma_w^2=2.5)",
-            chaotic["c_star"],
-            chaotic["c_measured"][-1],
-            0.03,
-        ),
-        check("phase agreement sign(chi_hat-1)=sign(chi_1-1), |chi_1-1|>0.1", 1.0, agree, 0.05),
-        check("empirical chi_1 (one network) vs theory (mean abs err)", 0.0, chi_err, 0.05),
-        check("trainable (acc>0.5) iff L < 6 xi_c (fraction of grid)", 1.0, tr_agree, 0.2),
-        check(
-            "ReLU backprop per-layer log-rate vs log(sigma_w^2/2) (max abs err)",
-            0.0,
-            rate_err,
-            0.02,
-            note="Monte Carlo: relative variance of |delta^1|^2 per network is (1+5/n)^L - 1",
-        ),
-        check(
-            "ReLU sigma_w^2=2: |delta^1|^2/|delta^L|^2",
-            1.0,
-            crit[0] / crit[-1],
-            0.25,
-            note="constant with depth at criticality",
-        ),
-    ]
+    checks = signal_checks(sp) + phase_checks(pd) + trainability_checks(tr) + relu_checks(rg)
     metrics = {
         "signal_propagation": sp,
         "phase_diagram": pd,
@@ -653,23 +983,43 @@ def run(cfg: Config) -> Result:
         "relu_gradients": rg,
     }
     config = {
-        "configs": configs,
-        "signal_propagation": sp_size,
-        "phase_diagram": {**pd_size, **pd_net},
-        "trainability": {**tr_size, **tr_run},
-        "relu_gradients": rg_size,
+        "configs": CONFIGS,
+        "signal_propagation": sz.signal,
+        "phase_diagram": {**sz.phase_grid, **sz.phase_net},
+        "trainability": {
+            **sz.train_grid,
+            **sz.train_run,
+            "optimizer": f"SGD, momentum {MOMENTUM}, cross-entropy, digits train split",
+            "trainable_accuracy": TRAINABLE_ACCURACY,
+            "balanced_accuracy_bar": BALANCED_BAR,
+        },
+        "relu_gradients": sz.gradients,
     }
+    # balanced accuracy of "L < s 6 xi_c" for a few scales s (s = 1 is the checked one)
+    measured = tr["accuracy"] > TRAINABLE_ACCURACY
+    tr["balanced_accuracy_by_xi_scale"] = {
+        f"{s:g}": balanced_accuracy(tr["depths"][None, :] < s * tr["six_xi_c"][:, None], measured)[
+            "balanced"
+        ]
+        for s in (0.5, 1.0, 2.0)
+    }
+    ba = [f"{c['measured']:.2f}" for c in checks if "balanced accuracy" in c["name"]]
+    passed = sum(c["pass"] for c in checks)
     summary = (
-        f"q err {q_err:.3f} (|z|<={q_z:.1f}), c err {c_err:.3f} (|z|<={c_z:.1f}), "
-        f"phase agreement {agree:.2f}, "
-        f"trainability agreement {tr_agree:.2f}, ReLU rate err {rate_err:.4f}"
+        f"{passed}/{len(checks)} checks pass; L < 6 xi_c balanced accuracy (ordered, chaotic, "
+        f"always-trainable) = {', '.join(ba)}; max |z|: q {checks[0]['measured']:.1f}, "
+        f"c {checks[1]['measured']:.1f}, chi_1 {checks[5]['measured']:.1f}, "
+        f"ReLU rate {checks[-2]['measured']:.1f}"
     )
     return Result(metrics, checks, figures, config, summary)
 
 
 def main(argv=None):
+    """Command line entry point."""
     return cli(run, __doc__, argv)
 
 
 if __name__ == "__main__":
-    main()
+    from experiments.criticality import main as _main  # so metrics.json names it
+
+    _main()

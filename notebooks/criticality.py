@@ -65,7 +65,8 @@ for r in sp:
 # %% [markdown]
 # ## Phase diagram
 # Theory $\chi_1$ with the critical line (`critical_W_var`), next to the empirical
-# $\hat\chi_1 = \sigma_w^2\,\overline{\phi'(h^L)^2}$ of one random network per grid point.
+# $\hat\chi_1 = \sigma_w^2\,\overline{\phi'(h^L)^2}$, averaged over a few random networks per
+# grid point.
 
 # %%
 pd = cr.phase_diagram(
@@ -74,6 +75,7 @@ pd = cr.phase_diagram(
     np.linspace(0.0, 1.0, 6),
     depth=10 if QUICK else 20,
     width=64 if QUICK else 256,
+    num_nets=2 if QUICK else 4,
 )
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
 for ax, z, title in ((axes[0], pd["chi1"], "theory"), (axes[1], pd["chi1_measured"], "measured")):
@@ -87,14 +89,14 @@ plt.show()
 
 # %% [markdown]
 # ## Depth scale and trainability
-# $6\xi_c$ from the mean-field theory; the experiment module trains a grid of depth-$L$ tanh
-# networks (one vmapped program) and compares the trainable region with this curve.
+# $6\xi_c$ from the mean-field theory (`cr.six_xi_c`); the experiment module trains a grid of
+# depth-$L$ tanh networks on both sides of criticality (one vmapped `wideth.train.run`) and
+# checks the balanced accuracy of the predictor "trainable iff $L < 6\xi_c$" on each side.
 
 # %%
 W = np.linspace(0.5, 4.0, 15 if QUICK else 50)
-xi_c = np.array([float(mf.depth_scales("tanh", float(w), 0.05)[1]) for w in W])
 plt.figure(figsize=(5, 3.5))
-plt.semilogy(W, 6 * xi_c)
+plt.semilogy(W, cr.six_xi_c(W, 0.05))
 plt.axvline(float(mf.critical_W_var("tanh", 0.05)), color="k", ls=":")
 plt.xlabel("$\\sigma_w^2$ ($\\sigma_b^2=0.05$)")
 plt.ylabel("$6\\xi_c$ [layers]")

@@ -3,9 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from experiments import criticality as cr
+from experiments._common import Config
+from wideth import train
 from wideth.kernels import meanfield as mf
 from wideth.models import MLP, functional
 
@@ -45,9 +48,127 @@ def test_stacked_network_equals_models_mlp():
     np.testing.assert_allclose(
         cr.stacked_apply(p, x, jnp.asarray(depth)), apply_fn(params, x), rtol=1e-5, atol=1e-6
     )
+    wrapped = {"weights": p, "depth": jnp.float32(depth)}
+    np.testing.assert_allclose(
+        cr.depth_masked_apply(wrapped, x), apply_fn(params, x), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_depth_is_frozen_and_only_active_layers_train():
+    # train.run with the experiment's optimizer: the depth leaf and the unused
+    # (masked) layers never move; the active layers do.
+    d, width, max_depth, depth = 4, 8, 5, 2
+    w = cr.init_stacked(jax.random.key(0), d, width, max_depth, 3, 1.0, 0.05)
+    params = {"weights": w, "depth": jnp.float32(depth)}
+    tx = cr.optimizer(1e-2)
+    step = train.train_step(cr.depth_masked_apply, "xent", tx, metrics=())
+    x = jax.random.normal(jax.random.key(1), (16, d))
+    y = jax.nn.one_hot(jnp.arange(16) % 3, 3)
+    res = train.run(step, train.TrainState.create(params, tx), (x, y), 20)
+    out = res.state.params
+    assert float(out["depth"]) == depth
+    np.testing.assert_array_equal(out["weights"]["w_h"][depth - 1 :], w["w_h"][depth - 1 :])
+    assert not np.allclose(out["weights"]["w_h"][0], w["w_h"][0])
+    assert res.metrics["loss"][-1] < res.metrics["loss"][0]
 
 
 def test_relu_backprop_rate():
     W = np.array([1.6, 2.0, 2.4])
     rg = cr.relu_gradients(jax.random.key(4), W, depth=12, width=128, num_nets=16)
     np.testing.assert_allclose(rg["rate_measured"], np.log(W / 2), atol=0.03)
+    z = (rg["rate_measured"] - rg["rate_theory"]) / rg["rate_se"]
+    assert np.all(np.abs(z) < cr.Z_MAX)
+    # a wrong chi_1 (sigma_w^2 instead of sigma_w^2/2) fails the check
+    wrong = {**rg, "rate_theory": np.log(W)}
+    assert not cr.relu_checks(wrong)[0]["pass"]
+
+
+def test_balanced_accuracy_of_constant_predictor_is_half():
+    measured = np.array([[True, False, False], [True, True, False]])
+    ba = cr.balanced_accuracy(np.ones_like(measured), measured)
+    assert ba["sensitivity"] == 1.0 and ba["specificity"] == 0.0 and ba["balanced"] == 0.5
+    assert cr.balanced_accuracy(measured, measured)["balanced"] == 1.0
+
+
+def _synthetic_trainability(scale: float = 1.0) -> dict:
+    """A trainability record whose accuracy map is exactly 'trainable iff L < scale 6 xi_c'."""
+    sz = cr.SIZES(True)
+    W, L = sz.train_grid["W_grid"], sz.train_grid["depths"]
+    b = sz.train_run["b_var"]
+    six = cr.six_xi_c(W, b)
+    acc = np.where(L[None, :] < scale * six[:, None], 0.95, 0.1)
+    per_seed = np.repeat(acc[..., None], 2, axis=-1)
+    return {
+        "W_grid": W,
+        "depths": L,
+        "b_var": b,
+        "W_critical": float(mf.critical_W_var("tanh", b)),
+        "accuracy_per_seed": per_seed,
+        "accuracy": acc,
+        "accuracy_sd": np.zeros_like(acc),
+        "six_xi_c": six,
+        "W_fine": np.geomspace(W.min(), W.max(), 20),
+        "six_xi_c_fine": cr.six_xi_c(np.geomspace(W.min(), W.max(), 20), b),
+        "chance": 0.1,
+    }
+
+
+def _claims(checks):
+    return [c for c in checks if c["kind"] == "claim"]
+
+
+def test_trainability_checks_pass_on_the_true_boundary_and_fail_on_wrong_ones():
+    tr = _synthetic_trainability()
+    checks = cr.trainability_checks(tr)
+    assert all(c["pass"] for c in checks), checks
+    assert len(_claims(checks)) == 2  # ordered and chaotic side
+    # the always-trainable predictor (xi_c -> inf) fails both sides
+    assert not any(c["pass"] for c in _claims(cr.trainability_checks(tr, xi_factor=np.inf)))
+    # a wrong depth scale, 2 xi_c (or xi_c / 2), fails
+    assert not all(c["pass"] for c in _claims(cr.trainability_checks(tr, xi_factor=2.0)))
+    assert not all(c["pass"] for c in _claims(cr.trainability_checks(tr, xi_factor=0.5)))
+    # a map where everything trains (the old grid's failure mode) fails the claim
+    all_train = {**tr, "accuracy": np.full_like(tr["accuracy"], 0.95)}
+    assert not any(c["pass"] for c in _claims(cr.trainability_checks(all_train)))
+
+
+def test_quick_grid_straddles_six_xi_c_on_both_sides():
+    sz = cr.SIZES(True)
+    W, L = sz.train_grid["W_grid"], sz.train_grid["depths"]
+    six = cr.six_xi_c(W, sz.train_run["b_var"])
+    crit = float(mf.critical_W_var("tanh", sz.train_run["b_var"]))
+    for side in (W < crit, W > crit):
+        assert side.any()
+        assert np.all(L.min() < six[side]) and np.all(six[side] < L.max())
+
+
+def test_phase_and_signal_checks_fail_on_wrong_theory():
+    pd = cr.phase_diagram(
+        jax.random.key(0), np.linspace(0.5, 4.0, 5), np.array([0.05, 0.5]), 10, 64, 3
+    )
+    assert all(c["pass"] for c in cr.phase_checks(pd))
+    wrong = {**pd, "chi1": pd["chi1"] * 1.3}
+    assert not all(c["pass"] for c in cr.phase_checks(wrong))
+    sp = cr.signal_propagation(jax.random.key(1), cr.CONFIGS, depth=8, width=128, num_nets=4)
+    good = cr.signal_checks(sp)  # (passing at the experiment's width is the smoke test's job)
+    bad_q = cr.signal_checks([{**r, "q_theory": 1.1 * r["q_theory"]} for r in sp])
+    bad_c = cr.signal_checks([{**r, "c_theory": r["c_theory"] - 0.05} for r in sp])
+    assert not bad_q[0]["pass"] and bad_q[0]["measured"] > good[0]["measured"]
+    assert not bad_c[1]["pass"] and bad_c[1]["measured"] > good[1]["measured"]
+
+
+def test_full_plan_builds():
+    p = cr.plan(Config("criticality", quick=False, seed=0, out=None, quiet=True))
+    tg = p["sz"].train_grid
+    assert tg["depths"].max() > p["six_xi_c"].max() > p["six_xi_c"].min() > tg["depths"].min()
+
+
+@pytest.mark.slow
+def test_main_quick_smoke(tmp_path):
+    import json
+
+    cr.main(["--quick", "--quiet", "--out", str(tmp_path)])
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    failed = [c["name"] for c in m["checks"] if not c["pass"]]
+    assert not failed, failed
+    assert (tmp_path / "trainability.png").exists()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from experiments import criticality, finite_width
+from experiments._common import Config
 
 BUDGET_GIB = 8.0
 
@@ -32,31 +33,27 @@ def _keys(shape):
 
 @pytest.mark.slow
 def test_criticality_full_programs_fit():
-    full = criticality.SIZES["full"]
+    p = criticality.plan(Config("criticality", quick=False, seed=0, out=None, quiet=True))
+    sz, progs = p["sz"], p["programs"]
     f32 = lambda n: jnp.zeros((n,), jnp.float32)
 
-    grid = full["phase_grid"]
+    grid, net = sz.phase_grid, sz.phase_net
     c = grid["W_grid"].size * grid["b_grid"].size
-    net = full["phase_net"]
-    prog = criticality.propagate_program(net["depth"], net["width"], "tanh")
-    phase = _planned_gib(prog, _keys((c, 1)), jnp.zeros((2, 50)), f32(c), f32(c))
+    keys = _keys((c, net["num_nets"]))
+    phase = _planned_gib(progs["phase"], keys, jnp.zeros((2, 50)), f32(c), f32(c))
 
-    sig = full["signal"]
-    prog = criticality.propagate_program(sig["depth"], sig["width"], "tanh")
-    signal = _planned_gib(prog, _keys((3, sig["num_nets"])), jnp.zeros((2, 100)), f32(3), f32(3))
+    sig = sz.signal
+    keys = _keys((3, sig["num_nets"]))
+    signal = _planned_gib(progs["signal"], keys, jnp.zeros((2, 100)), f32(3), f32(3))
 
-    g = full["gradients"]
+    g = sz.gradients
     w = len(criticality.RELU_W_VARS)
-    prog = criticality.relu_norms_program(jnp.zeros(100), g["depth"], g["width"])
-    grads = _planned_gib(prog, _keys((w, g["num_nets"])), f32(w))
+    grads = _planned_gib(progs["relu"], _keys((w, g["num_nets"])), f32(w))
 
-    tg, tr = full["train_grid"], full["train_run"]
-    n = tg["W_grid"].size * tg["depths"].size
-    prog = criticality.train_grid_program(
-        tg["width"], int(tg["depths"].max()), tr["steps"], tr["lr"], 0.05, 64, 36
-    )
-    x, y = jnp.zeros((1000, 64)), jnp.zeros((1000, 10))
-    train = _planned_gib(prog, _keys(n), f32(n), jnp.zeros((n,), jnp.int32), x, y)
+    tg = sz.train_grid
+    n = tg["W_grid"].size * tg["depths"].size * tg["seeds"]
+    x, y = jnp.zeros((1348, 64)), jnp.zeros((1348, 10))
+    train = _planned_gib(progs["train"], _keys(n), f32(n), jnp.zeros((n,), jnp.int32), x, y)
 
     planned = {"phase": phase, "signal": signal, "gradients": grads, "trainability": train}
     assert max(planned.values()) < BUDGET_GIB, planned

@@ -74,6 +74,7 @@ def test_gradient_ratios_closed_form():
 # --- profile ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shallow_critical_relu_is_not_wild(digits):
     x, y, _, _ = digits
     net, apply_fn, params = _mlp(x.shape[1], y.shape[1])
@@ -147,6 +148,7 @@ def test_resnet_better_than_plain_net_of_same_depth(digits):
     )
 
 
+@pytest.mark.slow
 def test_profile_accepts_module(digits):
     x, y, _, _ = digits
     net, apply_fn, params = _mlp(x.shape[1], y.shape[1], width=32, depth=1)
@@ -279,6 +281,7 @@ def test_conservation_bad_input(trained):
         conservation.taylor_change(vector_loss, params, params)
 
 
+@pytest.mark.slow
 def test_cli_prints_certificate(capsys):
     from wideth.__main__ import main
 

@@ -73,6 +73,7 @@ def _all_close(a, b, tol=TOL):
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_methods_agree_on_mlp_with_neural_tangents(x64):
     init_fn, apply_fn, _ = _nt_mlp()
     x1 = jax.random.normal(jax.random.PRNGKey(1), (7, 5))
@@ -96,6 +97,7 @@ def test_methods_agree_on_mlp_with_neural_tangents(x64):
     _all_close(sym, sym.T)
 
 
+@pytest.mark.slow
 def test_methods_agree_on_cnn_with_neural_tangents(x64):
     params = _cnn_params(jax.random.PRNGKey(0))
     x1 = jax.random.normal(jax.random.PRNGKey(1), (5, 6, 6, 2))

@@ -7,6 +7,10 @@ import pytest
 from experiments import EXPERIMENTS
 from experiments._common import Config, Sizes
 
+# Each experiment's own test file builds its full plan in the default run; this
+# sweep over all of them (about a minute) runs with the slow tests.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_full_mode_plan_builds(name):

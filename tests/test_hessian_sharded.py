@@ -8,6 +8,8 @@ suite keeps one CPU device.
 import json
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import json
@@ -58,6 +60,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_data_parallel_hvp_matches_single_device(run_on_devices):
     proc = run_on_devices(SCRIPT)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -149,6 +149,7 @@ _SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_over_four_simulated_devices_equals_one_device(run_on_devices):
     proc = run_on_devices(_SHARDED)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

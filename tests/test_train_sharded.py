@@ -2,6 +2,8 @@
 
 import textwrap
 
+import pytest
+
 _SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np, optax
@@ -36,6 +38,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_data_parallel_fit_equals_single_device(run_on_devices):
     proc = run_on_devices(_SCRIPT)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

@@ -442,8 +442,8 @@ def run(cfg: Config) -> Result:
             f"{s['tail_mean_over_edge']:.3f} x 2/eta"
             for s in summaries
         )
-        + "; cross-entropy hover mean / (2/eta): "
-        + ", ".join(f"{s['hover_mean_over_edge']:.3f}" for s in x_summaries)
+        + "; cross-entropy hover median / (2/eta): "
+        + ", ".join(f"{s['hover_median_over_edge']:.3f}" for s in x_summaries)
     )
     config = {
         "dataset": "digits",

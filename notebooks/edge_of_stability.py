@@ -54,7 +54,9 @@ etas = [2 / (a * lam0) for a in multiples]
 # All step sizes in one vmapped, jitted training loop with the sharpness probed inside it.
 res = eos.gd_runs(apply_fn, params, batch, etas, steps, 20, key)
 eta_flow = 2 / (20 * lam0)
-flow_steps = int(steps * max(etas) / eta_flow) // 20 * 20
+# The same time eta*t as the largest step: a whole number of probe intervals (rounded, not
+# truncated: the ratio of step sizes is 10 up to float rounding).
+flow_steps = int(round(steps * max(etas) / eta_flow / steps)) * steps
 flow = eos.gd_runs(apply_fn, params, batch, [eta_flow], flow_steps, flow_steps // (steps // 20), key)
 
 # %%

@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import Config, Result, Sizes, check, cli, save_figure
+from experiments._common import Config, Result, Sizes, check, check_max_z, cli, save_figure
 
 SIZES = Sizes(
     quick=dict(
@@ -172,10 +172,9 @@ def layer_checks(name: str, counts: np.ndarray, theory: np.ndarray) -> tuple[lis
     se = counts.std(axis=0, ddof=1) / np.sqrt(counts.shape[0])
     z = (mean - theory) / se
     worst = int(np.argmax(np.abs(z)))
-    c = check(
+    c = check_max_z(
         f"{name}: breakpoints per neuron, every layer vs Kac-Rice on the NNGP (max |z|)",
-        0.0,
-        float(np.abs(z).max()),
+        z,
         3.0,
         note=(
             f"worst layer {worst + 1}: {mean[worst]:.4f} +- {se[worst]:.4f} vs "

@@ -16,9 +16,12 @@ so gradient descent with step :math:`\eta` moves the train outputs by
 For one output this matches neural-tangents' ``predict.gradient_descent_mse``
 (which normalises by ``y_train.size``).
 
-Everything is eigendecomposition based (one ``eigh`` of the train kernel),
+Squared error is eigendecomposition based (one ``eigh`` of the train kernel),
 float64-safe (pass float64 kernels with x64 enabled), jittable, and batched
-over test points (``batch_size``) so large test sets fit in memory.
+over test points (``batch_size``) so large test sets fit in memory. Any
+other loss, with or without momentum, goes through :func:`gradient_descent`
+(an ODE solve); :func:`ensemble` starts from an analytic ``kernel_fn``.
+Every ``predict_fn`` also takes a 1-D array of times (a leading time axis).
 
 References:
   Jacot, Gabriel, Hongler, `Neural Tangent Kernel: Convergence and Generalization
@@ -35,11 +38,14 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from wideth import _checks
 
 __all__ = [
     "Gaussian",
+    "ensemble",
+    "gradient_descent",
     "gradient_descent_mse",
     "gradient_descent_mse_ensemble",
     "gp_inference",
@@ -138,13 +144,33 @@ def _time_scale(n: int, normalization: Normalization) -> float:
 
 
 def _check_time(t: Any, discrete: bool) -> Any:
-    """``None`` (infinity) or a time ``>= 0``; a whole number of steps when ``discrete``."""
+    """``None`` (infinity), a time ``>= 0`` or a 1-D array of them; whole steps when ``discrete``.
+
+    An array of times is returned as a float array; predictions for it get a
+    leading time axis (as in neural-tangents).
+    """
     if t is None:
         return None
+    if np.ndim(t) == 1 or (isinstance(t, list | tuple) and not _checks.is_tracer(t)):
+        t = _checks.array("t", t, ndim=1, kind="real")
+        if not _checks.is_tracer(t):
+            _checks.in_range("t", np.asarray(t), 0.0)
+            if discrete and not np.all(np.asarray(t) == np.round(np.asarray(t))):
+                raise ValueError(
+                    f"t: expected whole numbers of steps with discrete=True, got {np.asarray(t)!r}"
+                )
+        return t.astype(jnp.result_type(float)) if t.dtype.kind in "iu" else t
     t = _checks.scalar("t", t, 0.0)
     if discrete and not _checks.is_tracer(t) and float(t) != int(float(t)):
         raise ValueError(f"t: expected a whole number of steps with discrete=True, got {t!r}")
     return t
+
+
+def _over_times(fn: Callable[[Any], Any], t: Any) -> Any:
+    """``fn(t)``, or ``fn`` mapped over a 1-D array of times (leading time axis)."""
+    if t is not None and jnp.ndim(t) == 1:
+        return jax.vmap(fn)(t)
+    return fn(t)
 
 
 def _outputs_like(name: str, f0: Any, rows: int, k: int, dtype: Any) -> jax.Array:
@@ -160,6 +186,10 @@ def _outputs_like(name: str, f0: Any, rows: int, k: int, dtype: Any) -> jax.Arra
             f"{_checks.shape_str(f0)}"
         )
     return jnp.broadcast_to(f.astype(dtype), (rows, k))
+
+
+def _squeeze(f: jax.Array, squeeze: bool) -> jax.Array:
+    return f[..., 0] if squeeze else f
 
 
 def _filter(
@@ -236,8 +266,9 @@ def gradient_descent_mse(
     Returns:
       ``predict_fn(t=None, k_test_train=None, fx_train_0=0., fx_test_0=0.)``
       returning ``(fx_train_t, fx_test_t)``; ``fx_test_t`` is ``None`` when
-      ``k_test_train`` is not given. Shapes follow ``y_train``. ``t`` must be
-      ``>= 0`` (a whole number of steps with ``discrete=True``).
+      ``k_test_train`` is not given. Shapes follow ``y_train``. ``t`` is a
+      time ``>= 0`` (a whole number of steps with ``discrete=True``) or a 1-D
+      array of them, which adds a leading time axis to both outputs.
 
     Raises:
       ValueError: a non-finite, non-square, non-symmetric or indefinite kernel,
@@ -269,17 +300,21 @@ def gradient_descent_mse(
         t = _check_time(t, discrete)
         r0 = _outputs_like("fx_train_0", fx_train_0, n, y.shape[1], evals.dtype) - y
         coef = evecs.T @ r0
-        g = _filter(evals, learning_rate, t, scale, discrete)
-        train = y + evecs @ ((1.0 - evals[:, None] * g[:, None]) * coef)
-        test = None
+        kt = f0 = None
         if k_test_train is not None:
-            kt = _check_kernel("k_test_train", k_test_train, (None, n))
-            alpha = evecs @ (g[:, None] * coef)
-            delta = _batched_rows(lambda rows: rows @ alpha, kt.astype(evals.dtype), batch_size)
+            kt = _check_kernel("k_test_train", k_test_train, (None, n)).astype(evals.dtype)
             f0 = _outputs_like("fx_test_0", fx_test_0, kt.shape[0], y.shape[1], evals.dtype)
-            test = f0 - delta
-            test = test[:, 0] if squeeze else test
-        return (train[:, 0] if squeeze else train), test
+
+        def at(time):
+            g = _filter(evals, learning_rate, time, scale, discrete)
+            train = y + evecs @ ((1.0 - evals[:, None] * g[:, None]) * coef)
+            if kt is None:
+                return _squeeze(train, squeeze), None
+            alpha = evecs @ (g[:, None] * coef)
+            delta = _batched_rows(lambda rows: rows @ alpha, kt, batch_size)
+            return _squeeze(train, squeeze), _squeeze(f0 - delta, squeeze)
+
+        return _over_times(at, t)
 
     return predict_fn
 
@@ -317,7 +352,8 @@ def gradient_descent_mse_ensemble(
       nngp_test_train: ``(m, n)`` NNGP between test and train inputs.
       nngp_test_test: ``(m, m)`` NNGP on test inputs.
       y_train: ``(n,)`` or ``(n, k)`` targets.
-      t: training time in units of ``learning_rate`` (``None``: infinity).
+      t: training time in units of ``learning_rate`` (``None``: infinity), or
+        a 1-D array of times (mean and covariance get a leading time axis).
       learning_rate: step size :math:`\eta`.
       diag_reg: added to the diagonal of the train NTK.
       normalization: ``"mean"`` or ``"sum"``, as in :func:`gradient_descent_mse`.
@@ -340,12 +376,16 @@ def gradient_descent_mse_ensemble(
     scale = _time_scale(n, normalization)
     evals, evecs = jnp.linalg.eigh(theta + diag_reg * jnp.eye(n, dtype=theta.dtype))
     _check_psd("ntk_train_train", evals)
-    g = _filter(evals, learning_rate, t, scale, discrete=False)
-    mmat = ((theta_t @ evecs) * g) @ evecs.T
-    mean = mmat @ y.astype(evals.dtype)
-    cross = mmat @ k_t.T
-    cov = ktt + mmat @ kxx @ mmat.T - cross - cross.T
-    return Gaussian(mean[:, 0] if squeeze else mean, 0.5 * (cov + cov.T))
+    y = y.astype(evals.dtype)
+
+    def at(time):
+        g = _filter(evals, learning_rate, time, scale, discrete=False)
+        mmat = ((theta_t @ evecs) * g) @ evecs.T
+        cross = mmat @ k_t.T
+        cov = ktt + mmat @ kxx @ mmat.T - cross - cross.T
+        return Gaussian(_squeeze(mmat @ y, squeeze), 0.5 * (cov + cov.T))
+
+    return _over_times(at, t)
 
 
 def gp_inference(
@@ -443,3 +483,228 @@ def max_learning_rate(
             f"ntk_train_train: expected a kernel with a positive top eigenvalue, got {float(lam)!r}"
         )
     return 2.0 * (1.0 + momentum) * scale / lam
+
+
+def gradient_descent(
+    loss: Callable[[jax.Array, jax.Array], jax.Array],
+    k_train_train: jax.Array,
+    y_train: jax.Array,
+    learning_rate: float = 1.0,
+    momentum: float | None = None,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+) -> Callable[..., tuple[jax.Array, jax.Array | None]]:
+    r"""Outputs of a linearised network trained by gradient descent on any loss.
+
+    In the linearised (infinite-width) regime the outputs move by the kernel
+    applied to the loss gradient in function space (Lee et al. 2019, Eq. 7):
+
+    .. math::
+
+        \frac{d f_t(X)}{dt} = -\eta\,\Theta_{XX}\,\nabla_f \mathcal L(f_t(X), y), \qquad
+        \frac{d f_t(x_*)}{dt} = -\eta\,\Theta_{*X}\,\nabla_f \mathcal L(f_t(X), y),
+
+    with :math:`t` counted in steps of size :math:`\eta`. The loss carries its
+    own normalisation: :func:`wideth.train.mse`'s
+    :math:`\frac{1}{2n}\sum\|f - y\|^2` reproduces
+    :func:`gradient_descent_mse` (``normalization="mean"``). There is no closed
+    form, so the system is integrated with an adaptive Dormand--Prince solver
+    (``jax.experimental.ode.odeint``, tolerances ``rtol``/``atol``).
+
+    With heavy-ball ``momentum`` :math:`\beta \in [0, 1)`, the iteration
+    :math:`f_{k+1} = f_k - \eta\Theta\nabla\mathcal L(f_k) + \beta(f_k - f_{k-1})`
+    has, in the time :math:`s = t\sqrt\eta` with velocity
+    :math:`v = (f_k - f_{k-1})/\sqrt\eta`, the continuous limit
+
+    .. math::
+
+        \frac{df}{ds} = v, \qquad
+        \frac{dv}{ds} = -\frac{1-\beta}{\sqrt\eta}\,v - \Theta\,\nabla_f\mathcal L(f),
+
+    started at rest (:math:`v_0 = 0`); this is what is integrated (the
+    convention of neural-tangents' ``predict.gradient_descent``). It is the
+    limit :math:`\eta \to 0` with friction :math:`\gamma = (1-\beta)/\sqrt\eta`
+    held fixed: Taylor expansion of the iteration gives
+    :math:`\frac{1+\beta}{2} f'' + \gamma f' = -\Theta\nabla\mathcal L`, so the
+    discrete iterates differ from the ODE by :math:`O(\sqrt\eta)` there. At a
+    fixed :math:`\beta` both become gradient flow with step
+    :math:`\eta/(1-\beta)` as :math:`\eta \to 0`.
+
+    Args:
+      loss: ``loss(fx_train, y_train) -> scalar``, with ``fx_train`` shaped
+        like ``y_train``.
+      k_train_train: ``(n, n)`` per-output NTK on the training inputs.
+      y_train: ``(n,)`` or ``(n, k)`` targets.
+      learning_rate: step size :math:`\eta > 0`.
+      momentum: ``None`` (plain GD) or :math:`\beta \in [0, 1)`.
+      rtol, atol: tolerances of the ODE solver.
+
+    Returns:
+      ``predict_fn(t, k_test_train=None, fx_train_0=0., fx_test_0=0.)``
+      returning ``(fx_train_t, fx_test_t)``, shaped like
+      :func:`gradient_descent_mse`'s; ``t`` is a time ``>= 0`` or a 1-D array
+      of non-decreasing times (a leading time axis). ``predict_fn`` is
+      jittable.
+
+    Raises:
+      ValueError: a non-finite, non-square or non-symmetric kernel, a loss that
+        does not return a scalar, ``learning_rate <= 0``, ``momentum`` outside
+        ``[0, 1)``, ``t=None`` (no limit exists for a general loss), decreasing
+        times.
+
+    Examples:
+      Mean squared error gives back the closed form:
+
+      >>> import jax.numpy as jnp
+      >>> k = jnp.array([[2.0, 0.5], [0.5, 1.0]])
+      >>> y = jnp.array([1.0, -1.0])
+      >>> mse = lambda f, y: 0.25 * jnp.sum((f - y) ** 2)
+      >>> train, _ = gradient_descent(mse, k, y)(t=3.0)
+      >>> closed, _ = gradient_descent_mse(k, y)(t=3.0)
+      >>> bool(jnp.allclose(train, closed, atol=1e-5))
+      True
+    """
+    from jax.experimental.ode import odeint
+
+    _checks.callable_("loss", loss, "a function loss(fx_train, y_train) -> scalar")
+    k = _check_kernel("k_train_train", k_train_train, (None, None), symmetric=True)
+    n = k.shape[0]
+    y, squeeze = _check_targets(y_train, n)
+    learning_rate = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
+    if momentum is not None:
+        momentum = _checks.scalar("momentum", momentum, 0.0, 1.0, high_open=True)
+    rtol = _checks.scalar("rtol", rtol, 0.0, low_open=True)
+    atol = _checks.scalar("atol", atol, 0.0, low_open=True)
+    dtype = jnp.result_type(k.dtype, jnp.float32)
+    k = k.astype(dtype)
+    y = y.astype(dtype)
+    shaped = (lambda f: f[:, 0]) if squeeze else (lambda f: f)
+    _checks.scalar_output("loss", loss, shaped(y), shaped(y), what="loss(fx_train, y_train)")
+    grad = jax.grad(lambda f: loss(shaped(f), shaped(y)))
+
+    def predict_fn(t, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0):
+        if t is None:
+            raise ValueError(
+                "t: expected a time >= 0 or a 1-D array of times; a general loss has no "
+                "closed form at t = infinity (use gradient_descent_mse for MSE)"
+            )
+        t = _check_time(t, False)
+        times = jnp.atleast_1d(jnp.asarray(t, dtype))
+        if not _checks.is_tracer(times) and bool(jnp.any(jnp.diff(times) < 0)):
+            raise ValueError(f"t: expected non-decreasing times, got {np.asarray(t)!r}")
+        f_train = _outputs_like("fx_train_0", fx_train_0, n, y.shape[1], dtype)
+        kt = jnp.zeros((0, n), dtype)
+        if k_test_train is not None:
+            kt = _check_kernel("k_test_train", k_test_train, (None, n)).astype(dtype)
+        f_test = _outputs_like("fx_test_0", fx_test_0, kt.shape[0], y.shape[1], dtype)
+        grid = jnp.concatenate([jnp.zeros((1,), dtype), times])
+        if momentum is None:
+
+            def flow(state, _time):
+                g = grad(state[0])
+                return -learning_rate * (k @ g), -learning_rate * (kt @ g)
+
+            start = (f_train, f_test)
+        else:
+            root = jnp.sqrt(learning_rate)
+            friction = (1.0 - momentum) / root
+            grid = grid * root
+
+            def flow(state, _time):
+                f1, f2, v1, v2 = state
+                g = grad(f1)
+                return v1, v2, -friction * v1 - k @ g, -friction * v2 - kt @ g
+
+            start = (f_train, f_test, jnp.zeros_like(f_train), jnp.zeros_like(f_test))
+        path = odeint(flow, start, grid, rtol=rtol, atol=atol)
+        # the solver's first step size is NaN on an empty first interval: t = 0 is the start
+        at_zero = (times == 0)[:, None, None]
+        train = jnp.where(at_zero, f_train, path[0][1:])
+        test = jnp.where(at_zero, f_test, path[1][1:])
+        if jnp.ndim(t) == 0:
+            train, test = train[0], test[0]
+        return _squeeze(train, squeeze), (None if k_test_train is None else _squeeze(test, squeeze))
+
+    return predict_fn
+
+
+def ensemble(
+    kernel_fn: Callable[..., Any],
+    x_train: jax.Array,
+    y_train: jax.Array,
+    learning_rate: float = 1.0,
+    diag_reg: float = 0.0,
+    normalization: Normalization = "mean",
+    batch_size: int = 0,
+) -> Callable[..., Gaussian]:
+    r"""Infinite ensemble of trained networks straight from an analytic ``kernel_fn``.
+
+    The kernels are computed with :func:`wideth.kernels.analytic.kernel`
+    (blocks of ``batch_size``) and passed to
+    :func:`gradient_descent_mse_ensemble`: for ``get="ntk"`` the mean and
+    covariance over random initialisations of all-layers-trained networks
+    (Lee et al. 2019, Eqs. 15-16); for ``get="nngp"`` the same with the NNGP in
+    place of the NTK, i.e. training only the readout layer, whose
+    :math:`t\to\infty` limit is the exact NNGP posterior (:func:`gp_inference`).
+    This is neural-tangents' ``predict.gradient_descent_mse_ensemble``.
+
+    Args:
+      kernel_fn: an analytic ``kernel_fn`` (:func:`wideth.kernels.analytic.mlp`, ...).
+      x_train: ``(n, features...)`` training inputs.
+      y_train: ``(n,)`` or ``(n, k)`` targets.
+      learning_rate, diag_reg, normalization: as in :func:`gradient_descent_mse`.
+      batch_size: kernel block size (``0``: all at once).
+
+    Returns:
+      ``predict_fn(t=None, x_test=None, get="ntk", compute_cov=False)``
+      returning a :class:`Gaussian` (``covariance`` ``None`` unless
+      ``compute_cov``) on ``x_test`` (the training inputs when ``None``), or a
+      dict of them when ``get`` is a tuple. ``t`` may be a 1-D array of times.
+
+    Raises:
+      ValueError: bad kernels, targets or hyperparameters (as the functions it
+        calls), or ``get`` not ``"nngp"``, ``"ntk"`` or a tuple of them.
+    """
+    from wideth.kernels import analytic
+
+    _checks.callable_("kernel_fn", kernel_fn, "a neural-tangents kernel_fn(x1, x2, get)")
+    learning_rate = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
+    diag_reg = _checks.scalar("diag_reg", diag_reg, 0.0)
+    _time_scale(1, normalization)
+    train = dict(
+        zip(
+            ("nngp", "ntk"),
+            analytic.kernel(kernel_fn, x_train, None, ("nngp", "ntk"), batch_size=batch_size),
+            strict=True,
+        )
+    )
+    _check_targets(y_train, train["ntk"].shape[0])
+
+    def predict_fn(t=None, x_test=None, get="ntk", compute_cov=False):
+        names = (get,) if isinstance(get, str) else get
+        valid = isinstance(names, tuple) and names and all(g in ("nngp", "ntk") for g in names)
+        if not valid:
+            raise ValueError(f"get: expected 'nngp', 'ntk' or a tuple of them, got {get!r}")
+        compute_cov = _checks.boolean("compute_cov", compute_cov)
+        if x_test is None:
+            cross, test = train, (train["nngp"] if compute_cov else None)
+        else:
+            kk = analytic.kernel(kernel_fn, x_test, x_train, ("nngp", "ntk"), batch_size=batch_size)
+            cross = dict(zip(("nngp", "ntk"), kk, strict=True))
+            test = None
+            if compute_cov:
+                test = analytic.kernel(kernel_fn, x_test, None, "nngp", batch_size=batch_size)
+        out = {}
+        for g in names:
+            args = (train[g], train["nngp"], cross[g], cross["nngp"])
+            if compute_cov:
+                out[g] = gradient_descent_mse_ensemble(
+                    *args, test, y_train, t, learning_rate, diag_reg, normalization
+                )
+            else:
+                fn = gradient_descent_mse(train[g], y_train, learning_rate, diag_reg, normalization)
+                out[g] = Gaussian(fn(t, k_test_train=cross[g])[1], None)
+        return out[get] if isinstance(get, str) else out
+
+    return predict_fn

@@ -328,3 +328,17 @@ def test_mup_coordinate_check_adam():
         ratios[par] = d[1024] / d[64]
     assert np.all((ratios["mup"] > 0.6) & (ratios["mup"] < 1.7)), ratios
     assert ratios["standard"][-1] > 2.0, ratios
+
+
+def test_nan_inputs_are_rejected_by_name():
+    """A NaN in a concrete input is an error naming x, not NaN outputs; traced inputs pass."""
+    from wideth.models import CNN, MLP, ResNet
+
+    x = jnp.ones((2, 3)).at[0, 1].set(jnp.nan)
+    for net in (MLP(3, 8, 1, rngs=nnx.Rngs(0)), ResNet(3, 8, 2, rngs=nnx.Rngs(0))):
+        with pytest.raises(ValueError, match="^x: expected finite"):
+            net(x)
+        assert bool(jnp.isnan(nnx.jit(lambda m, x: m(x))(net, x)).any())
+    cnn = CNN(3, 4, 1, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="^x: expected finite"):
+        cnn(jnp.full((1, 6, 6, 3), jnp.inf))

@@ -252,6 +252,7 @@ def _check_features(x: jax.Array, in_dim: int, name: str, ndim: int | None = Non
         raise ValueError(f"x: expected shape {name}, got {tuple(shape)}")
     if len(shape) < 1 or shape[-1] != in_dim:
         raise ValueError(f"x: expected shape {name} with last dimension {in_dim}, got {shape}")
+    _checks.finite("x", x)  # concrete inputs only: under jit/vmap x is a tracer
 
 
 class MLP(nnx.Module):

@@ -195,3 +195,31 @@ def test_main_quick_smoke(tmp_path):
         if "final train loss <=" in c["name"]:
             assert np.isfinite(c["measured"]) and c["measured"] > 0
     assert {f for f in res.figures} == {"loss_curves.png", "grids_and_accuracy.png", "eta_hat.png"}
+
+
+def test_promotion_rule_fails_on_loss_accuracy_and_compute():
+    """A variant is promoted only if every criterion holds: 1.3x the best SGD loss on one
+    task, 0.6 points of accuracy lost, or 3 gradients per step (0.3 of the grid) each fail."""
+    from types import SimpleNamespace
+
+    tasks = [SimpleNamespace(name="a"), SimpleNamespace(name="b")]
+
+    def summary(ratio_b=1.1, acc_b=0.900):
+        best = {"best_final_loss_seeds": np.full(3, 0.1), "best_test_acc_seeds": np.full(3, 0.9)}
+        out = {}
+        for tn, ratio, acc in (("a", 1.0, 0.9), ("b", ratio_b, acc_b)):
+            out[tn] = {
+                "loss_grid": best,
+                "safeguarded": {"final_loss_geo": 0.1 * ratio, "test_acc_seeds": np.full(3, acc)},
+                "gn_momentum": {"final_loss_geo": 0.1 * ratio, "test_acc_seeds": np.full(3, acc)},
+                "prodigy": {"final_loss_geo": 1.0},
+            }
+        return out
+
+    assert exp.promotion_report("safeguarded", summary(), tasks, ("prodigy",))["promote"]
+    assert not exp.promotion_report("safeguarded", summary(1.3), tasks, ("prodigy",))["promote"]
+    rep = exp.promotion_report("safeguarded", summary(acc_b=0.894), tasks, ("prodigy",))
+    assert not rep["promote"] and rep["tasks"]["b"]["acc_diff_points"] == pytest.approx(-0.6)
+    gnm = exp.promotion_report("gn_momentum", summary(), tasks, ("prodigy",))
+    assert gnm["compute_fraction"] == pytest.approx(0.3) and not gnm["promote"]
+    assert gnm["rosenbrock_converged"]

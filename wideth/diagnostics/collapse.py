@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from wideth import _checks
@@ -97,7 +98,7 @@ def neural_collapse(
     y = _checks.array("labels", labels, shape=(n,), kind="int")
     _checks.class_labels("labels", y, c)
     if not _checks.is_tracer(y):
-        missing = sorted(set(range(c)) - {int(v) for v in jnp.unique(y)})
+        missing = sorted(set(range(c)) - {int(v) for v in np.unique(np.asarray(y))})
         if missing:
             raise ValueError(
                 f"labels: expected every class 0..{c - 1} present, classes {missing} have no "
@@ -131,7 +132,7 @@ def _collapse(h, y, c, w, logits) -> Collapse:
     equinorm = jnp.std(norms) / jnp.mean(norms)
     unit = m / norms[:, None]
     cos = jnp.dot(unit, unit.T, precision=_HI)
-    off = ~jnp.eye(c, dtype=bool)
+    off = ~np.eye(c, dtype=bool)
     cos_off = cos[off]
     equiangular = jnp.mean(jnp.abs(cos_off + 1.0 / (c - 1)))
     cos_std = jnp.std(cos_off)

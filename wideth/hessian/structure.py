@@ -73,8 +73,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
-from jax.flatten_util import ravel_pytree
 
 from wideth import _checks
 
@@ -340,7 +340,7 @@ def class_spectrum(means: ClassMeans) -> dict[str, jax.Array]:
             f"means: expected shape ({c}, {c}, d) for {c} weights, got {_checks.shape_str(m)}"
         )
     rows = jnp.sqrt(w)[:, None, None] * m
-    diag = jnp.eye(c, dtype=bool)
+    diag = np.eye(c, dtype=bool)
 
     def eig(a):
         k = jnp.dot(a, a.T, precision=_HI)

@@ -36,12 +36,15 @@ deviations away). (ii) The subspace stabilises early: its similarity
 least 1/2 (our threshold: most of the subspace kept; random: :math:`C/d`).
 
 **C. Neural collapse (Papyan, Han & Donoho 2020).** Claims: from the first
-probe with zero training error to the end, NC1 (within/between variability),
+probe with training error :math:`\le 0.5\%` to the end, NC1 (within/between variability),
 NC2 (equinorm of the centred class means and their distance from the simplex
 angle :math:`-1/(C-1)`), NC3 (self-duality with the readout) and NC4
 (disagreement with the nearest-class-centre rule) all decrease (PHD Figs.
-4--7: monotone in the terminal phase). Deterministic values of one run: the
-check is the sign of the change.
+4--7: monotone in the terminal phase). PHD start the terminal phase at zero
+error; a few of the 1,348 digits (one in quick mode) stay misclassified by
+SGD for hundreds of epochs, so the phase here starts at :math:`\le 0.5\%`
+error (at most 6 examples). Deterministic values of one run: the check is
+the sign of the change.
 
 Where it stops (measured, see REPORT): full-batch gradient descent instead of
 SGD gives a gradient share of about :math:`C/d` (its stiff directions are
@@ -134,7 +137,8 @@ def _readout(params):
     return params["readout"]["w"][...]
 
 
-def _train(sz, apply_fn, features_fn, params, x, y, key):
+def train_with_probes(sz, apply_fn, features_fn, params, x, y, key):
+    """SGD with weight decay; probes: params, loss, accuracy, top-C subspace, NC1-NC4."""
     tx = optax.chain(optax.add_decayed_weights(sz.weight_decay), optax.sgd(sz.lr))
     step = train.train_step(apply_fn, "xent", tx, metrics=())
     probes = {
@@ -179,9 +183,11 @@ def structure_at(sz, apply_fn, params, x, y, key) -> dict[str, Any]:
     )
 
 
-def collapse_part(acc: np.ndarray, nc: dict[str, np.ndarray]) -> dict[str, Any]:
-    """NC values at the first zero-error probe (or the best-accuracy one) and at the end."""
-    zero = np.flatnonzero(acc >= 1.0)
+def collapse_part(
+    acc: np.ndarray, nc: dict[str, np.ndarray], max_error: float = 0.005
+) -> dict[str, Any]:
+    """NC values at the first probe with error <= ``max_error`` (else the best one) and the end."""
+    zero = np.flatnonzero(acc >= 1.0 - max_error)
     start = int(zero[0]) if zero.size else int(np.argmax(acc))
     return dict(
         start_index=start,
@@ -272,14 +278,14 @@ def checks_for(final: dict, sub: dict, col: dict, num_classes: int = NUM_CLASSES
         a, b = col["start"][f], col["end"][f]
         out.append(
             check(
-                f"PHD neural collapse: {f} decreases from the first zero-error probe to the end",
+                f"PHD neural collapse: {f} decreases from error <= 0.5% to the end",
                 f"< {a:.4g}",
                 b,
                 None,
                 passed=bool(b < a) if col["zero_error"] else False,
                 note="Papyan, Han & Donoho 2020, Figs. 4-7 (terminal phase); deterministic "
                 "values of one run: the sign of the change"
-                + ("" if col["zero_error"] else "; zero training error never reached"),
+                + ("" if col["zero_error"] else "; training error <= 0.5% never reached"),
             )
         )
     return out
@@ -292,8 +298,13 @@ def plot(steps, snaps, sub_series, nc, slq, final):
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     ax = axes[0]
     for t, s in snaps.items():
-        (line,) = ax.semilogy(np.arange(1, len(s["eigenvalues"]) + 1), s["eigenvalues"], "o-",
-                              ms=3, label=f"step {t}: {s['count']} outliers")
+        (line,) = ax.semilogy(
+            np.arange(1, len(s["eigenvalues"]) + 1),
+            s["eigenvalues"],
+            "o-",
+            ms=3,
+            label=f"step {t}: {s['count']} outliers",
+        )
         ax.axhline(s["edge"], color=line.get_color(), ls=":", lw=1)
     ax.axvline(NUM_CLASSES + 0.5, color="k", lw=0.8)
     ax.set(xlabel="index k", ylabel="λ_k(G)", title="GGN top eigenvalues; dotted: λ1(G_within)")
@@ -329,15 +340,23 @@ def plan(cfg: Config) -> dict[str, Any]:
     ds = data.digits(n_train=sz.n_train, one_hot=False, seed=cfg.seed)
     apply_fn, features_fn, params = model(sz, cfg.seed)
     dim = sum(int(np.size(a)) for a in jax.tree.leaves(params))
-    return dict(sz=sz, x=ds.x_train, y=ds.y_train, apply_fn=apply_fn, features_fn=features_fn,
-                params=params, dimension=dim, key=jax.random.key(cfg.seed))
+    return dict(
+        sz=sz,
+        x=ds.x_train,
+        y=ds.y_train,
+        apply_fn=apply_fn,
+        features_fn=features_fn,
+        params=params,
+        dimension=dim,
+        key=jax.random.key(cfg.seed),
+    )
 
 
 def run(cfg: Config) -> Result:
     """Train with probes, then the class structure at four snapshots (module docstring)."""
     p = plan(cfg)
     sz, x, y, key = p["sz"], p["x"], p["y"], p["key"]
-    res = jax.jit(functools.partial(_train, sz, p["apply_fn"], p["features_fn"]))(
+    res = jax.jit(functools.partial(train_with_probes, sz, p["apply_fn"], p["features_fn"]))(
         p["params"], x, y, key
     )
     steps = np.asarray(res.probe_steps)
@@ -350,12 +369,15 @@ def run(cfg: Config) -> Result:
     idx = sorted({0, n // 10, n // 2, n - 1})
     snaps = {}
     for i in idx:
-        params_i = jax.tree.map(lambda a: a[i], res.probes["params"])
-        snaps[int(steps[i])] = structure_at(sz, p["apply_fn"], params_i, x, y,
-                                            jax.random.fold_in(key, i))
+        params_i = jax.tree.map(lambda a, i=i: a[i], res.probes["params"])
+        snaps[int(steps[i])] = structure_at(
+            sz, p["apply_fn"], params_i, x, y, jax.random.fold_in(key, i)
+        )
     final = snaps[int(steps[-1])]
     nodes, weights = hessian.spectral_density(
-        final["_total_op"], num_probes=sz.slq_probes, num_steps=sz.slq_steps,
+        final["_total_op"],
+        num_probes=sz.slq_probes,
+        num_steps=sz.slq_steps,
         key=jax.random.fold_in(key, 99),
     )
     top = float(final["eigenvalues"][0])
@@ -365,25 +387,40 @@ def run(cfg: Config) -> Result:
     col = collapse_part(acc, nc)
     checks = checks_for(final, sub, col)
     sims = np.asarray(jax.vmap(lambda b: hessian.subspace_similarity(b, bases[-1]))(bases))
-    fig = plot(steps, snaps, dict(overlap=overlap, similarity=sims, random=sub["random_overlap"]),
-               nc, (grid, dens), final)
+    fig = plot(
+        steps,
+        snaps,
+        dict(overlap=overlap, similarity=sims, random=sub["random_overlap"]),
+        nc,
+        (grid, dens),
+        final,
+    )
     figures = [save_figure(fig, cfg, "hessian_structure")]
     public = {t: {k: v for k, v in s.items() if not k.startswith("_")} for t, s in snaps.items()}
     metrics = dict(
-        steps=steps, loss=loss, accuracy=acc, grad_overlap=overlap, similarity_to_final=sims,
+        steps=steps,
+        loss=loss,
+        accuracy=acc,
+        grad_overlap=overlap,
+        similarity_to_final=sims,
         top_eigenvalues=np.asarray(res.probes["subspace"]["eigenvalues"], np.float64),
-        collapse=nc, snapshots=public, subspace=sub, collapse_summary=col,
-        slq_grid=grid, slq_density=dens,
+        collapse=nc,
+        snapshots=public,
+        subspace=sub,
+        collapse_summary=col,
+        slq_grid=grid,
+        slq_density=dens,
     )
     summary = (
-        f"outliers above the within-class edge by step: "
+        "outliers above the within-class edge by step: "
         + ", ".join(f"{t}: {s['count']}" for t, s in snaps.items())
         + f" (C={NUM_CLASSES}); gradient share {sub['overlap_mean']:.3f} vs random "
         f"{sub['random_overlap']:.4f}; subspace similarity {sub['similarity_early_final']:.3f}; "
         f"NC1 {col['start']['nc1']:.3f} -> {col['end']['nc1']:.3f}"
     )
-    return Result(metrics=metrics, checks=checks, figures=figures, config=dict(vars(sz)),
-                  summary=summary)
+    return Result(
+        metrics=metrics, checks=checks, figures=figures, config=dict(vars(sz)), summary=summary
+    )
 
 
 def main(argv=None):

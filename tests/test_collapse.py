@@ -50,7 +50,9 @@ def test_nc1_closed_form_and_nc2_of_a_non_simplex(x64):
 def test_nc3_and_nc4_detect_a_wrong_classifier(x64):
     c, d, per = 4, 6, 5
     m = _simplex(c, d, jax.random.key(1))
-    h = np.repeat(m, per, axis=0) + 0.05 * np.asarray(jax.random.normal(jax.random.key(2), (c * per, d)))
+    h = np.repeat(m, per, axis=0) + 0.05 * np.asarray(
+        jax.random.normal(jax.random.key(2), (c * per, d))
+    )
     y = np.repeat(np.arange(c), per)
     good = diagnostics.neural_collapse(h, y, c, weights=2 * m.T, logits=h @ m.T)
     assert float(good.nc4) == 0.0 and float(good.nc3) < 0.02  # noisy means: small, not 0

@@ -28,7 +28,8 @@ second moment into mean and covariance:
 
 .. math::
 
-    G = \underbrace{\sum_c \pi_c\,\delta_{c,c}\delta_{c,c}^\top}_{G_{\rm class}\ (\mathrm{rank}\le C)}
+    G = \underbrace{\sum_c \pi_c\,\delta_{c,c}\delta_{c,c}^\top}_{G_{\rm class}\
+        (\mathrm{rank}\le C)}
       + \underbrace{\sum_{c\ne c'} \pi_c\,\delta_{c,c'}\delta_{c,c'}^\top}_{G_{\rm cross}\
         (\mathrm{rank}\le C(C-1))}
       + \underbrace{\sum_{c,c'} \frac{\pi_c}{N_c}\sum_{i:y_i=c}
@@ -317,7 +318,7 @@ def ggn_decomposition(
 
 
 def class_spectrum(means: ClassMeans) -> dict[str, jax.Array]:
-    r"""Non-zero spectra of :math:`G_{\rm class}`, :math:`G_{\rm cross}`, :math:`G_B` from Gram matrices.
+    r"""Non-zero spectra of the class, cross-class and between parts by Gram matrices.
 
     With rows :math:`a_{cc'} = \sqrt{\pi_c}\,\delta_{c,c'}`, :math:`G_{\rm part} =
     A^\top A` and :math:`AA^\top` (at most :math:`C^2 \times C^2`) has the same

@@ -252,9 +252,7 @@ def top_subspace(
     def probe(state: TrainState, batch: Any) -> dict[str, jax.Array]:
         b = batch if data is None else data
         op = hessian.hessian(fn, state.params, b)
-        evals, evecs = hessian.top_eigenpairs(
-            op, k=k, num_steps=num_steps, key=_probe_key(state)
-        )
+        evals, evecs = hessian.top_eigenpairs(op, k=k, num_steps=num_steps, key=_probe_key(state))
         basis = jax.vmap(op.ravel)(evecs)
         g = op.ravel(jax.grad(fn)(state.params, b))
         return {

@@ -6,6 +6,8 @@ within-class part from explicit per-example vectors
 :math:`\\delta_{i,c'} = \\sqrt{p_{ic'}}J_i^\\top(p_i - e_{c'})`.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,9 +20,14 @@ from wideth import functional, hessian, models
 C, N, D = 4, 30, 5
 
 
+@functools.cache
+def _module(seed=0):
+    return models.MLP(D, 6, 1, out_dim=C, activation="tanh", rngs=nnx.Rngs(seed))
+
+
 def _model(x64_dtype=jnp.float64, seed=0):
-    net = models.MLP(D, 6, 1, out_dim=C, activation="tanh", rngs=nnx.Rngs(seed))
-    apply_fn, params = functional.as_apply(net)
+    """One module for every test, so compiled products are reused across tests."""
+    apply_fn, params = functional.as_apply(_module(seed))
     params = jax.tree.map(lambda a: a.astype(x64_dtype), params)
     x = jax.random.normal(jax.random.key(1), (N, D), x64_dtype)
     y = jnp.arange(N) % C

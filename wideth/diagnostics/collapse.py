@@ -32,6 +32,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -117,6 +118,7 @@ def neural_collapse(
     return _collapse(h, y, c, None if weights is None else w, None if logits is None else lg)
 
 
+@functools.partial(jax.jit, static_argnums=(2,))
 def _collapse(h, y, c, w, logits) -> Collapse:
     n = h.shape[0]
     onehot = jax.nn.one_hot(y, c, dtype=h.dtype)

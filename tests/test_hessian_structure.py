@@ -153,3 +153,24 @@ def test_bad_inputs_name_the_argument():
         hessian.subspace_similarity(jnp.ones((2, 4)), jnp.ones((3, 4)))
     with pytest.raises(ValueError, match="^edge"):
         hessian.count_above(jnp.ones(3), jnp.ones(2))
+
+
+def test_top_subspace_probe_on_a_quadratic(x64):
+    import optax
+
+    from wideth import train
+
+    lam = jnp.array([5.0, 4.0, 1.0, 0.5, 0.25, 0.1])
+
+    def loss(p, batch):
+        return 0.5 * jnp.sum(lam * p**2)
+
+    probe = train.probes.top_subspace(loss, jnp.zeros(1), k=2, num_steps=6)
+    inside = train.TrainState.create(jnp.array([1.0, 1.0, 0, 0, 0, 0]), optax.sgd(0.1))
+    outside = train.TrainState.create(jnp.array([0, 0, 1.0, 0, 0, 1.0]), optax.sgd(0.1))
+    a, b = probe(inside, None), probe(outside, None)
+    np.testing.assert_allclose(np.asarray(a["eigenvalues"]), [5.0, 4.0], rtol=1e-10)
+    assert float(a["grad_overlap"]) == pytest.approx(1.0)
+    assert float(b["grad_overlap"]) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="^num_steps"):
+        train.probes.top_subspace(loss, k=3, num_steps=2)

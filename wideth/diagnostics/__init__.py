@@ -1,6 +1,8 @@
-"""Profile certificates (library / tame / wild) and conservation certificates."""
+"""Profile certificates (library / tame / wild), conservation certificates, neural collapse."""
 
 from . import conservation as conservation
+from .collapse import Collapse as Collapse
+from .collapse import neural_collapse as neural_collapse
 from .conservation import Bound as Bound
 from .conservation import Certificate as Certificate
 from .profile import ProfileCertificate as ProfileCertificate
@@ -14,6 +16,7 @@ from .profile import profile as profile
 __all__ = [
     "Bound",
     "Certificate",
+    "Collapse",
     "ProfileCertificate",
     "architecture",
     "conservation",
@@ -21,5 +24,6 @@ __all__ = [
     "gradient_ratios",
     "hessian_summary",
     "loss_curve_shape",
+    "neural_collapse",
     "profile",
 ]

@@ -209,3 +209,98 @@ def gradient_noise(
     _check_data(data)
     noise_factor(int(jax.numpy.shape(data[0])[0]), batch_size)  # validates batch_size
     return lambda state, batch: minibatch_noise(fn, state.params, data, batch_size, center=center)
+
+
+__all__ += ["top_subspace", "neural_collapse"]
+
+
+def top_subspace(
+    model: TrainStep | Callable[[Any, Any], jax.Array],
+    data: Any = None,
+    *,
+    k: int,
+    num_steps: int = 40,
+) -> Probe:
+    r"""Top-:math:`k` Hessian eigenpairs and the gradient's share of their span.
+
+    Returns ``{"eigenvalues": (k,), "basis": (k, d), "grad_overlap": ()}``:
+    the Lanczos top-:math:`k` eigenvalues of :math:`\nabla^2\mathcal L(\theta_t)`,
+    their eigenvectors as flat orthonormal rows (the parameters' ravel order),
+    and :math:`\|P_k\nabla\mathcal L\|^2/\|\nabla\mathcal L\|^2`
+    (:func:`wideth.hessian.subspace_overlap`). Gur-Ari, Roberts & Dyer (2018)
+    find this overlap large for :math:`k` = number of classes after a short
+    initial phase, against :math:`k/d` for a random direction; compare the
+    ``basis`` of two probe times with :func:`wideth.hessian.subspace_similarity`.
+
+    Args:
+      model: a :class:`~wideth.train.TrainStep` or ``loss_fn(params, batch)``.
+      data: fixed data (default: the probed batch).
+      k: number of eigenpairs.
+      num_steps: Lanczos steps (``>= k``).
+
+    References:
+      Gur-Ari, Roberts & Dyer, `Gradient descent happens in a tiny subspace
+      <https://arxiv.org/abs/1812.04754>`_, 2018.
+    """
+    fn = _objective(model)
+    data = _check_data(data)
+    k = _checks.positive_int("k", k)
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    if num_steps < k:
+        raise ValueError(f"num_steps: expected at least k={k}, got {num_steps}")
+
+    def probe(state: TrainState, batch: Any) -> dict[str, jax.Array]:
+        b = batch if data is None else data
+        op = hessian.hessian(fn, state.params, b)
+        evals, evecs = hessian.top_eigenpairs(op, k=k, num_steps=num_steps, key=_probe_key(state))
+        basis = jax.vmap(op.ravel)(evecs)
+        g = op.ravel(jax.grad(fn)(state.params, b))
+        return {
+            "eigenvalues": evals,
+            "basis": basis,
+            "grad_overlap": hessian.subspace_overlap(g, basis),
+        }
+
+    return probe
+
+
+def neural_collapse(
+    apply_fn: Any,
+    features_fn: Callable[[Any, Any], jax.Array],
+    data: Any,
+    num_classes: int,
+    *,
+    weights_fn: Callable[[Any], jax.Array] | None = None,
+) -> Probe:
+    r"""NC1--NC4 (:func:`wideth.diagnostics.neural_collapse`) of the features on fixed data.
+
+    Args:
+      apply_fn: ``apply_fn(params, x)`` logits (or a module / TrainStep).
+      features_fn: ``features_fn(params, x) -> (N, d)`` last-layer features
+        (e.g. from :func:`wideth.functional.features`).
+      data: ``(x, labels)`` with integer labels ``(N,)``.
+      num_classes: :math:`C`.
+      weights_fn: ``params -> (C, d)`` or ``(d, C)`` readout weights, for NC3.
+
+    Returns:
+      A probe whose value is a :class:`wideth.diagnostics.Collapse`.
+    """
+    from wideth.diagnostics.collapse import neural_collapse as _nc
+
+    apply_fn = _apply(apply_fn)
+    _checks.callable_("features_fn", features_fn, "a callable features_fn(params, x)")
+    if weights_fn is not None:
+        _checks.callable_("weights_fn", weights_fn, "a callable weights_fn(params)")
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise TypeError(f"data: expected a pair (x, labels), got {type(data).__name__}")
+    _checks.arrays_tree("data", data)
+    x, labels = data
+    c = _checks.positive_int("num_classes", num_classes, minimum=2)
+    _checks.class_labels("data (labels)", labels, c)
+
+    def probe(state: TrainState, batch: Any) -> Any:
+        p = state.params
+        w = None if weights_fn is None else weights_fn(p)
+        return _nc(features_fn(p, x), labels, c, weights=w, logits=apply_fn(p, x))
+
+    return probe

@@ -17,4 +17,5 @@ EXPERIMENTS = (
     "linear_regions",
     "depth_fluctuations",
     "sgd_stationarity",
+    "hessian_structure",
 )

@@ -1,5 +1,6 @@
-"""Profile certificates (library / tame / wild) and conservation certificates."""
+"""Profile certificates (library / tame / wild), conservation certificates, NTK conditioning."""
 
+from . import conditioning as conditioning
 from . import conservation as conservation
 from .conservation import Bound as Bound
 from .conservation import Certificate as Certificate
@@ -16,6 +17,7 @@ __all__ = [
     "Certificate",
     "ProfileCertificate",
     "architecture",
+    "conditioning",
     "conservation",
     "gradient_noise",
     "gradient_ratios",

@@ -10,6 +10,7 @@ are reproducible and differ between steps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -280,7 +281,8 @@ def ntk_spectrum(
 
     def probe(state: TrainState, batch: Any) -> dict[str, jax.Array]:
         xs = batch[0] if x is None else x
-        size = int(jnp.size(jax.eval_shape(apply_fn, state.params, xs)))
+        shapes = jax.tree.leaves(jax.eval_shape(apply_fn, state.params, xs))
+        size = sum(int(math.prod(s.shape)) for s in shapes)
         dense = method == "dense" or (method == "auto" and size <= conditioning.DENSE_MAX)
         if dense:
             gram = conditioning.ntk_gram(apply_fn, state.params, xs)

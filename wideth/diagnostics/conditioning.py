@@ -356,7 +356,7 @@ def _check_dual(activation: Any) -> str:
 
 
 def dual_kernels(
-    corr: jax.Array, activation: str, depth: int, *, quad: tuple[int, int] = meanfield.QUAD
+    corr: jax.Array, activation: str, depth: int, *, quad: tuple[int, int] = meanfield.MIN_QUAD
 ) -> tuple[jax.Array, jax.Array]:
     r"""Infinite-width NNGP and NTK Grams by iterating the dual activation, depth 0 to ``depth``.
 
@@ -383,7 +383,10 @@ def dual_kernels(
         (\|x_i\|\|x_j\|)` (unit diagonal, entries in :math:`[-1, 1]`).
       activation: ``"relu"``, ``"erf"``, ``"tanh"`` or ``"identity"``.
       depth: number of hidden layers :math:`D \ge 0`.
-      quad: quadrature grid of :mod:`wideth.kernels.meanfield` (tanh only).
+      quad: quadrature grid of :mod:`wideth.kernels.meanfield` (tanh only). The
+        default :data:`~wideth.kernels.meanfield.MIN_QUAD` is accurate to 1.3e-9 at
+        the variance :math:`q = 1` used here (measured in that module) and ten
+        times cheaper than :data:`~wideth.kernels.meanfield.QUAD`.
 
     Returns:
       ``(nngp, ntk)``, each ``(depth + 1, n, n)``: entry ``l`` is the output

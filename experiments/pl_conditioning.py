@@ -83,7 +83,7 @@ import numpy as np
 import optax
 
 from experiments._common import Config, Result, Sizes, check, check_max_z, cli, save_figure
-from wideth import data, functional, hessian, models, train
+from wideth import data, functional, models, train
 from wideth.diagnostics import conditioning as cd
 from wideth.kernels import analytic, empirical
 
@@ -120,7 +120,7 @@ SIZES = Sizes(
 
 
 def sphere_digits(n: int, seed: int, w_var: float) -> tuple[jax.Array, jax.Array]:
-    r"""``n`` raw digits scaled to :math:`\sigma_w^2\|x\|^2/d = 1`, and parity labels :math:`\pm1`."""
+    r"""``n`` raw digits scaled to :math:`\sigma_w^2\|x\|^2/d = 1`; parity labels :math:`\pm1`."""
     ds = data.digits(n_train=n, seed=seed, one_hot=False, standardize=None)
     x = np.asarray(ds.x_train, np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True) * np.sqrt(x.shape[1] / w_var)
@@ -181,7 +181,9 @@ def training_part(sz, seed: int) -> dict[str, Any]:
 
 def sandwich_checks(tr: dict[str, Any], mu_ell: float, beta_ell: float) -> list[dict[str, Any]]:
     """lam_min mu_ell <= mu <= lam_max beta_ell at every probe (exact theorem)."""
-    lo, hi = (np.asarray(b) for b in cd.pl_kernel_bounds(tr["lam_min"], tr["lam_max"], mu_ell, beta_ell))
+    lo, hi = (
+        np.asarray(b) for b in cd.pl_kernel_bounds(tr["lam_min"], tr["lam_max"], mu_ell, beta_ell)
+    )
     kappa = np.max(tr["lam_max"] / tr["lam_min"])
     tol = 10 * kappa * np.sqrt(tr["nk"]) * EPS32
     worst_lo = float(np.min(tr["mu"] / lo))
@@ -255,7 +257,9 @@ def output_hessian_check(tr: dict[str, Any], theory: float) -> dict[str, Any]:
     )
 
 
-def gershgorin_checks(tr: dict[str, Any], lam_max: np.ndarray | None = None) -> list[dict[str, Any]]:
+def gershgorin_checks(
+    tr: dict[str, Any], lam_max: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     """lam_max <= G <= sqrt(nk) lam_max at every probe, and Lanczos vs dense lam_max."""
     lam = tr["lam_max"] if lam_max is None else np.asarray(lam_max)
     r = tr["gershgorin"] / lam
@@ -324,7 +328,12 @@ def finite_width(
     for d in depths:
         nets = [
             models.MLP(
-                x.shape[1], width, d, activation=activation, W_std=w_var**0.5, b_std=0.0,
+                x.shape[1],
+                width,
+                d,
+                activation=activation,
+                W_std=w_var**0.5,
+                b_std=0.0,
                 rngs=nnx.Rngs(1000 * seed + s),
             )
             for s in range(seeds)
@@ -467,7 +476,9 @@ def plot(tr: dict[str, Any], rows: list[dict[str, Any]]):
             ds = r["depths"]
             m = [a for a, _ in r["finite"][kernel]]
             se = [3 * b for _, b in r["finite"][kernel]]
-            line = axes[2].semilogy(ds, r[f"kappa_{kernel}"], style, label=f"{r['activation']} {kernel} ∞")
+            line = axes[2].semilogy(
+                ds, r[f"kappa_{kernel}"], style, label=f"{r['activation']} {kernel} ∞"
+            )
             axes[2].errorbar(ds, m, yerr=se, fmt="o", color=line[0].get_color(), ms=3, capsize=2)
     axes[2].set(xlabel="depth D", ylabel="κ at init", title="conditioning vs depth (±3 SE)")
     axes[2].legend(fontsize=7)

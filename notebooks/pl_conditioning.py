@@ -47,8 +47,12 @@ for act in ("erf", "tanh", "relu"):
     u = np.asarray(x, np.float64)
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     sig, th = cd.dual_kernels(jnp.asarray(u @ u.T, jnp.float32), act, max(depths))
-    plt.semilogy(depths, [float(cd.condition_number(th[d])) for d in depths], "-", label=f"{act} NTK")
-    plt.semilogy(depths, [float(cd.condition_number(sig[d])) for d in depths], ":", label=f"{act} NNGP")
+    plt.semilogy(
+        depths, [float(cd.condition_number(th[d])) for d in depths], "-", label=f"{act} NTK"
+    )
+    plt.semilogy(
+        depths, [float(cd.condition_number(sig[d])) for d in depths], ":", label=f"{act} NNGP"
+    )
 plt.xlabel("hidden layers D")
 plt.ylabel("κ at initialisation (infinite width)")
 plt.legend(fontsize=8)

@@ -110,13 +110,17 @@ def test_probes_agree_with_direct_computations():
         train.TrainState.create(p, optax.sgd(0.1))
     )
     m = res.metrics
-    np.testing.assert_allclose(res.probes["mu"][:2], (m["grad_norm"] ** 2 / (2 * m["loss"]))[::2], rtol=1e-5)
+    np.testing.assert_allclose(
+        res.probes["mu"][:2], (m["grad_norm"] ** 2 / (2 * m["loss"]))[::2], rtol=1e-5
+    )
     lo, hi = cd.ntk_extreme_eigenvalues(_net, p, x, method="dense")
     assert float(res.probes["ntk"]["lam_max"][0]) == pytest.approx(float(hi), rel=1e-5)
     assert float(res.probes["ntk_lz"]["lam_max"][0]) == pytest.approx(float(hi), rel=1e-4)
     assert np.isnan(res.probes["ntk_lz"]["gershgorin"][0])
     k = cd.ntk_gram(_net, p, x)
-    assert float(res.probes["ntk"]["gershgorin"][0]) == pytest.approx(float(cd.gershgorin_bound(k)), rel=1e-5)
+    assert float(res.probes["ntk"]["gershgorin"][0]) == pytest.approx(
+        float(cd.gershgorin_bound(k)), rel=1e-5
+    )
     np.testing.assert_allclose(res.probes["q"], 1 / 6, rtol=1e-5)
     op = hessian.ntk(_net, p, x)
     assert op.size == 12
@@ -127,8 +131,18 @@ def test_probes_agree_with_direct_computations():
     [
         (lambda: cd.gershgorin_bound(jnp.ones((2, 3))), "gram"),
         (lambda: cd.condition_number(jnp.ones(3)), "gram"),
-        (lambda: cd.ntk_extreme_eigenvalues(_net, _params(jax.random.key(0)), jnp.ones((2, 3)), method="qr"), "method"),
-        (lambda: cd.ntk_extreme_eigenvalues(_net, _params(jax.random.key(0)), jnp.ones((2, 3)), num_steps=0), "num_steps"),
+        (
+            lambda: cd.ntk_extreme_eigenvalues(
+                _net, _params(jax.random.key(0)), jnp.ones((2, 3)), method="qr"
+            ),
+            "method",
+        ),
+        (
+            lambda: cd.ntk_extreme_eigenvalues(
+                _net, _params(jax.random.key(0)), jnp.ones((2, 3)), num_steps=0
+            ),
+            "num_steps",
+        ),
         (lambda: cd.pl_kernel_bounds(1.0, 2.0, 0.0, 1.0), "mu_ell"),
         (lambda: cd.pl_kernel_bounds(1.0, jnp.ones(3), 1.0, "a"), "beta_ell"),
         (lambda: cd.pl_kernel_bounds(jnp.ones(2), jnp.ones(3), 1.0, 1.0), "lam_max"),

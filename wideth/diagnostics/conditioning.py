@@ -298,7 +298,9 @@ def pl_kernel_bounds(
 
 
 def pl_product_bound(mu: jax.Array, smoothness: jax.Array | float) -> jax.Array:
-    r"""Bound :math:`\prod_{i<k}(1 - \mu(\theta_i)/L)` on :math:`(\mathcal L_k - \ell^\star)/(\mathcal L_0 - \ell^\star)`.
+    r"""Descent-lemma bound :math:`\prod_{i<k}(1 - \mu(\theta_i)/L)` on the loss ratio.
+
+    The bounded quantity is :math:`(\mathcal L_k - \ell^\star)/(\mathcal L_0 - \ell^\star)`.
 
     .. math::
 

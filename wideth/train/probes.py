@@ -218,7 +218,7 @@ def pl_ratio(
     *,
     loss_star: float = 0.0,
 ) -> Probe:
-    r"""Local PL ratio :math:`\mu(\theta_t) = \|\nabla\mathcal L\|^2 / (2(\mathcal L - \mathcal L^\star))`.
+    r"""Local PL ratio :math:`\mu(\theta) = \|\nabla\mathcal L\|^2 / 2(\mathcal L - \mathcal L^*)`.
 
     :func:`wideth.optim.pl_constant` of the loss and squared gradient norm on
     the probed batch or on ``data`` (``nan`` where :math:`\mathcal L \le

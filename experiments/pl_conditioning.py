@@ -347,7 +347,9 @@ def finite_width(
             f = feat_fn(p, x)[-1]
             return cd.condition_number(k), cd.condition_number(f @ f.T / f.shape[1])
 
-        kn, kg = (np.asarray(a, np.float64) for a in jax.jit(jax.vmap(kappas))(ps))
+        # lax.map in batches of 4 seeds bounds the memory of deep, wide full-mode networks.
+        out = jax.jit(lambda q: jax.lax.map(lambda p: kappas(p), q, batch_size=4))(ps)
+        kn, kg = (np.asarray(a, np.float64) for a in out)
         for name, k in (("ntk", kn), ("nngp", kg)):
             rows[name].append((float(k.mean()), float(k.std(ddof=1) / np.sqrt(seeds))))
     return rows

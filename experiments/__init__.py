@@ -18,4 +18,5 @@ EXPERIMENTS = (
     "depth_fluctuations",
     "sgd_stationarity",
     "hessian_structure",
+    "pl_conditioning",
 )

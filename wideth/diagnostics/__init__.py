@@ -1,5 +1,7 @@
-"""Profile certificates (library / tame / wild), conservation certificates, neural collapse."""
+"""Profile certificates (library / tame / wild), conservation certificates, neural collapse,
+NTK conditioning."""
 
+from . import conditioning as conditioning
 from . import conservation as conservation
 from .collapse import Collapse as Collapse
 from .collapse import neural_collapse as neural_collapse
@@ -19,6 +21,7 @@ __all__ = [
     "Collapse",
     "ProfileCertificate",
     "architecture",
+    "conditioning",
     "conservation",
     "gradient_noise",
     "gradient_ratios",

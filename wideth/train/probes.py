@@ -10,6 +10,7 @@ are reproducible and differ between steps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -260,6 +261,34 @@ def top_subspace(
             "basis": basis,
             "grad_overlap": hessian.subspace_overlap(g, basis),
         }
+def pl_ratio(
+    model: TrainStep | Callable[[Any, Any], jax.Array],
+    data: Any = None,
+    *,
+    loss_star: float = 0.0,
+) -> Probe:
+    r"""Local PL ratio :math:`\mu(\theta) = \|\nabla\mathcal L\|^2 / 2(\mathcal L - \mathcal L^*)`.
+
+    :func:`wideth.optim.pl_constant` of the loss and squared gradient norm on
+    the probed batch or on ``data`` (``nan`` where :math:`\mathcal L \le
+    \mathcal L^\star`). See :mod:`wideth.diagnostics.conditioning` for the
+    bounds it obeys.
+
+    Args:
+      model: a :class:`~wideth.train.TrainStep` or ``loss_fn(params, batch)``.
+      data: fixed ``(x, y)``.
+      loss_star: :math:`\mathcal L^\star` (0 for the square loss, the output-space
+        infimum).
+    """
+    from wideth.optim import pl_constant
+
+    fn = _objective(model)
+    data = _check_data(data)
+    loss_star = _checks.real("loss_star", loss_star)
+
+    def probe(state: TrainState, batch: Any) -> jax.Array:
+        value, g = jax.value_and_grad(fn)(state.params, batch if data is None else data)
+        return pl_constant(value, optax.tree.norm(g, squared=True), loss_star)
 
     return probe
 
@@ -304,3 +333,94 @@ def neural_collapse(
         return _nc(features_fn(p, x), labels, c, weights=w, logits=apply_fn(p, x))
 
     return probe
+def ntk_spectrum(
+    apply_fn: Any,
+    x: Any = None,
+    *,
+    method: str = "auto",
+    num_steps: int = 64,
+) -> Probe:
+    r"""Extremes and Gershgorin bound of the empirical NTK Gram :math:`K_t = J_tJ_t^\top`.
+
+    Returns ``{"lam_min", "lam_max", "gershgorin"}``. The eigenvalues come from
+    :func:`wideth.diagnostics.conditioning.ntk_extreme_eigenvalues`: dense
+    ``eigh`` of the ``(nk, nk)`` Gram when ``nk`` is at most
+    :data:`~wideth.diagnostics.conditioning.DENSE_MAX` (``method="auto"``), else
+    ``num_steps`` matrix-free Lanczos steps (whose smallest Ritz value is an
+    upper bound on :math:`\lambda_{\min}`). The Gershgorin bound
+    :math:`\max_i\sum_j|K_{ij}|` needs the entries, so it is computed from the
+    dense Gram when the method is dense and is ``nan`` otherwise.
+
+    Args:
+      apply_fn: ``apply_fn(params, x)``, an ``nnx.Module`` or a
+        :class:`~wideth.train.TrainStep`.
+      x: fixed inputs (default: the probed batch's inputs).
+      method: ``"auto"``, ``"dense"`` or ``"lanczos"``.
+      num_steps: Lanczos steps.
+    """
+    import jax.numpy as jnp
+
+    from wideth.diagnostics import conditioning
+
+    apply_fn = _apply(apply_fn)
+    _checks.choice("method", method, ("auto", "dense", "lanczos"))
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    if x is not None:
+        x = _checks.array("x", x, min_ndim=1, min_rows=1, kind="number")
+
+    def probe(state: TrainState, batch: Any) -> dict[str, jax.Array]:
+        xs = batch[0] if x is None else x
+        shapes = jax.tree.leaves(jax.eval_shape(apply_fn, state.params, xs))
+        size = sum(int(math.prod(s.shape)) for s in shapes)
+        dense = method == "dense" or (method == "auto" and size <= conditioning.DENSE_MAX)
+        if dense:
+            gram = conditioning.ntk_gram(apply_fn, state.params, xs)
+            ev = jnp.linalg.eigvalsh(gram)
+            return {
+                "lam_min": ev[0],
+                "lam_max": ev[-1],
+                "gershgorin": conditioning.gershgorin_bound(gram),
+            }
+        lo, hi = conditioning.ntk_extreme_eigenvalues(
+            apply_fn,
+            state.params,
+            xs,
+            method="lanczos",
+            num_steps=num_steps,
+            key=_probe_key(state),
+        )
+        return {"lam_min": lo, "lam_max": hi, "gershgorin": jnp.full_like(hi, jnp.nan)}
+
+    return probe
+
+
+def output_hessian_norm(step: TrainStep, data: Any = None, *, num_steps: int = 20) -> Probe:
+    r""":math:`\|\nabla^2_F\ell(F(\theta_t))\|_2`, the output-space Hessian norm of the loss.
+
+    :func:`wideth.optim.loss_hessian_norm` (Lanczos on :math:`v \mapsto
+    \nabla^2_F\ell\,v`) at the network outputs on the probed batch or on
+    ``data``; :math:`1/n` for ``"mse"``.
+
+    Args:
+      step: a :class:`~wideth.train.TrainStep` (it holds ``apply_fn`` and the loss).
+      data: fixed ``(x, y)``.
+      num_steps: Lanczos steps.
+    """
+    from wideth.optim import loss_hessian_norm
+
+    if not isinstance(step, TrainStep):
+        raise TypeError(f"step: expected a wideth.train.TrainStep, got {type(step).__name__}")
+    data = _check_data(data)
+    num_steps = _checks.positive_int("num_steps", num_steps)
+
+    def probe(state: TrainState, batch: Any) -> jax.Array:
+        x, y = batch if data is None else data
+        out = step.apply_fn(state.params, x)
+        return loss_hessian_norm(
+            lambda o: step.loss(o, y), out, key=_probe_key(state), num_steps=num_steps
+        )
+
+    return probe
+
+
+__all__ += ["pl_ratio", "ntk_spectrum", "output_hessian_norm"]

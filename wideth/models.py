@@ -85,12 +85,13 @@ ACTIVATIONS = tuple(activations.ACTIVATIONS)
 PARAMETERIZATIONS = ("ntk", "standard", "mup")
 
 
-def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+def activation_fn(name: Any) -> Callable[[jax.Array], jax.Array]:
     """The elementwise nonlinearity called ``name`` (one of :data:`ACTIVATIONS`).
 
     Args:
       name: a :mod:`wideth.activations` name (``"relu"``, ``"tanh"``, ``"erf"``,
-        ``"gelu"`` (exact), ``"identity"``, ``"sigmoid"``, ...).
+        ``"gelu"`` (exact), ``"identity"``, ``"sigmoid"``, ...) or a
+        ``(name, kwargs)`` pair such as ``("leaky_relu", {"alpha": 0.1})``.
 
     Returns:
       A function ``x -> phi(x)``.
@@ -99,6 +100,11 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
       ValueError: unknown name.
     """
     return activations.get(name)
+
+
+def _activation_spec(activation: Any) -> Any:
+    """A name stays a name; a ``(name, kwargs)`` pair becomes a hashable ``Activation``."""
+    return activation if isinstance(activation, str) else activations.resolve(activation)
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -111,7 +117,8 @@ def _check_common(
     activation_fn(activation)
     _checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
     _checks.scalar("W_std", W_std, 0.0)
-    _checks.scalar("b_std", b_std, 0.0)
+    if b_std is not None:
+        _checks.scalar("b_std", b_std, 0.0)
     if rngs is not None and not isinstance(rngs, nnx.Rngs):
         raise TypeError(f"rngs: expected an nnx.Rngs (e.g. nnx.Rngs(0)), got {rngs!r}")
 
@@ -123,9 +130,11 @@ def _check_alpha(alpha: Any, depth: int) -> float:
 
 
 def _scales(
-    fan_in: int, W_std: float, b_std: float, parameterization: str, readout: bool
+    fan_in: int, W_std: float, b_std: float | None, parameterization: str, readout: bool
 ) -> tuple[float, float, float, float]:
-    """(w_init_std, w_mult, b_init_std, b_mult) for one layer."""
+    """(w_init_std, w_mult, b_init_std, b_mult) for one layer (``b_std=None``: scales of 0)."""
+    if b_std is None:
+        return _scales(fan_in, W_std, 0.0, parameterization, readout)
     if parameterization == "ntk":
         return 1.0, W_std / math.sqrt(fan_in), 1.0, b_std
     if parameterization == "mup" and readout:
@@ -147,7 +156,9 @@ class DenseLayer(nnx.Module):
 
     In ``"ntk"`` parameterization with ``b_std=0`` the stored bias is still
     :math:`\mathcal N(0,1)` but multiplied by 0, hence inert (zero gradient), as
-    in neural-tangents.
+    in neural-tangents. ``b_std=None`` stores no bias at all (``b`` is ``None``),
+    neural-tangents' ``Dense(b_std=None)``: in the ``standard`` parameterization
+    this removes the bias's contribution of 1 per layer to the NTK.
 
     Attributes:
       w: ``nnx.Param`` of shape ``(in_dim, out_dim)``.
@@ -161,7 +172,7 @@ class DenseLayer(nnx.Module):
         out_dim: int,
         *,
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         readout: bool = False,
         role: str = "hidden",
@@ -175,13 +186,19 @@ class DenseLayer(nnx.Module):
         )
         k_w, k_b = jax.random.split(rngs.params())
         self.w = nnx.Param(w_std * jax.random.normal(k_w, (in_dim, out_dim), jnp.float32))
-        self.b = nnx.Param(bs * jax.random.normal(k_b, (out_dim,), jnp.float32))
+        self.b = (
+            None
+            if b_std is None
+            else nnx.Param(bs * jax.random.normal(k_b, (out_dim,), jnp.float32))
+        )
         self.in_dim, self.out_dim, self.role = in_dim, out_dim, role
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out = jnp.dot(x, self.w[...])
         if self.w_mult != 1.0:
             out = self.w_mult * out
+        if self.b is None:
+            return out
         b = self.b[...]
         if self.b_mult != 1.0:
             b = self.b_mult * b
@@ -212,7 +229,7 @@ class ConvLayer(nnx.Module):
         filter_shape: Sequence[int] = (3, 3),
         *,
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         role: str = "hidden",
         rngs: nnx.Rngs,
@@ -226,7 +243,11 @@ class ConvLayer(nnx.Module):
         k_w, k_b = jax.random.split(rngs.params())
         shape = (*self.filter_shape, in_channels, out_channels)
         self.w = nnx.Param(w_std * jax.random.normal(k_w, shape, jnp.float32))
-        self.b = nnx.Param(bs * jax.random.normal(k_b, (out_channels,), jnp.float32))
+        self.b = (
+            None
+            if b_std is None
+            else nnx.Param(bs * jax.random.normal(k_b, (out_channels,), jnp.float32))
+        )
         self.in_dim, self.out_dim, self.role = in_channels, out_channels, role
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -238,10 +259,19 @@ class ConvLayer(nnx.Module):
         out = jax.lax.conv_general_dilated(x, self.w[...], (1,) * nd, "SAME", dimension_numbers=dn)
         if self.w_mult != 1.0:
             out = self.w_mult * out
+        if self.b is None:
+            return out
         b = self.b[...]
         if self.b_mult != 1.0:
             b = self.b_mult * b
         return out + b
+
+
+def _layer_norm(h: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """Parameter-free layer norm over the last axis, neural-tangents' ``stax.LayerNorm``."""
+    mean = jnp.mean(h, axis=-1, keepdims=True)
+    var = jnp.var(h, axis=-1, keepdims=True)
+    return (h - mean) / jnp.sqrt(eps + var)
 
 
 def _check_features(x: jax.Array, in_dim: int, name: str, ndim: int | None = None) -> None:
@@ -299,7 +329,7 @@ class MLP(nnx.Module):
         *,
         activation: str = "relu",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         rngs: nnx.Rngs,
     ):
@@ -308,8 +338,8 @@ class MLP(nnx.Module):
         self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, minimum=0)
         self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.activation, self.parameterization = activation, parameterization
-        self.W_std, self.b_std = float(W_std), float(b_std)
+        self.activation, self.parameterization = _activation_spec(activation), parameterization
+        self.W_std, self.b_std = float(W_std), None if b_std is None else float(b_std)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         dims = [self.in_dim] + [self.width] * self.depth
         self.hidden = nnx.List(
@@ -349,10 +379,17 @@ class ResNet(nnx.Module):
 
     .. math::
 
-        h^0 = L_0(x),\quad h^{l} = h^{l-1} + \alpha\, L_l(\phi(h^{l-1})),
-        \quad f(x) = L_{\rm out}(\phi(h^D)),
+        h^0 = L_0(x),\quad h^{l} = h^{l-1} + \alpha\, L_l(\phi(N(h^{l-1}))),
+        \quad f(x) = L_{\rm out}(\phi(N(h^D))),
 
-    with :math:`\alpha = 1/\sqrt{D}` by default, so the forward variance stays
+    with :math:`N` the identity (``layernorm=None``) or a parameter-free layer
+    norm over features, :math:`N(h) = (h - \bar h)/\sqrt{\mathrm{var}(h) +
+    10^{-12}}` (``"pre"``); ``"post"`` normalises after the sum instead,
+    :math:`h^l = N(h^{l-1} + \alpha L_l(\phi(h^{l-1})))`, readout
+    :math:`L_{\rm out}(\phi(h^D))`. In ``"ntk"``/``"standard"``
+    parameterization this is exactly :func:`wideth.kernels.analytic.resnet`
+    with the same arguments (neural-tangents' ``LayerNorm`` forward map).
+    :math:`\alpha = 1/\sqrt{D}` by default, so the forward variance stays
     bounded in depth (:math:`\prod_l (1 + \alpha^2 c) \le e^{c}`) instead of
     relying on criticality, and gradients reach the first layer through the
     identity path. It has the same number of nonlinear hidden layers as
@@ -369,6 +406,7 @@ class ResNet(nnx.Module):
       b_std: :math:`\sigma_b` of every layer.
       parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
       alpha: branch multiplier; ``None`` means :math:`1/\sqrt{\max(D, 1)}`.
+      layernorm: ``None``, ``"pre"`` or ``"post"``.
       rngs: ``nnx.Rngs``.
 
     References:
@@ -386,17 +424,21 @@ class ResNet(nnx.Module):
         *,
         activation: str = "relu",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         alpha: float | None = None,
+        layernorm: str | None = None,
         rngs: nnx.Rngs,
     ):
+        if layernorm not in (None, "pre", "post"):
+            raise ValueError(f"layernorm: expected one of (None, 'pre', 'post'), got {layernorm!r}")
+        self.layernorm = layernorm
         _check_common(activation, W_std, b_std, parameterization, rngs)
         self.in_dim = _check_positive_int("in_dim", in_dim)
         self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, minimum=0)
         self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.activation, self.parameterization = activation, parameterization
+        self.activation, self.parameterization = _activation_spec(activation), parameterization
         self.alpha = _check_alpha(alpha, self.depth)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         self.embed = DenseLayer(self.in_dim, self.width, role="input", **kw)
@@ -416,11 +458,14 @@ class ResNet(nnx.Module):
         """
         _check_features(x, self.in_dim, "(n, in_dim)")
         phi = activation_fn(self.activation)
+        pre = _layer_norm if self.layernorm == "pre" else (lambda z: z)
         h = self.embed(x)
-        feats = [phi(h)]
+        feats = [phi(pre(h))]
         for block in self.blocks:
             h = h + self.alpha * block(feats[-1])
-            feats.append(phi(h))
+            if self.layernorm == "post":
+                h = _layer_norm(h)
+            feats.append(phi(pre(h)))
         return feats
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -472,7 +517,7 @@ class CNN(nnx.Module):
         *,
         activation: str = "relu",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         filter_shape: Sequence[int] = (3, 3),
         pool: str = "global",
@@ -487,7 +532,8 @@ class CNN(nnx.Module):
         _checks.choice("pool", pool, ("global", "flatten"))
         if pool == "flatten" and spatial is None:
             raise ValueError("spatial: (H, W) of the inputs is required with pool='flatten'")
-        self.activation, self.parameterization, self.pool = activation, parameterization, pool
+        self.activation, self.pool = _activation_spec(activation), pool
+        self.parameterization = parameterization
         self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
         self.spatial = None if spatial is None else _checks.int_sequence("spatial", spatial)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
@@ -570,7 +616,7 @@ class ConvResNet(nnx.Module):
         *,
         activation: str = "relu",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         filter_shape: Sequence[int] = (3, 3),
         alpha: float | None = None,
@@ -581,7 +627,7 @@ class ConvResNet(nnx.Module):
         self.width = _check_positive_int("channels", channels)
         self.out_dim = _check_positive_int("out_dim", out_dim)
         self.depth = _check_positive_int("depth", depth, minimum=0)
-        self.activation, self.parameterization = activation, parameterization
+        self.activation, self.parameterization = _activation_spec(activation), parameterization
         self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
         self.alpha = _check_alpha(alpha, self.depth)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)

@@ -914,7 +914,7 @@ def _check_kernel_output(
     for field, leaf in zip(fields, outs, strict=True):
         if field not in _PAIR_FIELDS:
             continue
-        if tuple(leaf.shape[:2]) != (n1, n2):
+        if tuple(leaf.shape) != (n1, n2):
             raise ValueError(
                 f"x1: expected inputs that kernel_fn maps to an ({n1}, {n2}) kernel, got a "
                 f"kernel of shape {tuple(leaf.shape)} for inputs of shape {tuple(x1.shape)} "

@@ -1905,6 +1905,15 @@ def _analytic() -> None:
     V(e, "W_std", "negative W_std", lambda: analytic.resnet(1, 8, W_std=-1.0))
     V(e, "alpha", "NaN alpha", lambda: analytic.resnet(1, 8, alpha=nan))
     V(e, "b_std", "a bias in standard", lambda: analytic.resnet(1, 8, parameterization="standard"))
+
+    tr = analytic.transformer
+    e = "analytic.transformer"
+    V(e, "depth", "negative depth", lambda: tr(-1, 8))
+    V(e, "n_heads", "n_heads 0", lambda: tr(1, 8, 0))
+    V(e, "mechanism", "unknown mechanism", lambda: tr(1, 8, mechanism="sparsemax"))
+    V(e, "layernorm", "pre layernorm", lambda: tr(1, 8, layernorm="pre"))
+    V(e, "pool", "unknown pool", lambda: tr(1, 8, pool="max"))
+    V(e, "W_qk_std", "negative W_qk_std", lambda: tr(1, 8, W_qk_std=-1.0))
     V(e, "parameterization", "unknown parameterization", lambda: cnn(1, 8, parameterization="NTK"))
 
     kf = lambda: analytic.mlp(depth=1, width=8)[2]

@@ -495,3 +495,49 @@ def test_resnet_against_residual_recursion(x64, layernorm):
     if layernorm is None:  # a wrong alpha is far off
         _, wrong = _resnet_reference(np.asarray(x1), np.asarray(x2), 3, 1.3, 0.2, 0.7, None)
         assert np.abs(wrong - ntk).max() > 1e-3 * np.abs(ntk).max()
+
+
+# ----------------------------------------------------------------------------- transformer
+
+
+def _transformer_reference(x1, x2, W, b, qk, wv):
+    """NNGP of embed -> x + Attn(x) -> g + Dense(relu(g)) -> token mean -> Dense (Hron et al. 2020).
+
+    Linear-scaling attention with tied queries/keys: A_ts(x) = softmax_s(qk^2 K(x_t, x_s));
+    output kernel (W wv)^2 sum_{s s'} A_ts(x) A_t's'(x') K(x_s, x'_s') + b^2; residual sums add.
+    """
+
+    def k0(a, c):
+        return W**2 * np.einsum("isd,jtd->ijst", a, c) / a.shape[-1] + b**2
+
+    def weights(k):
+        logits = qk**2 * np.stack([k[i, i] for i in range(k.shape[0])])
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    def attended(a_1, a_2, k):
+        return (W * wv) ** 2 * np.einsum("its,juv,ijsv->ijtu", a_1, a_2, k) + b**2
+
+    k12, k11, k22 = k0(x1, x2), k0(x1, x1), k0(x2, x2)
+    a1, a2 = weights(k11), weights(k22)
+    g12 = k12 + attended(a1, a2, k12)
+    g11, g22 = k11 + attended(a1, a1, k11), k22 + attended(a2, a2, k22)
+    q1 = np.stack([np.diagonal(g11[i, i]) for i in range(len(x1))])
+    q2 = np.stack([np.diagonal(g22[i, i]) for i in range(len(x2))])
+    h12 = g12 + W**2 * _arccos(1, g12, q1[:, None, :, None], q2[None, :, None, :]) + b**2
+    return W**2 * h12.mean(axis=(2, 3)) + b**2
+
+
+def test_transformer_nngp_against_attention_closed_form(x64):
+    x1 = np.asarray(jax.random.normal(jax.random.PRNGKey(20), (3, 4, 2), jnp.float64))
+    x2 = np.asarray(jax.random.normal(jax.random.PRNGKey(21), (2, 4, 2), jnp.float64))
+    W, b, qk, wv = 1.2, 0.3, 0.9, 1.1
+    _, _, kernel_fn = analytic.transformer(1, 16, 2, "relu", W, b, W_qk_std=qk, W_value_std=wv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nngp = analytic.kernel(kernel_fn, x1, x2, get="nngp")
+    ref = _transformer_reference(x1, x2, W, b, qk, wv)
+    np.testing.assert_allclose(nngp, ref, rtol=1e-10)
+    # attention weights matter: uniform attention (qk = 0) is far off
+    wrong = _transformer_reference(x1, x2, W, b, 0.0, wv)
+    assert np.abs(wrong - ref).max() > 1e-3 * np.abs(ref).max()

@@ -83,6 +83,7 @@ __all__ = [
     "mlp",
     "quadrature_points",
     "resnet",
+    "transformer",
 ]
 
 #: Activation names usable by name alone in :func:`mlp`, :func:`cnn`,
@@ -720,9 +721,9 @@ def resnet(
     ``ntk`` parameterization the branch's dense layer has :math:`\alpha\sigma_w`,
     :math:`\alpha\sigma_b` (the same function and NTK as :math:`\alpha L_l`); in
     ``standard`` (``b_std=None`` only) :math:`\alpha` scales the layer's input
-    through ``ABRelu(alpha, alpha)``, :math:`W(\alpha\phi) = \alpha W\phi`. :math:`N` is the identity
-    (``layernorm=None``) or ``stax.LayerNorm`` over features (``"pre"``). With
-    ``layernorm="post"`` the blocks are :math:`h^l = N(h^{l-1} + \alpha
+    through ``ABRelu(alpha, alpha)``, :math:`W(\alpha\phi) = \alpha W\phi`.
+    :math:`N` is the identity (``layernorm=None``) or ``stax.LayerNorm`` over
+    features (``"pre"``). With ``layernorm="post"`` the blocks are :math:`h^l = N(h^{l-1} + \alpha
     L_l(\phi(h^{l-1})))` and the readout :math:`L_{\rm out}(\phi(h^D))`. In the
     limit, with :math:`N` the identity, the kernels obey
     :math:`K_l = K_{l-1} + \alpha^2 (\sigma_w^2 E[\phi\phi] + \sigma_b^2)`,
@@ -809,6 +810,136 @@ def resnet(
         layers.append(stax.LayerNorm(axis=-1))
     build.q = 1.0 if layernorm else q_stream
     layers += [build.act(act), dense(int(out_dim))]
+    return build.finish(stax.serial(*layers))
+
+
+_MECHANISMS = ("softmax", "identity", "abs", "relu")
+
+
+def transformer(
+    depth: int,
+    width: int,
+    n_heads: int = 4,
+    activation: Any = "relu",
+    W_std: float = 2**0.5,
+    b_std: float | None = 0.0,
+    parameterization: str = "ntk",
+    out_dim: int = 1,
+    *,
+    mechanism: str = "softmax",
+    W_qk_std: float = 1.0,
+    W_value_std: float = 1.0,
+    layernorm: str | None = None,
+    pool: str = "global",
+    quadrature_points: int | None = None,
+    max_input_sq: float = 10.0,
+) -> Triple:
+    r"""Attention network on token sequences ``(n, T, d)`` and its infinite-width kernels.
+
+    A dense token embedding :math:`h^0 = L_0(x)`, ``depth`` blocks of a
+    residual self-attention sublayer and a residual MLP sublayer,
+
+    .. math::
+
+        g^l = N(h^{l-1} + \mathrm{Attn}_l(h^{l-1})), \qquad
+        h^l = N(g^l + L_l(\phi(g^l))),
+
+    then global average pooling over tokens (``pool="global"``) or flattening
+    (``"flatten"``) and a dense readout. :math:`N` is the identity or
+    ``stax.LayerNorm`` over features (``layernorm="post"``). The attention is
+    neural-tangents' ``GlobalSelfAttention`` with ``linear_scaling=True`` (the
+    tractable limit of Hron et al. 2020: query and key weights tied, logits
+    scaled by :math:`1/n_{\rm key}`), ``n_heads`` heads of ``width`` key and
+    value features. In the limit the attention weights are deterministic,
+    :math:`A_{ts}(x) = \mathrm{softmax}_s(\sigma_{qk}^2 K(x_t, x_s))` for the
+    kernel :math:`K` of the sublayer's input, and its output kernel is
+    :math:`\sigma_v^2 \sigma_w^2 \sum_{s, s'} A_{ts}(x) A_{t's'}(x') K(x_s,
+    x'_{s'}) + \sigma_b^2` (Hron et al. 2020, eq. 9 and Section 3).
+
+    Args:
+      depth: number of blocks :math:`\ge 0`.
+      width: feature width (residual stream, keys, values, MLP hidden layer).
+      n_heads: attention heads of the finite network.
+      activation: the MLP sublayers' nonlinearity (name or ``(name, kwargs)``).
+      W_std: :math:`\sigma_w` of the dense layers and the attention output.
+      b_std: :math:`\sigma_b` of every layer (``None``: no biases).
+      parameterization: ``"ntk"`` or ``"standard"`` (dense layers only; the
+        attention layer is always in the ``ntk`` parameterization, as in NT).
+      out_dim: number of outputs.
+      mechanism: ``"softmax"``, ``"identity"``, ``"abs"`` or ``"relu"`` applied
+        to the attention logits.
+      W_qk_std: :math:`\sigma_{qk}`: the logits are :math:`\sigma_{qk}^2 q^\top k`.
+      W_value_std: :math:`\sigma_v` of the value weights.
+      layernorm: ``None`` or ``"post"``.
+      pool: ``"global"`` or ``"flatten"``.
+      quadrature_points: as in :func:`mlp`.
+      max_input_sq: as in :func:`mlp`, per token (only bounds the first block).
+
+    Returns:
+      ``(init_fn, apply_fn, kernel_fn)``; inputs of shape ``(n, T, d)``.
+
+    References:
+      Hron et al., `Infinite attention: NNGP and NTK for deep attention networks
+      <https://arxiv.org/abs/2006.10540>`_, 2020.
+      Vaswani et al., `Attention Is All You Need <https://arxiv.org/abs/1706.03762>`_, 2017.
+    """
+    depth = _checks.nonnegative_int("depth", depth)
+    width = _checks.positive_int("width", width)
+    n_heads = _checks.positive_int("n_heads", n_heads)
+    if not _is_single_activation(activation):
+        raise ValueError(
+            f"activation: expected one name or (name, kwargs) pair, got {activation!r}"
+        )
+    act = activations.resolve(activation)
+    if not _is_scalar(W_std) or not _is_scalar(b_std):
+        raise ValueError("W_std: transformer takes one W_std and one b_std for every layer")
+    (w,), (b,) = _check_stds(0, W_std, b_std, 1)
+    _check_head(parameterization, out_dim)
+    _checks.choice("mechanism", mechanism, _MECHANISMS)
+    qk = float(_checks.scalar("W_qk_std", W_qk_std, 0.0))
+    wv = float(_checks.scalar("W_value_std", W_value_std, 0.0))
+    if layernorm not in (None, "post"):
+        raise ValueError(f"layernorm: expected None or 'post', got {layernorm!r}")
+    _checks.choice("pool", pool, ("global", "flatten"))
+    points, max_sq = _check_quadrature(quadrature_points, max_input_sq)
+    stax = _compat.neural_tangents().stax
+    build = _Builder(stax, points, max_sq)
+    dense = functools.partial(stax.Dense, W_std=w, b_std=b, parameterization=parameterization)
+    norm = [stax.LayerNorm(axis=-1)] if layernorm else []
+
+    def residual(*branch):
+        return [
+            stax.FanOut(2),
+            stax.parallel(stax.Identity(), stax.serial(*branch)),
+            stax.FanInSum(),
+        ]
+
+    build.affine(w, b)
+    layers = [dense(width)]
+    q_h = build.q
+    for _ in range(depth):
+        # softmax weights sum to 1, so the attention output variance is at most
+        # (w wv)^2 max_s K(x_s, x_s) + b^2 (Cauchy-Schwarz); other mechanisms: no bound
+        q_att = (w * wv) ** 2 * q_h if mechanism == "softmax" else math.inf
+        build.q = 1.0 if layernorm else q_h + q_att + (b or 0.0) ** 2
+        attention = stax.GlobalSelfAttention(
+            width,
+            width,
+            width,
+            n_heads,
+            linear_scaling=True,
+            W_key_std=qk,
+            W_query_std=qk,
+            W_value_std=wv,
+            W_out_std=w,
+            b_std=b,
+            attention_mechanism=mechanism.upper(),
+        )
+        layers += residual(attention) + norm
+        layers += residual(build.act(act), dense(width)) + norm
+        q_h = 1.0 if layernorm else build.q + w**2 * build.moment + (b or 0.0) ** 2
+    layers.append(stax.GlobalAvgPool() if pool == "global" else stax.Flatten())
+    layers.append(dense(int(out_dim)))
     return build.finish(stax.serial(*layers))
 
 

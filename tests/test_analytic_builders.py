@@ -309,8 +309,9 @@ def _rows_with_mean_square(n, d, key, ms):
 def test_tanh_default_accurate_at_first_layer_variance_20(x64, points, ok):
     """W_std=1.6, b_std=0.3, |x|^2/d = 7.8: first-layer variance 20.06 (the hard case).
 
-    Default (points sized for max_input_sq=10): NNGP/NTK relative error < 1e-4
-    (measured below 2e-6); 24 points miss it (measured ~4e-3), so the check has teeth.
+    Default (128 points, sized for max_input_sq=10, variance <= 25.7): NNGP/NTK
+    relative error < 1e-4 (measured 5e-10 / 4e-8; 64 points give 1.5e-6 / 6.6e-5);
+    24 points miss it (measured 1.0e-3 / 2.2e-2), so the check has teeth.
     """
     x1 = _rows_with_mean_square(4, 3, 10, 7.8)
     x2 = _rows_with_mean_square(3, 3, 11, 7.8)

@@ -146,3 +146,41 @@ def test_resnet_layernorm_empirical_ntk_converges_to_analytic():
         errs[width] = float(np.mean(e))
     assert errs[1024] < 0.1, errs
     assert errs[64] / errs[1024] > 2, errs
+
+
+@pytest.mark.parametrize(
+    "pool,padding,strides,b_std",
+    [
+        ("avg", "SAME", (1, 1), 0.3),
+        ("sum", "SAME", (2, 2), None),
+        ("flatten", "VALID", (1, 2), 0.3),
+    ],
+)
+def test_cnn_options_forward_equals_neural_tangents_with_its_params(pool, padding, strides, b_std):
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 2))
+    init_fn, apply_fn, _ = analytic.cnn(
+        2, 4, "relu", 1.2, b_std, "ntk", 5, (3, 3), pool, padding=padding, strides=strides
+    )
+    _, nt_params = init_fn(jax.random.PRNGKey(0), x.shape)
+    net = models.CNN(
+        2,
+        4,
+        5,
+        2,
+        W_std=1.2,
+        b_std=b_std,
+        pool=pool,
+        spatial=(8, 8),
+        padding=padding,
+        strides=strides,
+        rngs=nnx.Rngs(0),
+    )
+    layers = [*net.convs, net.readout]
+    if b_std is None:
+        for layer, w in zip(layers, jax.tree.leaves(nt_params), strict=True):
+            _set(layer.w, w)
+    else:
+        for layer, (w, b) in zip(layers, _dense_params(nt_params), strict=True):
+            _set(layer.w, w)
+            _set(layer.b, b)
+    np.testing.assert_allclose(net(x), apply_fn(nt_params, x), rtol=1e-5, atol=1e-5)

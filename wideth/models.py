@@ -206,7 +206,7 @@ class DenseLayer(nnx.Module):
 
 
 class ConvLayer(nnx.Module):
-    r"""SAME-padded, stride-1 convolution on ``(n, H, W, C)`` inputs, NT's ``stax.Conv``.
+    r"""Convolution on ``(n, H, W, C)`` inputs (SAME or VALID, any strides), NT's ``stax.Conv``.
 
     :math:`y = m_w\, (x \star w) + m_b\, \beta` with fan-in
     ``in_channels * prod(filter_shape)``; kernel stored as ``HWIO``.
@@ -215,6 +215,8 @@ class ConvLayer(nnx.Module):
       in_channels: input channels.
       out_channels: output channels.
       filter_shape: spatial filter shape, e.g. ``(3, 3)``.
+      strides: spatial strides (default 1).
+      padding: ``"SAME"`` or ``"VALID"``.
       W_std: :math:`\sigma_w`.
       b_std: :math:`\sigma_b`.
       parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
@@ -228,6 +230,8 @@ class ConvLayer(nnx.Module):
         out_channels: int,
         filter_shape: Sequence[int] = (3, 3),
         *,
+        strides: Sequence[int] | None = None,
+        padding: str = "SAME",
         W_std: float = 2**0.5,
         b_std: float | None = 0.0,
         parameterization: str = "ntk",
@@ -238,6 +242,13 @@ class ConvLayer(nnx.Module):
         in_channels = _check_positive_int("in_channels", in_channels)
         out_channels = _check_positive_int("channels", out_channels)
         self.filter_shape = tuple(_check_positive_int("filter_shape", f) for f in filter_shape)
+        nd = len(self.filter_shape)
+        self.strides = (1,) * nd if strides is None else _checks.int_sequence("strides", strides)
+        if len(self.strides) != nd:
+            raise ValueError(
+                f"strides: expected {nd} entries like filter_shape, got {self.strides}"
+            )
+        self.padding = _checks.choice("padding", padding, ("SAME", "VALID"))
         fan_in = in_channels * int(np.prod(self.filter_shape))
         w_std, self.w_mult, bs, self.b_mult = _scales(fan_in, W_std, b_std, parameterization, False)
         k_w, k_b = jax.random.split(rngs.params())
@@ -256,7 +267,9 @@ class ConvLayer(nnx.Module):
         dn = jax.lax.conv_dimension_numbers(
             x.shape, self.w[...].shape, (spec, "HWD"[:nd] + "IO", spec)
         )
-        out = jax.lax.conv_general_dilated(x, self.w[...], (1,) * nd, "SAME", dimension_numbers=dn)
+        out = jax.lax.conv_general_dilated(
+            x, self.w[...], self.strides, self.padding, dimension_numbers=dn
+        )
         if self.w_mult != 1.0:
             out = self.w_mult * out
         if self.b is None:
@@ -477,11 +490,15 @@ class CNN(nnx.Module):
     r"""Convolutional network on ``(n, H, W, C)`` images, NT's :func:`analytic.cnn` architecture.
 
     ``depth`` blocks ``Conv(channels, filter_shape, SAME) -> activation``, then
-    global average pooling (``pool="global"``) or flattening (``pool="flatten"``,
-    needs ``spatial=(H, W)``), then a dense readout. In ``"ntk"``
+    global average pooling (``pool="global"``), average / sum pooling over
+    ``pool_window`` with ``pool_strides`` (default: the window) and
+    ``pool_padding`` then flattening (``"avg"``, ``"sum"``), or flattening
+    (``"flatten"``) (these three need ``spatial=(H, W)``), then a dense
+    readout. In ``"ntk"``
     parameterization it has the init distribution of
     ``wideth.kernels.analytic.cnn(depth, channels, activation, W_std, b_std, "ntk",
-    out_dim, filter_shape, pool)`` for ``pool`` in ``("global", "flatten")``.
+    out_dim, filter_shape, pool, padding=..., strides=..., pool_window=...,
+    pool_strides=..., pool_padding=...)`` (``padding`` SAME or VALID).
 
     Args:
       in_channels: input channels ``C``.
@@ -493,8 +510,13 @@ class CNN(nnx.Module):
       b_std: :math:`\sigma_b`.
       parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
       filter_shape: conv filter shape.
-      pool: ``"global"`` or ``"flatten"``.
-      spatial: ``(H, W)`` of the inputs, required for ``pool="flatten"``.
+      pool: ``"global"``, ``"avg"``, ``"sum"`` or ``"flatten"``.
+      spatial: ``(H, W)`` of the inputs, required unless ``pool="global"``.
+      padding: ``"SAME"`` or ``"VALID"`` (all conv layers).
+      strides: conv strides (all conv layers; default 1).
+      pool_window: window of ``"avg"``/``"sum"`` (default ``(2, 2)``).
+      pool_strides: its strides (default ``pool_window``).
+      pool_padding: ``"SAME"`` or ``"VALID"``.
       rngs: ``nnx.Rngs``.
 
     Examples:
@@ -522,6 +544,11 @@ class CNN(nnx.Module):
         filter_shape: Sequence[int] = (3, 3),
         pool: str = "global",
         spatial: Sequence[int] | None = None,
+        padding: str = "SAME",
+        strides: Sequence[int] | None = None,
+        pool_window: Sequence[int] | None = None,
+        pool_strides: Sequence[int] | None = None,
+        pool_padding: str = "VALID",
         rngs: nnx.Rngs,
     ):
         _check_common(activation, W_std, b_std, parameterization, rngs)
@@ -529,13 +556,25 @@ class CNN(nnx.Module):
         self.width = _check_positive_int("channels", channels)
         self.out_dim = _check_positive_int("out_dim", out_dim)
         self.depth = _check_positive_int("depth", depth, minimum=0)
-        _checks.choice("pool", pool, ("global", "flatten"))
-        if pool == "flatten" and spatial is None:
-            raise ValueError("spatial: (H, W) of the inputs is required with pool='flatten'")
+        _checks.choice("pool", pool, ("global", "avg", "sum", "flatten"))
+        if pool != "global" and spatial is None:
+            raise ValueError(f"spatial: (H, W) of the inputs is required with pool={pool!r}")
         self.activation, self.pool = _activation_spec(activation), pool
         self.parameterization = parameterization
         self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
         self.spatial = None if spatial is None else _checks.int_sequence("spatial", spatial)
+        nd = len(self.filter_shape)
+        self.padding = _checks.choice("padding", padding, ("SAME", "VALID"))
+        self.pool_padding = _checks.choice("pool_padding", pool_padding, ("SAME", "VALID"))
+        self.strides = (1,) * nd if strides is None else _checks.int_sequence("strides", strides)
+        self.pool_window = (
+            (2,) * nd if pool_window is None else _checks.int_sequence("pool_window", pool_window)
+        )
+        self.pool_strides = (
+            self.pool_window
+            if pool_strides is None
+            else _checks.int_sequence("pool_strides", pool_strides)
+        )
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         chans = [self.in_dim] + [self.width] * self.depth
         self.convs = nnx.List(
@@ -544,17 +583,38 @@ class CNN(nnx.Module):
                     chans[i],
                     chans[i + 1],
                     self.filter_shape,
+                    strides=self.strides,
+                    padding=self.padding,
                     role="input" if i == 0 else "hidden",
                     **kw,
                 )
                 for i in range(self.depth)
             ]
         )
-        fan_in = chans[-1] * (1 if pool == "global" else int(np.prod(self.spatial)))
+        fan_in = chans[-1] * (1 if pool == "global" else int(np.prod(self._out_spatial())))
         self.readout = DenseLayer(fan_in, self.out_dim, readout=True, role="readout", **kw)
 
+    def _out_spatial(self) -> tuple[int, ...]:
+        """Spatial shape entering the readout (after the convs and the pooling)."""
+
+        def window(n, k, s, padding):
+            return -(-n // s) if padding == "SAME" else (n - k) // s + 1
+
+        shape = list(self.spatial)
+        for _ in range(self.depth):
+            shape = [
+                window(n, k, s, self.padding)
+                for n, k, s in zip(shape, self.filter_shape, self.strides, strict=True)
+            ]
+        if self.pool in ("avg", "sum"):
+            shape = [
+                window(n, k, s, self.pool_padding)
+                for n, k, s in zip(shape, self.pool_window, self.pool_strides, strict=True)
+            ]
+        return tuple(shape)
+
     def features(self, x: jax.Array) -> list[jax.Array]:
-        """Post-activations of the conv layers, ``depth`` arrays ``(n, H, W, channels)``."""
+        """Post-activations of the conv layers, ``depth`` arrays ``(n, H', W', channels)``."""
         nd = len(self.filter_shape)
         _check_features(x, self.in_dim, "(n, H, W, in_channels)", ndim=nd + 2)
         if self.spatial is not None and tuple(x.shape[1:-1]) != self.spatial:
@@ -573,6 +633,13 @@ class CNN(nnx.Module):
         if self.pool == "global":
             h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
         else:
+            if self.pool in ("avg", "sum"):
+                dims = (1, *self.pool_window, 1)
+                h = jax.lax.reduce_window(
+                    h, 0.0, jax.lax.add, dims, (1, *self.pool_strides, 1), self.pool_padding
+                )
+                if self.pool == "avg":  # NT's AvgPool(normalize_edges=False)
+                    h = h / float(np.prod(self.pool_window))
             h = h.reshape(h.shape[0], -1)
         return self.readout(h)
 

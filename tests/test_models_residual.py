@@ -184,3 +184,45 @@ def test_cnn_options_forward_equals_neural_tangents_with_its_params(pool, paddin
             _set(layer.w, w)
             _set(layer.b, b)
     np.testing.assert_allclose(net(x), apply_fn(nt_params, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layernorm,b_std,pool", [(None, 0.3, "global"), ("post", None, "flatten")])
+def test_transformer_forward_equals_neural_tangents_with_its_params(layernorm, b_std, pool):
+    x = jax.random.normal(jax.random.PRNGKey(2), (3, 5, 4))
+    kw = dict(W_qk_std=1.3, W_value_std=0.8, layernorm=layernorm, pool=pool)
+    init_fn, apply_fn, _ = analytic.transformer(2, 8, 2, "erf", 1.2, b_std, out_dim=3, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, nt_params = init_fn(jax.random.PRNGKey(0), x.shape)
+    net = models.Transformer(
+        4, 8, 2, 3, 2, activation="erf", W_std=1.2, b_std=b_std, tokens=5, rngs=nnx.Rngs(0), **kw
+    )
+    leaves = iter(jax.tree.leaves(nt_params))
+
+    def load(layer, names):
+        for name in names:
+            _set(getattr(layer, name), next(leaves))
+
+    bias = () if b_std is None else ("b",)
+    load(net.embed, ("w", *bias))
+    for attention, dense in zip(net.attention, net.mlp, strict=True):
+        load(attention, ("key", "value", "out", *bias))
+        load(dense, ("w", *bias))
+    load(net.readout, ("w", *bias))
+    assert next(leaves, None) is None
+    np.testing.assert_allclose(net(x), apply_fn(nt_params, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_transformer_init_covariance_matches_analytic_nngp():
+    """2048 inits x 4 outputs, width 128, 4 heads: measured 0.025; uniform attention 0.26."""
+    x = jax.random.normal(jax.random.PRNGKey(2), (4, 3, 4))
+    kw = dict(W_std=1.3, b_std=0.2, W_qk_std=1.5, layernorm="post")
+    k_mc = _mc_nngp(lambda k: models.Transformer(4, 128, 1, 4, 4, rngs=nnx.Rngs(params=k), **kw), x)
+    errs = {}
+    for qk in (1.5, 0.0):
+        _, _, kernel_fn = analytic.transformer(
+            1, 128, 4, "relu", 1.3, 0.2, W_qk_std=qk, layernorm="post"
+        )
+        errs[qk] = _normalised_err(k_mc, analytic.kernel(kernel_fn, x, get="nngp"))
+    assert errs[1.5] < 0.05 and errs[0.0] > 0.05, errs

@@ -72,6 +72,8 @@ __all__ = [
     "ConvResNet",
     "DenseLayer",
     "ResNet",
+    "SelfAttention",
+    "Transformer",
     "activation_fn",
     "functional",
     "mup_labels",
@@ -726,6 +728,192 @@ class ConvResNet(nnx.Module):
         """Outputs ``(n, out_dim)`` for images ``(n, H, W, in_channels)``."""
         h = self.features(x)[-1]
         return self.readout(jnp.mean(h, axis=tuple(range(1, h.ndim - 1))))
+
+
+class SelfAttention(nnx.Module):
+    r"""Multi-head self-attention with tied queries and keys, NT's ``GlobalSelfAttention``.
+
+    For tokens :math:`x \in \mathbb R^{T \times n}`, head :math:`h`:
+    :math:`k^h = x K^h`, queries = keys, logits :math:`\sigma_{qk}^2 k^h (k^h)^\top
+    / (n\, n_k)`, weights :math:`A^h = \mathrm{mechanism}(\text{logits})`, output
+    :math:`\sigma_w \sigma_v\, [A^1 x V^1, \dots, A^H x V^H] W_O /
+    \sqrt{n_v H n} + \sigma_b b` with :math:`K, V, W_O, b \sim \mathcal N(0, 1)`
+    (always the ``ntk`` parameterization, ``linear_scaling=True`` in NT; the
+    head outputs are concatenated value-major, as NT reshapes them).
+
+    Args:
+      in_dim: token features :math:`n`.
+      out_dim: output features.
+      n_heads: heads :math:`H`.
+      key_dim: :math:`n_k`; value_dim: :math:`n_v` (default ``out_dim``).
+      W_std: :math:`\sigma_w` (output weights); W_value_std: :math:`\sigma_v`;
+      W_qk_std: :math:`\sigma_{qk}`; b_std: :math:`\sigma_b` or ``None``.
+      mechanism: ``"softmax"``, ``"identity"``, ``"abs"`` or ``"relu"``.
+      rngs: ``nnx.Rngs``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        n_heads: int,
+        *,
+        key_dim: int | None = None,
+        value_dim: int | None = None,
+        W_std: float = 1.0,
+        W_value_std: float = 1.0,
+        W_qk_std: float = 1.0,
+        b_std: float | None = None,
+        mechanism: str = "softmax",
+        rngs: nnx.Rngs,
+    ):
+        self.in_dim = _check_positive_int("in_dim", in_dim)
+        self.out_dim = _check_positive_int("out_dim", out_dim)
+        self.n_heads = _check_positive_int("n_heads", n_heads)
+        self.key_dim = self.out_dim if key_dim is None else _check_positive_int("key_dim", key_dim)
+        self.value_dim = (
+            self.out_dim if value_dim is None else _check_positive_int("value_dim", value_dim)
+        )
+        self.mechanism = _checks.choice(
+            "mechanism", mechanism, ("softmax", "identity", "abs", "relu")
+        )
+        self.qk = float(_checks.scalar("W_qk_std", W_qk_std, 0.0)) ** 2
+        self.ov = float(_checks.scalar("W_std", W_std, 0.0)) * float(
+            _checks.scalar("W_value_std", W_value_std, 0.0)
+        )
+        self.b_std = None if b_std is None else float(_checks.scalar("b_std", b_std, 0.0))
+        k_k, k_v, k_o, k_b = jax.random.split(rngs.params(), 4)
+        normal = lambda k, s: nnx.Param(jax.random.normal(k, s, jnp.float32))
+        self.key = normal(k_k, (self.n_heads, self.in_dim, self.key_dim))
+        self.value = normal(k_v, (self.n_heads, self.in_dim, self.value_dim))
+        self.out = normal(k_o, (self.value_dim * self.n_heads, self.out_dim))
+        self.b = None if b_std is None else normal(k_b, (self.out_dim,))
+        self.role = "hidden"
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``(n, T, in_dim) -> (n, T, out_dim)``."""
+        keys = jnp.einsum("nti,hik->hntk", x, self.key[...])
+        values = jnp.einsum("nti,hiv->hntv", x, self.value[...])
+        logits = keys @ jnp.swapaxes(keys, -1, -2) * (self.qk / (self.in_dim * self.key_dim))
+        weights = {
+            "softmax": lambda g: jax.nn.softmax(g, axis=-1),
+            "identity": lambda g: g,
+            "abs": jnp.abs,
+            "relu": jax.nn.relu,
+        }[self.mechanism](logits)
+        heads = jnp.moveaxis(weights @ values, 0, -1)  # (n, T, value_dim, H)
+        heads = heads.reshape(heads.shape[:-2] + (-1,))
+        scale = self.ov / math.sqrt(self.value_dim * self.n_heads * self.in_dim)
+        out = scale * (heads @ self.out[...])
+        return out if self.b is None else out + self.b_std * self.b[...]
+
+
+class Transformer(nnx.Module):
+    r"""Attention network on token sequences ``(n, T, d)``: :func:`analytic.transformer`'s model.
+
+    .. math::
+
+        h^0 = L_0(x),\quad g^l = N(h^{l-1} + \mathrm{Attn}_l(h^{l-1})),\quad
+        h^l = N(g^l + L_l(\phi(g^l))),\quad f = L_{\rm out}(\mathrm{pool}(h^D)),
+
+    with :class:`SelfAttention` (``width`` key/value features per head),
+    :math:`N` the identity or a parameter-free layer norm (``layernorm="post"``)
+    and token-mean (``pool="global"``) or flatten (``"flatten"``, needs
+    ``tokens``) pooling. With the same arguments it has exactly the init
+    distribution and forward map of ``wideth.kernels.analytic.transformer``.
+    (:func:`mup_labels` does not label attention parameters.)
+
+    Args:
+      in_dim: token features ``d``.
+      width: stream width, keys and values per head.
+      depth: blocks.
+      out_dim: outputs.
+      n_heads: attention heads.
+      activation: MLP sublayer nonlinearity.
+      W_std, b_std, parameterization: of the dense layers (attention: ``ntk``).
+      mechanism, W_qk_std, W_value_std: of the attention (see :class:`SelfAttention`).
+      layernorm: ``None`` or ``"post"``.
+      pool: ``"global"`` or ``"flatten"``.
+      tokens: sequence length ``T`` (``pool="flatten"`` only).
+      rngs: ``nnx.Rngs``.
+
+    References:
+      Hron et al., Infinite attention: NNGP and NTK for deep attention networks, 2020.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        out_dim: int = 1,
+        n_heads: int = 4,
+        *,
+        activation: str = "relu",
+        W_std: float = 2**0.5,
+        b_std: float | None = 0.0,
+        parameterization: str = "ntk",
+        mechanism: str = "softmax",
+        W_qk_std: float = 1.0,
+        W_value_std: float = 1.0,
+        layernorm: str | None = None,
+        pool: str = "global",
+        tokens: int | None = None,
+        rngs: nnx.Rngs,
+    ):
+        _check_common(activation, W_std, b_std, parameterization, rngs)
+        self.in_dim = _check_positive_int("in_dim", in_dim)
+        self.width = _check_positive_int("width", width)
+        self.depth = _check_positive_int("depth", depth, minimum=0)
+        self.out_dim = _check_positive_int("out_dim", out_dim)
+        if layernorm not in (None, "post"):
+            raise ValueError(f"layernorm: expected None or 'post', got {layernorm!r}")
+        self.layernorm = layernorm
+        self.pool = _checks.choice("pool", pool, ("global", "flatten"))
+        if pool == "flatten" and tokens is None:
+            raise ValueError("tokens: the sequence length is required with pool='flatten'")
+        self.tokens = None if tokens is None else _check_positive_int("tokens", tokens)
+        self.activation, self.parameterization = _activation_spec(activation), parameterization
+        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
+        self.embed = DenseLayer(self.in_dim, self.width, role="input", **kw)
+        self.attention = nnx.List(
+            [
+                SelfAttention(
+                    self.width,
+                    self.width,
+                    n_heads,
+                    W_std=W_std,
+                    W_value_std=W_value_std,
+                    W_qk_std=W_qk_std,
+                    b_std=b_std,
+                    mechanism=mechanism,
+                    rngs=rngs,
+                )
+                for _ in range(self.depth)
+            ]
+        )
+        self.mlp = nnx.List([DenseLayer(self.width, self.width, **kw) for _ in range(self.depth)])
+        fan_in = self.width * (1 if pool == "global" else self.tokens)
+        self.readout = DenseLayer(fan_in, self.out_dim, readout=True, role="readout", **kw)
+
+    def features(self, x: jax.Array) -> list[jax.Array]:
+        """The residual stream after the embedding and after each block, ``(n, T, width)``."""
+        _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+        phi = activation_fn(self.activation)
+        norm = _layer_norm if self.layernorm else (lambda z: z)
+        h = self.embed(x)
+        feats = [h]
+        for attention, dense in zip(self.attention, self.mlp, strict=True):
+            g = norm(h + attention(h))
+            h = norm(g + dense(phi(g)))
+            feats.append(h)
+        return feats
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``."""
+        h = self.features(x)[-1]
+        h = jnp.mean(h, axis=1) if self.pool == "global" else h.reshape(h.shape[0], -1)
+        return self.readout(h)
 
 
 # ----------------------------------------------------------------------------- functional

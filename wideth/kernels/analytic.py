@@ -855,6 +855,8 @@ def transformer(
     kernel :math:`K` of the sublayer's input, and its output kernel is
     :math:`\sigma_v^2 \sigma_w^2 \sum_{s, s'} A_{ts}(x) A_{t's'}(x') K(x_s,
     x'_{s'}) + \sigma_b^2` (Hron et al. 2020, eq. 9 and Section 3).
+    The finite network with the same init and forward map is
+    :class:`wideth.models.Transformer`.
 
     Args:
       depth: number of blocks :math:`\ge 0`.

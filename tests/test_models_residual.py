@@ -42,7 +42,12 @@ def _dense_params(nt_params):
 
 @pytest.mark.parametrize(
     "layernorm,parameterization,b_std",
-    [(None, "ntk", 0.3), ("pre", "ntk", 0.3), ("post", "ntk", None), (None, "standard", None)],
+    [
+        (None, "ntk", 0.3),
+        ("pre", "ntk", 0.3),
+        pytest.param("post", "ntk", None, marks=pytest.mark.slow),
+        (None, "standard", None),
+    ],
 )
 def test_resnet_forward_equals_neural_tangents_with_its_params(layernorm, parameterization, b_std):
     x = _x()
@@ -94,7 +99,7 @@ def _normalised_err(k_mc, k):
     "layernorm",
     [
         pytest.param(None, marks=pytest.mark.slow),
-        "pre",
+        pytest.param("pre", marks=pytest.mark.slow),
         pytest.param("post", marks=pytest.mark.slow),
     ],
 )
@@ -152,8 +157,8 @@ def test_resnet_layernorm_empirical_ntk_converges_to_analytic():
     "pool,padding,strides,b_std",
     [
         ("avg", "SAME", (1, 1), 0.3),
-        ("sum", "SAME", (2, 2), None),
-        ("flatten", "VALID", (1, 2), 0.3),
+        pytest.param("sum", "SAME", (2, 2), None, marks=pytest.mark.slow),
+        pytest.param("flatten", "VALID", (1, 2), 0.3, marks=pytest.mark.slow),
     ],
 )
 def test_cnn_options_forward_equals_neural_tangents_with_its_params(pool, padding, strides, b_std):
@@ -186,7 +191,10 @@ def test_cnn_options_forward_equals_neural_tangents_with_its_params(pool, paddin
     np.testing.assert_allclose(net(x), apply_fn(nt_params, x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("layernorm,b_std,pool", [(None, 0.3, "global"), ("post", None, "flatten")])
+@pytest.mark.parametrize(
+    "layernorm,b_std,pool",
+    [(None, 0.3, "global"), pytest.param("post", None, "flatten", marks=pytest.mark.slow)],
+)
 def test_transformer_forward_equals_neural_tangents_with_its_params(layernorm, b_std, pool):
     x = jax.random.normal(jax.random.PRNGKey(2), (3, 5, 4))
     kw = dict(W_qk_std=1.3, W_value_std=0.8, layernorm=layernorm, pool=pool)

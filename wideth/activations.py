@@ -228,8 +228,8 @@ def resolve(
     Examples:
       >>> resolve(("abrelu", {"a": 0.1, "b": 1}))
       Activation(name='abrelu', params=(('a', 0.1), ('b', 1.0)))
-      >>> str(resolve("gaussian"))
-      "gaussian(a=1.0, b=-0.5)"
+      >>> print(resolve("gaussian"))
+      gaussian(a=1.0, b=-0.5)
     """
     if isinstance(spec, Activation):
         name, kwargs = spec.name, spec.kwargs

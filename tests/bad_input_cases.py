@@ -1873,13 +1873,16 @@ def _analytic() -> None:
     V(e, "W_std", "NaN W_std", lambda: mlp(1, 8, W_std=nan))
     T(e, "W_std", "string W_std", lambda: mlp(1, 8, W_std="1.0"))
     V(e, "b_std", "infinite b_std", lambda: mlp(1, 8, b_std=inf))
-    T(e, "b_std", "b_std None", lambda: mlp(1, 8, b_std=None))
+    T(e, "b_std", "b_std a string", lambda: mlp(1, 8, b_std="0.1"))
     V(e, "activation", "unknown activation", lambda: mlp(1, 8, activation="swish"))
     V(e, "activation", "activation not a string", lambda: mlp(1, 8, activation=jnp.tanh))
     V(e, "parameterization", "unknown parameterization", lambda: mlp(1, 8, parameterization="mup"))
     V(e, "out_dim", "out_dim 0", lambda: mlp(1, 8, out_dim=0))
     T(e, "out_dim", "float out_dim", lambda: mlp(1, 8, out_dim=2.0))
-    V(e, "tanh_points", "tanh_points 0", lambda: mlp(1, 8, activation="tanh", tanh_points=0))
+    V(e, "quadrature_points", "quadrature_points 1", lambda: mlp(1, 8, "tanh", quadrature_points=1))
+    V(e, "width", "widths of the wrong length", lambda: mlp(2, [8, 8, 8]))
+    V(e, "activation", "monomial without degree", lambda: mlp(1, 8, ("monomial", {})))
+    V(e, "max_input_sq", "max_input_sq 0", lambda: mlp(1, 8, "tanh", max_input_sq=0.0))
 
     e = "analytic.cnn"
     V(e, "depth", "negative depth", lambda: cnn(-2, 8))
@@ -1890,7 +1893,27 @@ def _analytic() -> None:
     V(e, "filter_shape", "empty filter_shape", lambda: cnn(1, 8, filter_shape=()))
     V(e, "pool", "unknown pool", lambda: cnn(1, 8, pool="max"))
     V(e, "W_std", "negative W_std", lambda: cnn(1, 8, W_std=-0.5))
-    V(e, "activation", "unknown activation", lambda: cnn(1, 8, activation="sigmoid"))
+    V(e, "activation", "unknown activation", lambda: cnn(1, 8, activation="swish"))
+    V(e, "padding", "unknown padding", lambda: cnn(1, 8, padding="FULL"))
+    V(e, "strides", "strides of the wrong rank", lambda: cnn(1, 8, strides=(2, 2, 2)))
+
+    e = "analytic.resnet"
+    V(e, "layernorm", "unknown layernorm", lambda: analytic.resnet(1, 8, layernorm="mid"))
+    V(e, "activation", "per-layer activations", lambda: analytic.resnet(2, 8, ["relu", "erf"]))
+    V(e, "depth", "negative depth", lambda: analytic.resnet(-1, 8))
+    V(e, "width", "width 0", lambda: analytic.resnet(1, 0))
+    V(e, "W_std", "negative W_std", lambda: analytic.resnet(1, 8, W_std=-1.0))
+    V(e, "alpha", "NaN alpha", lambda: analytic.resnet(1, 8, alpha=nan))
+    V(e, "b_std", "a bias in standard", lambda: analytic.resnet(1, 8, parameterization="standard"))
+
+    tr = analytic.transformer
+    e = "analytic.transformer"
+    V(e, "depth", "negative depth", lambda: tr(-1, 8))
+    V(e, "n_heads", "n_heads 0", lambda: tr(1, 8, 0))
+    V(e, "mechanism", "unknown mechanism", lambda: tr(1, 8, mechanism="sparsemax"))
+    V(e, "layernorm", "pre layernorm", lambda: tr(1, 8, layernorm="pre"))
+    V(e, "pool", "unknown pool", lambda: tr(1, 8, pool="max"))
+    V(e, "W_qk_std", "negative W_qk_std", lambda: tr(1, 8, W_qk_std=-1.0))
     V(e, "parameterization", "unknown parameterization", lambda: cnn(1, 8, parameterization="NTK"))
 
     kf = lambda: analytic.mlp(depth=1, width=8)[2]

@@ -72,6 +72,8 @@ __all__ = [
     "ConvResNet",
     "DenseLayer",
     "ResNet",
+    "SelfAttention",
+    "Transformer",
     "activation_fn",
     "functional",
     "mup_labels",
@@ -85,12 +87,13 @@ ACTIVATIONS = tuple(activations.ACTIVATIONS)
 PARAMETERIZATIONS = ("ntk", "standard", "mup")
 
 
-def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+def activation_fn(name: Any) -> Callable[[jax.Array], jax.Array]:
     """The elementwise nonlinearity called ``name`` (one of :data:`ACTIVATIONS`).
 
     Args:
       name: a :mod:`wideth.activations` name (``"relu"``, ``"tanh"``, ``"erf"``,
-        ``"gelu"`` (exact), ``"identity"``, ``"sigmoid"``, ...).
+        ``"gelu"`` (exact), ``"identity"``, ``"sigmoid"``, ...) or a
+        ``(name, kwargs)`` pair such as ``("leaky_relu", {"alpha": 0.1})``.
 
     Returns:
       A function ``x -> phi(x)``.
@@ -99,6 +102,11 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
       ValueError: unknown name.
     """
     return activations.get(name)
+
+
+def _activation_spec(activation: Any) -> Any:
+    """A name stays a name; a ``(name, kwargs)`` pair becomes a hashable ``Activation``."""
+    return activation if isinstance(activation, str) else activations.resolve(activation)
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -111,7 +119,8 @@ def _check_common(
     activation_fn(activation)
     _checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
     _checks.scalar("W_std", W_std, 0.0)
-    _checks.scalar("b_std", b_std, 0.0)
+    if b_std is not None:
+        _checks.scalar("b_std", b_std, 0.0)
     if rngs is not None and not isinstance(rngs, nnx.Rngs):
         raise TypeError(f"rngs: expected an nnx.Rngs (e.g. nnx.Rngs(0)), got {rngs!r}")
 
@@ -123,9 +132,11 @@ def _check_alpha(alpha: Any, depth: int) -> float:
 
 
 def _scales(
-    fan_in: int, W_std: float, b_std: float, parameterization: str, readout: bool
+    fan_in: int, W_std: float, b_std: float | None, parameterization: str, readout: bool
 ) -> tuple[float, float, float, float]:
-    """(w_init_std, w_mult, b_init_std, b_mult) for one layer."""
+    """(w_init_std, w_mult, b_init_std, b_mult) for one layer (``b_std=None``: scales of 0)."""
+    if b_std is None:
+        return _scales(fan_in, W_std, 0.0, parameterization, readout)
     if parameterization == "ntk":
         return 1.0, W_std / math.sqrt(fan_in), 1.0, b_std
     if parameterization == "mup" and readout:
@@ -147,7 +158,9 @@ class DenseLayer(nnx.Module):
 
     In ``"ntk"`` parameterization with ``b_std=0`` the stored bias is still
     :math:`\mathcal N(0,1)` but multiplied by 0, hence inert (zero gradient), as
-    in neural-tangents.
+    in neural-tangents. ``b_std=None`` stores no bias at all (``b`` is ``None``),
+    neural-tangents' ``Dense(b_std=None)``: in the ``standard`` parameterization
+    this removes the bias's contribution of 1 per layer to the NTK.
 
     Attributes:
       w: ``nnx.Param`` of shape ``(in_dim, out_dim)``.
@@ -161,7 +174,7 @@ class DenseLayer(nnx.Module):
         out_dim: int,
         *,
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         readout: bool = False,
         role: str = "hidden",
@@ -175,13 +188,19 @@ class DenseLayer(nnx.Module):
         )
         k_w, k_b = jax.random.split(rngs.params())
         self.w = nnx.Param(w_std * jax.random.normal(k_w, (in_dim, out_dim), jnp.float32))
-        self.b = nnx.Param(bs * jax.random.normal(k_b, (out_dim,), jnp.float32))
+        self.b = (
+            None
+            if b_std is None
+            else nnx.Param(bs * jax.random.normal(k_b, (out_dim,), jnp.float32))
+        )
         self.in_dim, self.out_dim, self.role = in_dim, out_dim, role
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out = jnp.dot(x, self.w[...])
         if self.w_mult != 1.0:
             out = self.w_mult * out
+        if self.b is None:
+            return out
         b = self.b[...]
         if self.b_mult != 1.0:
             b = self.b_mult * b
@@ -189,7 +208,7 @@ class DenseLayer(nnx.Module):
 
 
 class ConvLayer(nnx.Module):
-    r"""SAME-padded, stride-1 convolution on ``(n, H, W, C)`` inputs, NT's ``stax.Conv``.
+    r"""Convolution on ``(n, H, W, C)`` inputs (SAME or VALID, any strides), NT's ``stax.Conv``.
 
     :math:`y = m_w\, (x \star w) + m_b\, \beta` with fan-in
     ``in_channels * prod(filter_shape)``; kernel stored as ``HWIO``.
@@ -198,6 +217,8 @@ class ConvLayer(nnx.Module):
       in_channels: input channels.
       out_channels: output channels.
       filter_shape: spatial filter shape, e.g. ``(3, 3)``.
+      strides: spatial strides (default 1).
+      padding: ``"SAME"`` or ``"VALID"``.
       W_std: :math:`\sigma_w`.
       b_std: :math:`\sigma_b`.
       parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
@@ -211,8 +232,10 @@ class ConvLayer(nnx.Module):
         out_channels: int,
         filter_shape: Sequence[int] = (3, 3),
         *,
+        strides: Sequence[int] | None = None,
+        padding: str = "SAME",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         role: str = "hidden",
         rngs: nnx.Rngs,
@@ -221,12 +244,23 @@ class ConvLayer(nnx.Module):
         in_channels = _check_positive_int("in_channels", in_channels)
         out_channels = _check_positive_int("channels", out_channels)
         self.filter_shape = tuple(_check_positive_int("filter_shape", f) for f in filter_shape)
+        nd = len(self.filter_shape)
+        self.strides = (1,) * nd if strides is None else _checks.int_sequence("strides", strides)
+        if len(self.strides) != nd:
+            raise ValueError(
+                f"strides: expected {nd} entries like filter_shape, got {self.strides}"
+            )
+        self.padding = _checks.choice("padding", padding, ("SAME", "VALID"))
         fan_in = in_channels * int(np.prod(self.filter_shape))
         w_std, self.w_mult, bs, self.b_mult = _scales(fan_in, W_std, b_std, parameterization, False)
         k_w, k_b = jax.random.split(rngs.params())
         shape = (*self.filter_shape, in_channels, out_channels)
         self.w = nnx.Param(w_std * jax.random.normal(k_w, shape, jnp.float32))
-        self.b = nnx.Param(bs * jax.random.normal(k_b, (out_channels,), jnp.float32))
+        self.b = (
+            None
+            if b_std is None
+            else nnx.Param(bs * jax.random.normal(k_b, (out_channels,), jnp.float32))
+        )
         self.in_dim, self.out_dim, self.role = in_channels, out_channels, role
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -235,13 +269,24 @@ class ConvLayer(nnx.Module):
         dn = jax.lax.conv_dimension_numbers(
             x.shape, self.w[...].shape, (spec, "HWD"[:nd] + "IO", spec)
         )
-        out = jax.lax.conv_general_dilated(x, self.w[...], (1,) * nd, "SAME", dimension_numbers=dn)
+        out = jax.lax.conv_general_dilated(
+            x, self.w[...], self.strides, self.padding, dimension_numbers=dn
+        )
         if self.w_mult != 1.0:
             out = self.w_mult * out
+        if self.b is None:
+            return out
         b = self.b[...]
         if self.b_mult != 1.0:
             b = self.b_mult * b
         return out + b
+
+
+def _layer_norm(h: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """Parameter-free layer norm over the last axis, neural-tangents' ``stax.LayerNorm``."""
+    mean = jnp.mean(h, axis=-1, keepdims=True)
+    var = jnp.var(h, axis=-1, keepdims=True)
+    return (h - mean) / jnp.sqrt(eps + var)
 
 
 def _check_features(x: jax.Array, in_dim: int, name: str, ndim: int | None = None) -> None:
@@ -300,7 +345,7 @@ class MLP(nnx.Module):
         *,
         activation: str = "relu",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         rngs: nnx.Rngs,
     ):
@@ -309,8 +354,8 @@ class MLP(nnx.Module):
         self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, minimum=0)
         self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.activation, self.parameterization = activation, parameterization
-        self.W_std, self.b_std = float(W_std), float(b_std)
+        self.activation, self.parameterization = _activation_spec(activation), parameterization
+        self.W_std, self.b_std = float(W_std), None if b_std is None else float(b_std)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         dims = [self.in_dim] + [self.width] * self.depth
         self.hidden = nnx.List(
@@ -350,10 +395,17 @@ class ResNet(nnx.Module):
 
     .. math::
 
-        h^0 = L_0(x),\quad h^{l} = h^{l-1} + \alpha\, L_l(\phi(h^{l-1})),
-        \quad f(x) = L_{\rm out}(\phi(h^D)),
+        h^0 = L_0(x),\quad h^{l} = h^{l-1} + \alpha\, L_l(\phi(N(h^{l-1}))),
+        \quad f(x) = L_{\rm out}(\phi(N(h^D))),
 
-    with :math:`\alpha = 1/\sqrt{D}` by default, so the forward variance stays
+    with :math:`N` the identity (``layernorm=None``) or a parameter-free layer
+    norm over features, :math:`N(h) = (h - \bar h)/\sqrt{\mathrm{var}(h) +
+    10^{-12}}` (``"pre"``); ``"post"`` normalises after the sum instead,
+    :math:`h^l = N(h^{l-1} + \alpha L_l(\phi(h^{l-1})))`, readout
+    :math:`L_{\rm out}(\phi(h^D))`. In ``"ntk"``/``"standard"``
+    parameterization this is exactly :func:`wideth.kernels.analytic.resnet`
+    with the same arguments (neural-tangents' ``LayerNorm`` forward map).
+    :math:`\alpha = 1/\sqrt{D}` by default, so the forward variance stays
     bounded in depth (:math:`\prod_l (1 + \alpha^2 c) \le e^{c}`) instead of
     relying on criticality, and gradients reach the first layer through the
     identity path. It has the same number of nonlinear hidden layers as
@@ -370,6 +422,7 @@ class ResNet(nnx.Module):
       b_std: :math:`\sigma_b` of every layer.
       parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
       alpha: branch multiplier; ``None`` means :math:`1/\sqrt{\max(D, 1)}`.
+      layernorm: ``None``, ``"pre"`` or ``"post"``.
       rngs: ``nnx.Rngs``.
 
     References:
@@ -387,17 +440,21 @@ class ResNet(nnx.Module):
         *,
         activation: str = "relu",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         alpha: float | None = None,
+        layernorm: str | None = None,
         rngs: nnx.Rngs,
     ):
+        if layernorm not in (None, "pre", "post"):
+            raise ValueError(f"layernorm: expected one of (None, 'pre', 'post'), got {layernorm!r}")
+        self.layernorm = layernorm
         _check_common(activation, W_std, b_std, parameterization, rngs)
         self.in_dim = _check_positive_int("in_dim", in_dim)
         self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, minimum=0)
         self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.activation, self.parameterization = activation, parameterization
+        self.activation, self.parameterization = _activation_spec(activation), parameterization
         self.alpha = _check_alpha(alpha, self.depth)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         self.embed = DenseLayer(self.in_dim, self.width, role="input", **kw)
@@ -417,11 +474,14 @@ class ResNet(nnx.Module):
         """
         _check_features(x, self.in_dim, "(n, in_dim)")
         phi = activation_fn(self.activation)
+        pre = _layer_norm if self.layernorm == "pre" else (lambda z: z)
         h = self.embed(x)
-        feats = [phi(h)]
+        feats = [phi(pre(h))]
         for block in self.blocks:
             h = h + self.alpha * block(feats[-1])
-            feats.append(phi(h))
+            if self.layernorm == "post":
+                h = _layer_norm(h)
+            feats.append(phi(pre(h)))
         return feats
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -433,11 +493,15 @@ class CNN(nnx.Module):
     r"""Convolutional network on ``(n, H, W, C)`` images, NT's :func:`analytic.cnn` architecture.
 
     ``depth`` blocks ``Conv(channels, filter_shape, SAME) -> activation``, then
-    global average pooling (``pool="global"``) or flattening (``pool="flatten"``,
-    needs ``spatial=(H, W)``), then a dense readout. In ``"ntk"``
+    global average pooling (``pool="global"``), average / sum pooling over
+    ``pool_window`` with ``pool_strides`` (default: the window) and
+    ``pool_padding`` then flattening (``"avg"``, ``"sum"``), or flattening
+    (``"flatten"``) (these three need ``spatial=(H, W)``), then a dense
+    readout. In ``"ntk"``
     parameterization it has the init distribution of
     ``wideth.kernels.analytic.cnn(depth, channels, activation, W_std, b_std, "ntk",
-    out_dim, filter_shape, pool)`` for ``pool`` in ``("global", "flatten")``.
+    out_dim, filter_shape, pool, padding=..., strides=..., pool_window=...,
+    pool_strides=..., pool_padding=...)`` (``padding`` SAME or VALID).
 
     Args:
       in_channels: input channels ``C``.
@@ -449,8 +513,13 @@ class CNN(nnx.Module):
       b_std: :math:`\sigma_b`.
       parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
       filter_shape: conv filter shape.
-      pool: ``"global"`` or ``"flatten"``.
-      spatial: ``(H, W)`` of the inputs, required for ``pool="flatten"``.
+      pool: ``"global"``, ``"avg"``, ``"sum"`` or ``"flatten"``.
+      spatial: ``(H, W)`` of the inputs, required unless ``pool="global"``.
+      padding: ``"SAME"`` or ``"VALID"`` (all conv layers).
+      strides: conv strides (all conv layers; default 1).
+      pool_window: window of ``"avg"``/``"sum"`` (default ``(2, 2)``).
+      pool_strides: its strides (default ``pool_window``).
+      pool_padding: ``"SAME"`` or ``"VALID"``.
       rngs: ``nnx.Rngs``.
 
     Examples:
@@ -473,11 +542,16 @@ class CNN(nnx.Module):
         *,
         activation: str = "relu",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         filter_shape: Sequence[int] = (3, 3),
         pool: str = "global",
         spatial: Sequence[int] | None = None,
+        padding: str = "SAME",
+        strides: Sequence[int] | None = None,
+        pool_window: Sequence[int] | None = None,
+        pool_strides: Sequence[int] | None = None,
+        pool_padding: str = "VALID",
         rngs: nnx.Rngs,
     ):
         _check_common(activation, W_std, b_std, parameterization, rngs)
@@ -485,12 +559,25 @@ class CNN(nnx.Module):
         self.width = _check_positive_int("channels", channels)
         self.out_dim = _check_positive_int("out_dim", out_dim)
         self.depth = _check_positive_int("depth", depth, minimum=0)
-        _checks.choice("pool", pool, ("global", "flatten"))
-        if pool == "flatten" and spatial is None:
-            raise ValueError("spatial: (H, W) of the inputs is required with pool='flatten'")
-        self.activation, self.parameterization, self.pool = activation, parameterization, pool
+        _checks.choice("pool", pool, ("global", "avg", "sum", "flatten"))
+        if pool != "global" and spatial is None:
+            raise ValueError(f"spatial: (H, W) of the inputs is required with pool={pool!r}")
+        self.activation, self.pool = _activation_spec(activation), pool
+        self.parameterization = parameterization
         self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
         self.spatial = None if spatial is None else _checks.int_sequence("spatial", spatial)
+        nd = len(self.filter_shape)
+        self.padding = _checks.choice("padding", padding, ("SAME", "VALID"))
+        self.pool_padding = _checks.choice("pool_padding", pool_padding, ("SAME", "VALID"))
+        self.strides = (1,) * nd if strides is None else _checks.int_sequence("strides", strides)
+        self.pool_window = (
+            (2,) * nd if pool_window is None else _checks.int_sequence("pool_window", pool_window)
+        )
+        self.pool_strides = (
+            self.pool_window
+            if pool_strides is None
+            else _checks.int_sequence("pool_strides", pool_strides)
+        )
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         chans = [self.in_dim] + [self.width] * self.depth
         self.convs = nnx.List(
@@ -499,17 +586,38 @@ class CNN(nnx.Module):
                     chans[i],
                     chans[i + 1],
                     self.filter_shape,
+                    strides=self.strides,
+                    padding=self.padding,
                     role="input" if i == 0 else "hidden",
                     **kw,
                 )
                 for i in range(self.depth)
             ]
         )
-        fan_in = chans[-1] * (1 if pool == "global" else int(np.prod(self.spatial)))
+        fan_in = chans[-1] * (1 if pool == "global" else int(np.prod(self._out_spatial())))
         self.readout = DenseLayer(fan_in, self.out_dim, readout=True, role="readout", **kw)
 
+    def _out_spatial(self) -> tuple[int, ...]:
+        """Spatial shape entering the readout (after the convs and the pooling)."""
+
+        def window(n, k, s, padding):
+            return -(-n // s) if padding == "SAME" else (n - k) // s + 1
+
+        shape = list(self.spatial)
+        for _ in range(self.depth):
+            shape = [
+                window(n, k, s, self.padding)
+                for n, k, s in zip(shape, self.filter_shape, self.strides, strict=True)
+            ]
+        if self.pool in ("avg", "sum"):
+            shape = [
+                window(n, k, s, self.pool_padding)
+                for n, k, s in zip(shape, self.pool_window, self.pool_strides, strict=True)
+            ]
+        return tuple(shape)
+
     def features(self, x: jax.Array) -> list[jax.Array]:
-        """Post-activations of the conv layers, ``depth`` arrays ``(n, H, W, channels)``."""
+        """Post-activations of the conv layers, ``depth`` arrays ``(n, H', W', channels)``."""
         nd = len(self.filter_shape)
         _check_features(x, self.in_dim, "(n, H, W, in_channels)", ndim=nd + 2)
         if self.spatial is not None and tuple(x.shape[1:-1]) != self.spatial:
@@ -528,6 +636,13 @@ class CNN(nnx.Module):
         if self.pool == "global":
             h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
         else:
+            if self.pool in ("avg", "sum"):
+                dims = (1, *self.pool_window, 1)
+                h = jax.lax.reduce_window(
+                    h, 0.0, jax.lax.add, dims, (1, *self.pool_strides, 1), self.pool_padding
+                )
+                if self.pool == "avg":  # NT's AvgPool(normalize_edges=False)
+                    h = h / float(np.prod(self.pool_window))
             h = h.reshape(h.shape[0], -1)
         return self.readout(h)
 
@@ -571,7 +686,7 @@ class ConvResNet(nnx.Module):
         *,
         activation: str = "relu",
         W_std: float = 2**0.5,
-        b_std: float = 0.0,
+        b_std: float | None = 0.0,
         parameterization: str = "ntk",
         filter_shape: Sequence[int] = (3, 3),
         alpha: float | None = None,
@@ -582,7 +697,7 @@ class ConvResNet(nnx.Module):
         self.width = _check_positive_int("channels", channels)
         self.out_dim = _check_positive_int("out_dim", out_dim)
         self.depth = _check_positive_int("depth", depth, minimum=0)
-        self.activation, self.parameterization = activation, parameterization
+        self.activation, self.parameterization = _activation_spec(activation), parameterization
         self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
         self.alpha = _check_alpha(alpha, self.depth)
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
@@ -614,6 +729,192 @@ class ConvResNet(nnx.Module):
         """Outputs ``(n, out_dim)`` for images ``(n, H, W, in_channels)``."""
         h = self.features(x)[-1]
         return self.readout(jnp.mean(h, axis=tuple(range(1, h.ndim - 1))))
+
+
+class SelfAttention(nnx.Module):
+    r"""Multi-head self-attention with tied queries and keys, NT's ``GlobalSelfAttention``.
+
+    For tokens :math:`x \in \mathbb R^{T \times n}`, head :math:`h`:
+    :math:`k^h = x K^h`, queries = keys, logits :math:`\sigma_{qk}^2 k^h (k^h)^\top
+    / (n\, n_k)`, weights :math:`A^h = \mathrm{mechanism}(\text{logits})`, output
+    :math:`\sigma_w \sigma_v\, [A^1 x V^1, \dots, A^H x V^H] W_O /
+    \sqrt{n_v H n} + \sigma_b b` with :math:`K, V, W_O, b \sim \mathcal N(0, 1)`
+    (always the ``ntk`` parameterization, ``linear_scaling=True`` in NT; the
+    head outputs are concatenated value-major, as NT reshapes them).
+
+    Args:
+      in_dim: token features :math:`n`.
+      out_dim: output features.
+      n_heads: heads :math:`H`.
+      key_dim: :math:`n_k`; value_dim: :math:`n_v` (default ``out_dim``).
+      W_std: :math:`\sigma_w` (output weights); W_value_std: :math:`\sigma_v`;
+      W_qk_std: :math:`\sigma_{qk}`; b_std: :math:`\sigma_b` or ``None``.
+      mechanism: ``"softmax"``, ``"identity"``, ``"abs"`` or ``"relu"``.
+      rngs: ``nnx.Rngs``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        n_heads: int,
+        *,
+        key_dim: int | None = None,
+        value_dim: int | None = None,
+        W_std: float = 1.0,
+        W_value_std: float = 1.0,
+        W_qk_std: float = 1.0,
+        b_std: float | None = None,
+        mechanism: str = "softmax",
+        rngs: nnx.Rngs,
+    ):
+        self.in_dim = _check_positive_int("in_dim", in_dim)
+        self.out_dim = _check_positive_int("out_dim", out_dim)
+        self.n_heads = _check_positive_int("n_heads", n_heads)
+        self.key_dim = self.out_dim if key_dim is None else _check_positive_int("key_dim", key_dim)
+        self.value_dim = (
+            self.out_dim if value_dim is None else _check_positive_int("value_dim", value_dim)
+        )
+        self.mechanism = _checks.choice(
+            "mechanism", mechanism, ("softmax", "identity", "abs", "relu")
+        )
+        self.qk = float(_checks.scalar("W_qk_std", W_qk_std, 0.0)) ** 2
+        self.ov = float(_checks.scalar("W_std", W_std, 0.0)) * float(
+            _checks.scalar("W_value_std", W_value_std, 0.0)
+        )
+        self.b_std = None if b_std is None else float(_checks.scalar("b_std", b_std, 0.0))
+        k_k, k_v, k_o, k_b = jax.random.split(rngs.params(), 4)
+        normal = lambda k, s: nnx.Param(jax.random.normal(k, s, jnp.float32))
+        self.key = normal(k_k, (self.n_heads, self.in_dim, self.key_dim))
+        self.value = normal(k_v, (self.n_heads, self.in_dim, self.value_dim))
+        self.out = normal(k_o, (self.value_dim * self.n_heads, self.out_dim))
+        self.b = None if b_std is None else normal(k_b, (self.out_dim,))
+        self.role = "hidden"
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``(n, T, in_dim) -> (n, T, out_dim)``."""
+        keys = jnp.einsum("nti,hik->hntk", x, self.key[...])
+        values = jnp.einsum("nti,hiv->hntv", x, self.value[...])
+        logits = keys @ jnp.swapaxes(keys, -1, -2) * (self.qk / (self.in_dim * self.key_dim))
+        weights = {
+            "softmax": lambda g: jax.nn.softmax(g, axis=-1),
+            "identity": lambda g: g,
+            "abs": jnp.abs,
+            "relu": jax.nn.relu,
+        }[self.mechanism](logits)
+        heads = jnp.moveaxis(weights @ values, 0, -1)  # (n, T, value_dim, H)
+        heads = heads.reshape(heads.shape[:-2] + (-1,))
+        scale = self.ov / math.sqrt(self.value_dim * self.n_heads * self.in_dim)
+        out = scale * (heads @ self.out[...])
+        return out if self.b is None else out + self.b_std * self.b[...]
+
+
+class Transformer(nnx.Module):
+    r"""Attention network on token sequences ``(n, T, d)``: :func:`analytic.transformer`'s model.
+
+    .. math::
+
+        h^0 = L_0(x),\quad g^l = N(h^{l-1} + \mathrm{Attn}_l(h^{l-1})),\quad
+        h^l = N(g^l + L_l(\phi(g^l))),\quad f = L_{\rm out}(\mathrm{pool}(h^D)),
+
+    with :class:`SelfAttention` (``width`` key/value features per head),
+    :math:`N` the identity or a parameter-free layer norm (``layernorm="post"``)
+    and token-mean (``pool="global"``) or flatten (``"flatten"``, needs
+    ``tokens``) pooling. With the same arguments it has exactly the init
+    distribution and forward map of ``wideth.kernels.analytic.transformer``.
+    (:func:`mup_labels` does not label attention parameters.)
+
+    Args:
+      in_dim: token features ``d``.
+      width: stream width, keys and values per head.
+      depth: blocks.
+      out_dim: outputs.
+      n_heads: attention heads.
+      activation: MLP sublayer nonlinearity.
+      W_std, b_std, parameterization: of the dense layers (attention: ``ntk``).
+      mechanism, W_qk_std, W_value_std: of the attention (see :class:`SelfAttention`).
+      layernorm: ``None`` or ``"post"``.
+      pool: ``"global"`` or ``"flatten"``.
+      tokens: sequence length ``T`` (``pool="flatten"`` only).
+      rngs: ``nnx.Rngs``.
+
+    References:
+      Hron et al., Infinite attention: NNGP and NTK for deep attention networks, 2020.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        out_dim: int = 1,
+        n_heads: int = 4,
+        *,
+        activation: str = "relu",
+        W_std: float = 2**0.5,
+        b_std: float | None = 0.0,
+        parameterization: str = "ntk",
+        mechanism: str = "softmax",
+        W_qk_std: float = 1.0,
+        W_value_std: float = 1.0,
+        layernorm: str | None = None,
+        pool: str = "global",
+        tokens: int | None = None,
+        rngs: nnx.Rngs,
+    ):
+        _check_common(activation, W_std, b_std, parameterization, rngs)
+        self.in_dim = _check_positive_int("in_dim", in_dim)
+        self.width = _check_positive_int("width", width)
+        self.depth = _check_positive_int("depth", depth, minimum=0)
+        self.out_dim = _check_positive_int("out_dim", out_dim)
+        if layernorm not in (None, "post"):
+            raise ValueError(f"layernorm: expected None or 'post', got {layernorm!r}")
+        self.layernorm = layernorm
+        self.pool = _checks.choice("pool", pool, ("global", "flatten"))
+        if pool == "flatten" and tokens is None:
+            raise ValueError("tokens: the sequence length is required with pool='flatten'")
+        self.tokens = None if tokens is None else _check_positive_int("tokens", tokens)
+        self.activation, self.parameterization = _activation_spec(activation), parameterization
+        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
+        self.embed = DenseLayer(self.in_dim, self.width, role="input", **kw)
+        self.attention = nnx.List(
+            [
+                SelfAttention(
+                    self.width,
+                    self.width,
+                    n_heads,
+                    W_std=W_std,
+                    W_value_std=W_value_std,
+                    W_qk_std=W_qk_std,
+                    b_std=b_std,
+                    mechanism=mechanism,
+                    rngs=rngs,
+                )
+                for _ in range(self.depth)
+            ]
+        )
+        self.mlp = nnx.List([DenseLayer(self.width, self.width, **kw) for _ in range(self.depth)])
+        fan_in = self.width * (1 if pool == "global" else self.tokens)
+        self.readout = DenseLayer(fan_in, self.out_dim, readout=True, role="readout", **kw)
+
+    def features(self, x: jax.Array) -> list[jax.Array]:
+        """The residual stream after the embedding and after each block, ``(n, T, width)``."""
+        _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+        phi = activation_fn(self.activation)
+        norm = _layer_norm if self.layernorm else (lambda z: z)
+        h = self.embed(x)
+        feats = [h]
+        for attention, dense in zip(self.attention, self.mlp, strict=True):
+            g = norm(h + attention(h))
+            h = norm(g + dense(phi(g)))
+            feats.append(h)
+        return feats
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``."""
+        h = self.features(x)[-1]
+        h = jnp.mean(h, axis=1) if self.pool == "global" else h.reshape(h.shape[0], -1)
+        return self.readout(h)
 
 
 # ----------------------------------------------------------------------------- functional

@@ -80,7 +80,7 @@ SIZES = Sizes(
         tiny_beta=200.0,
         tiny_draws=2_000_000,
         tiny_chunk=200_000,
-        tiny_samples=100_000,
+        tiny_samples=30_000,
         tiny_is=1_000_000,
         n0=400,
         p=200,
@@ -91,7 +91,7 @@ SIZES = Sizes(
         pair_samples=30_000,
         sweep=((1600,) * 4, (400,) * 4, (100,) * 4, (25,) * 4, (12,) * 8),
         sweep_rho=4.0,
-        sweep_samples=10_000,
+        sweep_samples=30_000,
     ),
     full=dict(
         tiny_n0=4,

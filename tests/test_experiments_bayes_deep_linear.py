@@ -11,11 +11,12 @@ from experiments._common import Config
 
 def _small():
     sz = types.SimpleNamespace(**bdl.SIZES.quick)
-    sz.tiny_draws, sz.tiny_chunk, sz.tiny_samples, sz.tiny_is = 400_000, 100_000, 20_000, 100_000
-    sz.pair_samples, sz.sweep_samples = 10_000, 5_000
+    sz.tiny_draws, sz.tiny_chunk, sz.tiny_samples, sz.tiny_is = 400_000, 100_000, 10_000, 100_000
+    sz.pair_samples, sz.sweep_samples = 10_000, 10_000
     return sz
 
 
+@pytest.mark.slow  # ~25 s of CPU: 400k whole networks drawn from the prior
 def test_exact_sampler_matches_weight_rejection_and_fails_with_wrong_widths(x64):
     sz = _small()
     key = jax.random.key(1)

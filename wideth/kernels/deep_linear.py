@@ -285,13 +285,13 @@ def prior_log_scale(
     return t0 + jnp.sum(lg + _log_gamma_shift(w, dtype), axis=-1)
 
 
-def _tilt(a, p, k, shift, t0, iters: int = 64):
+def _tilt(a, p, k, shift, mask, t0, iters: int = 64):
     """The tilt c of the module docstring (bisection in u, c = c_max - exp(u))."""
     dtype = t0.dtype
     c_max = jnp.minimum(k.min(), p / 2.0)
 
     def g(c):
-        m = t0 + jnp.sum(digamma(k - c) + shift)
+        m = t0 + jnp.sum(mask * (digamma(k - c) + shift))
         return c - p / 2.0 + a / 2.0 * jnp.exp(-m)
 
     def body(_, lohi):
@@ -305,11 +305,15 @@ def _tilt(a, p, k, shift, t0, iters: int = 64):
 
 
 @functools.partial(jax.jit, static_argnames=("num", "oversample", "max_rounds"))
-def _rejection(key, a, p, k, shift, t0, num, oversample, max_rounds):
-    """Exact rejection sampler of t = log s (k: gamma shapes n_l/2, shift: log(2/n_l))."""
+def _rejection(key, a, p, k, shift, mask, t0, num, oversample, max_rounds):
+    """Exact rejection sampler of t = log s (k: gamma shapes n_l/2, shift: log(2/n_l)).
+
+    Layers with ``mask = 0`` are padding (one compilation serves every depth up to the
+    next power of two); their shape is large so that they do not bound the tilt.
+    """
     dtype = t0.dtype
     num_layers = k.shape[0]
-    c = _tilt(a, p, k, shift, t0)
+    c = _tilt(a, p, k, shift, mask, t0)
     t_c = jnp.log(a / (p - 2.0 * c))
 
     def log_r(t):
@@ -326,7 +330,7 @@ def _rejection(key, a, p, k, shift, t0, num, oversample, max_rounds):
         out, filled, key, rounds, tried = state
         key, kg, ku = jax.random.split(key, 3)
         lg = jax.random.loggamma(kg, k - c, (batch, num_layers), dtype)
-        t = t0 + jnp.sum(lg + shift, -1)
+        t = t0 + jnp.sum(mask * (lg + shift), -1)
         u = jax.random.uniform(ku, (batch,), dtype)
         accept = jnp.log(u) < log_r(t) - log_r_max
         pos = jnp.where(accept, filled + jnp.cumsum(accept) - 1, num)
@@ -343,13 +347,18 @@ def _posterior_log_scale(key, a, p, widths, t0, num, oversample, max_rounds):
     dtype = t0.dtype
     if not widths:
         return jnp.full((num,), t0, dtype), jnp.asarray(1.0, dtype)
-    k = jnp.asarray([n / 2.0 for n in widths], dtype)
+    size = 1 << (len(widths) - 1).bit_length()  # depth bucket: a power of two
+    pad = size - len(widths)
+    k = jnp.asarray([n / 2.0 for n in widths] + [1e6] * pad, dtype)
+    shift = jnp.concatenate([_log_gamma_shift(widths, dtype), jnp.zeros((pad,), dtype)])
+    mask = jnp.asarray([1.0] * len(widths) + [0.0] * pad, dtype)
     return _rejection(
         key,
         a,
         jnp.asarray(p, dtype),
         k,
-        _log_gamma_shift(widths, dtype),
+        shift,
+        mask,
         t0,
         num,
         oversample,

@@ -417,7 +417,11 @@ def plot(tiny, pairs, sweep):
         lw=1.5,
         label=f"weight rejection (β={int(tiny['beta'])})",
     )
-    axes[0].set(xlabel="log‖θ⊥‖²", title=f"tiny net, {tiny['accepted']} accepted")
+    shift = tiny["rows"][0]["bias_beta"]
+    axes[0].set(
+        xlabel="log‖θ⊥‖²",
+        title=f"tiny net, {tiny['accepted']} accepted (β shifts the mean by {shift:.2f})",
+    )
     axes[0].legend(fontsize=8)
     for r in pairs:
         for side, fmt in (("a", "o"), ("b", "s")):
@@ -429,7 +433,7 @@ def plot(tiny, pairs, sweep):
                 fmt=fmt,
                 label=f"‖θ*‖²={r['rho']:g}, L={d['depth']}×{d['widths'][0]}",
             )
-            axes[1].plot(d["lam"], d["limit_sd"], "k_", ms=14)
+            axes[1].plot(d["lam"] + (0.05 if side == "b" else 0), d["limit_sd"], "k_", ms=14)
     axes[1].set(xlabel="λ_post", ylabel="sd of log‖θ⊥‖²", title="equal λ (— λ-limit)")
     axes[1].legend(fontsize=7)
     rows = sweep["rows"]

@@ -43,7 +43,12 @@ def _grid_posterior(widths, a, p, n0, sigma2=1.0):
 
 
 @pytest.mark.parametrize(
-    "widths,rho,sigma2", [((20,), 1.0, 1.0), ((10, 30), 4.0, 1.0), ((8, 8, 8), 0.5, 1.3)]
+    "widths,rho,sigma2",
+    [
+        ((20,), 1.0, 1.0),
+        pytest.param((10, 30), 4.0, 1.0, marks=pytest.mark.slow),
+        pytest.param((8, 8, 8), 0.5, 1.3, marks=pytest.mark.slow),
+    ],
 )
 def test_posterior_scale_matches_closed_form_convolution(x64, widths, rho, sigma2):
     x, y = _data(rho)
@@ -65,6 +70,7 @@ def test_a_wrong_tilt_identity_would_be_caught(x64):
     assert abs(t.mean() - m1) > 10 * np.sqrt(v1 / len(t))
 
 
+@pytest.mark.slow  # ~20 s: 50k products of random matrices
 def test_prior_scale_matches_products_of_random_matrices(x64):
     widths, n0 = (5, 7), 6
     keys = jax.random.split(jax.random.key(0), 3)
@@ -81,6 +87,7 @@ def test_prior_scale_matches_products_of_random_matrices(x64):
     assert abs(m4 - m4_s) < 4 * np.hypot((sq**2).std(), n0 * (n0 + 2) * (s**2).std()) / np.sqrt(num)
 
 
+@pytest.mark.slow  # ~13 s
 def test_theta_interpolates_and_perp_part_is_isotropic(x64):
     x, y = _data()
     th = dl.posterior_theta(jax.random.key(0), x, y, (30, 30), 1.0, 4000)

@@ -149,6 +149,7 @@ def test_large_width_limit_and_first_order_correction(x64):
         dl.finite_width_correction(lim, (20,), P, N0)
 
 
+@pytest.mark.slow  # ~14 s: compiles the whole sampler under an outer jit
 def test_jittable_with_static_sizes(x64):
     x, y = _data()
     f = jax.jit(lambda k, x, y: dl.posterior_perp_norm(k, x, y, (20, 20), 1.0, 100))

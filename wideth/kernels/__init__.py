@@ -7,7 +7,7 @@ neural-tangents, which takes a moment).
 import importlib
 from typing import Any
 
-_SUBMODULES = ("analytic", "blocks", "empirical", "meanfield", "predict", "taylor")
+_SUBMODULES = ("analytic", "blocks", "deep_linear", "empirical", "meanfield", "predict", "taylor")
 
 __all__ = list(_SUBMODULES)
 

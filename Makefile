@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NT_VERSION := 0.6.5
-EXPERIMENTS := catapult edge_of_stability double_descent implicit_bias criticality finite_width pl_adaptive scaling_laws linear_regions depth_fluctuations sgd_stationarity hessian_structure pl_conditioning
+EXPERIMENTS := catapult edge_of_stability double_descent implicit_bias criticality finite_width pl_adaptive scaling_laws linear_regions depth_fluctuations sgd_stationarity hessian_structure pl_conditioning bayes_deep_linear
 PYTEST_ARGS ?=
 
 .PHONY: install test test-slow lint reproduce reproduce-full report bench notebooks docs clean $(EXPERIMENTS)

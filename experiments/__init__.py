@@ -19,4 +19,5 @@ EXPERIMENTS = (
     "sgd_stationarity",
     "hessian_structure",
     "pl_conditioning",
+    "bayes_deep_linear",
 )

@@ -817,9 +817,13 @@ def _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same):
         unblock = lambda t: jax.tree.map(
             lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), t
         )
-        f2 = unblock(jax.lax.map(factors, xb2))
-        f1 = f2 if same and b1 == b2 else unblock(jax.lax.map(factors, xb1))
+        # one block: no lax.map (a loop of one step compiled ~8x slower on a CNN)
+        each = lambda xb: factors(xb[0]) if xb.shape[0] == 1 else unblock(jax.lax.map(factors, xb))
+        f2 = each(xb2)
+        f1 = f2 if same and b1 == b2 else each(xb1)
         nb1 = xb1.shape[0]
+        if nb1 == 1:
+            return _structured_contract(f1, f2, full)
         f1 = jax.tree.map(lambda a: a.reshape(nb1, b1, *a.shape[1:]), f1)
         rows = jax.lax.map(lambda f: _structured_contract(f, f2, full), f1)
         return rows.reshape(rows.shape[0] * rows.shape[1], *rows.shape[2:])

@@ -25,8 +25,10 @@ Three methods compute the same kernel:
   Jacobian is never formed.
 * ``"jacobian"``: per-row Jacobians (``jax.jacrev`` of the one-row function under
   ``vmap``), one block at a time, contracted over parameters.
-* ``"structured"``: for every dense product :math:`y = a W` inside the network the
-  Jacobian block is the outer product :math:`a\,\delta^\top` with
+* ``"structured"``: for every weight product inside the network -- a dense
+  product :math:`y = a W` (an MLP layer, or a projection applied per token) or a
+  convolution, whose input is then the patch :math:`a_t` at output position
+  :math:`t` -- the Jacobian block is :math:`\sum_t a_t \delta_t^\top` with
   :math:`\delta = \partial f / \partial y`, so its contribution is
 
   .. math::
@@ -34,16 +36,25 @@ Three methods compute the same kernel:
       \Theta_l(x, x') = \sum_{t, t'} \langle a_t(x), a_{t'}(x') \rangle
                         \langle \delta_t(x), \delta_{t'}(x') \rangle,
 
-  (:math:`t` runs over positions that share the weight; one for an MLP). The
-  network's jaxpr is traced once; every ``dot_general`` whose one operand is a
-  parameter matrix (optionally scaled by a parameter-free scalar, transposed or
-  cast) and used nowhere else is handled this way, the inputs :math:`a` are
-  recorded and :math:`\delta` is the derivative with respect to a zero
-  perturbation added to the product. All other parameters (biases, convolution
-  filters, norms) go through the ``"jacobian"`` route. The Jacobian with respect
-  to the dense weights is never formed. This is the idea of neural-tangents'
-  "structured derivatives" (implementation 3), restricted to what dense layers
-  need.
+  (:math:`t` runs over positions that share the weight; one for an MLP). A bias
+  added right after the product (possibly scaled) has Jacobian
+  :math:`\sum_t c\,\delta_t`: it is one more input column of constant value
+  :math:`c`. The network's jaxpr is traced once; every ``dot_general`` or
+  ``conv_general_dilated`` whose weight operand is a parameter (optionally scaled by
+  a parameter-free scalar, transposed or cast) used nowhere else is such a *site*;
+  :math:`a` is recorded in the forward pass and :math:`\delta` is the derivative
+  with respect to a zero perturbation added to the site's output (after its bias),
+  so the backward passes compute no weight gradient. Each site then takes the
+  cheaper of two exact routes (``structured_report`` lists them with parameter
+  paths): ``gram``, the double sum above as Gram products
+  :math:`(A A'^\top) \circ (B B'^\top)` (cost :math:`n^2 T^2 (D + kO)`, best for
+  dense layers), or ``jacobian``, the site's per-row Jacobian formed from the same
+  factors (cost :math:`n T k D O + n^2 k D O`, best for convolutions with many
+  positions). Residual paths need nothing: cotangents flow through them. All
+  other parameters (norm scales, shared or gated weights) go through per-row
+  ``jax.jacrev``. Factors are computed in blocks of rows that fit in 512 MiB.
+  This is the idea of neural-tangents' "structured derivatives"
+  (implementation 3), for the products that dominate the parameter count.
 
 References:
   Jacot et al., `Neural Tangent Kernel: Convergence and Generalization in Neural
@@ -898,9 +909,9 @@ def ntk(
       x1: inputs ``(n1, ...)``.
       x2: inputs ``(n2, ...)`` with the same feature shape; ``None`` means ``x1``.
       method: ``"jvp"``, ``"jacobian"``, ``"structured"`` or ``"auto"``. ``auto``
-        takes ``"structured"`` when dense products hold at least 95% of the
-        parameters, otherwise ``"jacobian"`` when two ``(batch_size, k, P)``
-        Jacobian blocks fit in 1 GiB, otherwise ``"jvp"``.
+        takes the method of least estimated FLOPs (``"structured"`` needs at least
+        one weight product; ``"jacobian"`` needs two ``(batch_size, k, P)``
+        Jacobian blocks to fit in 1 GiB).
       batch_size: rows of ``x1``/``x2`` processed at a time (``None``: all). Need not
         divide ``n1``/``n2``.
       full: return the ``(n1, n2, k, k)`` kernel instead of its trace.

@@ -143,7 +143,7 @@ def _bench(name, module, x, quick):
     summary = (
         f"{name}: structured {ours:.3g} s is {t_ref / ours:.3g}x faster than {nt_best} and "
         f"{timed('jax.jacrev + einsum') / ours:.3g}x faster than jacrev + einsum "
-        f"(inf: it does not fit in memory); `auto` picks `{auto}` (fastest measured here: "
+        f"(inf: that one ran out of memory); `auto` picks `{auto}` (fastest measured here: "
         f"`{best_ours}`, auto/fastest time "
         f"{timed(f'wideth {auto}') / timed(f'wideth {best_ours}'):.2f}); "
         f"max |K| = {float(np.max(np.abs(k_ref))):.3g}."

@@ -25,8 +25,10 @@ Three methods compute the same kernel:
   Jacobian is never formed.
 * ``"jacobian"``: per-row Jacobians (``jax.jacrev`` of the one-row function under
   ``vmap``), one block at a time, contracted over parameters.
-* ``"structured"``: for every dense product :math:`y = a W` inside the network the
-  Jacobian block is the outer product :math:`a\,\delta^\top` with
+* ``"structured"``: for every weight product inside the network -- a dense
+  product :math:`y = a W` (an MLP layer, or a projection applied per token) or a
+  convolution, whose input is then the patch :math:`a_t` at output position
+  :math:`t` -- the Jacobian block is :math:`\sum_t a_t \delta_t^\top` with
   :math:`\delta = \partial f / \partial y`, so its contribution is
 
   .. math::
@@ -34,16 +36,25 @@ Three methods compute the same kernel:
       \Theta_l(x, x') = \sum_{t, t'} \langle a_t(x), a_{t'}(x') \rangle
                         \langle \delta_t(x), \delta_{t'}(x') \rangle,
 
-  (:math:`t` runs over positions that share the weight; one for an MLP). The
-  network's jaxpr is traced once; every ``dot_general`` whose one operand is a
-  parameter matrix (optionally scaled by a parameter-free scalar, transposed or
-  cast) and used nowhere else is handled this way, the inputs :math:`a` are
-  recorded and :math:`\delta` is the derivative with respect to a zero
-  perturbation added to the product. All other parameters (biases, convolution
-  filters, norms) go through the ``"jacobian"`` route. The Jacobian with respect
-  to the dense weights is never formed. This is the idea of neural-tangents'
-  "structured derivatives" (implementation 3), restricted to what dense layers
-  need.
+  (:math:`t` runs over positions that share the weight; one for an MLP). A bias
+  added right after the product (possibly scaled) has Jacobian
+  :math:`\sum_t c\,\delta_t`: it is one more input column of constant value
+  :math:`c`. The network's jaxpr is traced once; every ``dot_general`` or
+  ``conv_general_dilated`` whose weight operand is a parameter (optionally scaled by
+  a parameter-free scalar, transposed or cast) used nowhere else is such a *site*;
+  :math:`a` is recorded in the forward pass and :math:`\delta` is the derivative
+  with respect to a zero perturbation added to the site's output (after its bias),
+  so the backward passes compute no weight gradient. Each site then takes the
+  cheaper of two exact routes (``structured_report`` lists them with parameter
+  paths): ``gram``, the double sum above as Gram products
+  :math:`(A A'^\top) \circ (B B'^\top)` (cost :math:`n^2 T^2 (D + kO)`, best for
+  dense layers), or ``jacobian``, the site's per-row Jacobian formed from the same
+  factors (cost :math:`n T k D O + n^2 k D O`, best for convolutions with many
+  positions). Residual paths need nothing: cotangents flow through them. All
+  other parameters (norm scales, shared or gated weights) go through per-row
+  ``jax.jacrev``. Factors are computed in blocks of rows that fit in 512 MiB.
+  This is the idea of neural-tangents' "structured derivatives"
+  (implementation 3), for the products that dominate the parameter count.
 
 References:
   Jacot et al., `Neural Tangent Kernel: Convergence and Generalization in Neural
@@ -55,6 +66,7 @@ References:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -71,8 +83,8 @@ __all__ = ["ntk", "nngp", "ntk_matvec", "structured_report", "METHODS"]
 #: Methods accepted by :func:`ntk`.
 METHODS = ("auto", "jvp", "jacobian", "structured")
 
-#: ``auto`` uses ``"structured"`` when dense products hold this fraction of the parameters.
-_STRUCTURED_MIN_FRACTION = 0.95
+#: ``"structured"`` keeps at most this many bytes of per-row factors at a time.
+_FACTOR_BUDGET_BYTES = 1 << 29
 #: ``auto`` uses ``"jacobian"`` when two Jacobian blocks fit in this many bytes.
 _JACOBIAN_BUDGET_BYTES = 1 << 30
 
@@ -268,88 +280,195 @@ def _flatten_jaxpr(closed: Any) -> tuple[list, list, dict, list]:
     return eqns, in_keys, consts, out_refs
 
 
-class _DenseSite:
-    """A ``dot_general`` whose weight operand is a (scaled) parameter matrix."""
+class _Site:
+    """A weight product (``dot_general`` or ``conv_general_dilated``) of a parameter leaf.
 
-    def __init__(self, eqn_index, leaf, weight_side, scalars, contract_dim):
-        self.eqn_index = eqn_index  # position in the flattened equation list
-        self.leaf = leaf  # index of the parameter leaf
+    ``out_index`` is the equation whose output is perturbed to read off the cotangent
+    :math:`\\delta`: the product itself, or the ``add`` of a bias folded into the site.
+    Then ``out_scalars`` are the parameter-free scalars between product and add, and
+    the bias leaf ``bias_leaf`` (times ``bias_scalars``) is broadcast over every
+    dimension but the output feature dimension ``feature_dim``: its Jacobian is the
+    cotangent summed over positions, one more input column of constant value.
+    """
+
+    def __init__(self, kind, eqn_index, leaf, weight_side, scalars, contract_dim, feature_dim):
+        self.kind = kind  # "dense" or "conv"
+        self.eqn_index = eqn_index
+        self.leaf = leaf
         self.weight_side = weight_side  # 0: W is lhs, 1: W is rhs
         self.scalars = scalars  # refs of parameter-free scalars multiplying W
-        self.contract_dim = contract_dim  # contracted dim of the activation operand
+        self.contract_dim = contract_dim  # dense: contracted dim of the activation operand
+        self.feature_dim = feature_dim  # output feature dimension of the product
+        self.out_index = eqn_index
+        self.out_scalars: list = []
+        self.bias_leaf: int | None = None
+        self.bias_scalars: list = []
+        self.shape = (0, 0, 0)  # (T positions, D inputs incl. bias column, O outputs)
 
 
-def _analyse(eqns, in_keys, out_refs, num_leaves, differentiable):
-    """Find dense sites; every other differentiable leaf goes to the Jacobian route."""
-    producer = {}
-    consumers: dict[int, int] = {}
-    for i, (_, ins, outs) in enumerate(eqns):
-        for o in outs:
-            producer[o] = i
-        for r in ins:
+class _Graph:
+    """Producer / consumer maps of a flattened jaxpr and the parameter dependence."""
+
+    def __init__(self, eqns, in_keys, out_refs, leaf_avals, differentiable):
+        self.eqns, self.leaf_avals = eqns, leaf_avals
+        self.producer: dict[int, int] = {}
+        self.consumers: dict[int, int] = {}
+        self.consumer_eqn: dict[int, int] = {}
+        for i, (_, ins, outs) in enumerate(eqns):
+            for o in outs:
+                self.producer[o] = i
+            for r in ins:
+                if not isinstance(r, _Lit):
+                    self.consumers[r] = self.consumers.get(r, 0) + 1
+                    self.consumer_eqn[r] = i
+        for r in out_refs:
             if not isinstance(r, _Lit):
-                consumers[r] = consumers.get(r, 0) + 1
-    for r in out_refs:
-        if not isinstance(r, _Lit):
-            consumers[r] = consumers.get(r, 0) + 1
+                self.consumers[r] = self.consumers.get(r, 0) + 1
+        n = len(leaf_avals)
+        self.leaf_of = {in_keys[i]: i for i in range(n) if differentiable[i]}
+        self.param_dep = set(self.leaf_of)
+        for _, ins, outs in eqns:
+            if any(not isinstance(r, _Lit) and r in self.param_dep for r in ins):
+                self.param_dep.update(outs)
 
-    leaf_of = {in_keys[i]: i for i in range(num_leaves) if differentiable[i]}
-    param_dep = set(leaf_of)
-    for _, ins, outs in eqns:
-        if any(not isinstance(r, _Lit) and r in param_dep for r in ins):
-            param_dep.update(outs)
+    def single_use(self, ref) -> bool:
+        return not isinstance(ref, _Lit) and self.consumers.get(ref, 0) == 1
 
-    def weight_chain(ref):
-        """Follow ``ref`` back through scalar muls/casts/transposes to a leaf."""
-        scalars = []
-        while not isinstance(ref, _Lit):
-            if consumers.get(ref, 0) != 1:
+    def scalar_factor(self, eqn, ins):
+        """For a ``mul`` by a parameter-free scalar: ``(scalar ref, other operand index)``."""
+        if eqn.primitive.name != "mul":
+            return None
+        shapes = [v.aval.shape for v in eqn.invars]
+        scalar = [j for j in (0, 1) if shapes[j] == () and shapes[1 - j] != ()]
+        if len(scalar) != 1:
+            return None
+        s = ins[scalar[0]]
+        if not isinstance(s, _Lit) and s in self.param_dep:
+            return None
+        return s, 1 - scalar[0]
+
+    def leaf_chain(self, ref, allow_transpose=False, bias_size=None):
+        """Follow ``ref`` back through scalar muls, casts (and 2-d transposes, or for a
+        bias of ``bias_size`` one ``broadcast_in_dim``) to a single-use leaf.
+
+        Returns ``(leaf, scalars, broadcast_axis)`` or None.
+        """
+        scalars, axis = [], None
+        while self.single_use(ref):
+            if ref in self.leaf_of:
+                leaf = self.leaf_of[ref]
+                if bias_size is not None and tuple(self.leaf_avals[leaf].shape) != (bias_size,):
+                    return None
+                return leaf, scalars, axis
+            if ref not in self.producer:
                 return None
-            if ref in leaf_of:
-                return leaf_of[ref], scalars
-            if ref not in producer:
-                return None
-            eqn, ins, _ = eqns[producer[ref]]
+            eqn, ins, _ = self.eqns[self.producer[ref]]
             name = eqn.primitive.name
+            found = self.scalar_factor(eqn, ins)
             if name in ("convert_element_type", "copy", "copy_p") or (
-                name == "transpose" and tuple(eqn.params["permutation"]) == (1, 0)
+                allow_transpose
+                and name == "transpose"
+                and tuple(eqn.params["permutation"]) == (1, 0)
             ):
                 ref = ins[0]
-            elif name == "mul":
-                shapes = [v.aval.shape for v in eqn.invars]
-                scalar = [j for j in (0, 1) if shapes[j] == () and shapes[1 - j] != ()]
-                if len(scalar) != 1:
-                    return None
-                s = scalar[0]
-                if not isinstance(ins[s], _Lit) and ins[s] in param_dep:
-                    return None
-                scalars.append(ins[s])
-                ref = ins[1 - s]
+            elif found is not None:
+                scalars.append(found[0])
+                ref = ins[found[1]]
+            elif (
+                bias_size is not None
+                and axis is None
+                and name == "broadcast_in_dim"
+                and tuple(eqn.invars[0].aval.shape) == (bias_size,)
+            ):
+                axis = tuple(eqn.params["broadcast_dimensions"])
+                ref = ins[0]
             else:
                 return None
         return None
 
-    sites = []
-    claimed = set()
-    for i, (eqn, ins, _) in enumerate(eqns):
-        if eqn.primitive.name != "dot_general":
-            continue
-        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
-        if lb or rb or len(lc) != 1:
-            continue
-        for side in (1, 0):
-            if eqn.invars[side].aval.ndim != 2:
+
+def _find_sites(graph):
+    """Every dense / conv product whose weight operand is a (scaled) parameter leaf."""
+    sites, claimed = [], set()
+    for i, (eqn, ins, _) in enumerate(graph.eqns):
+        name = eqn.primitive.name
+        if name == "dot_general":
+            (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+            if lb or rb or len(lc) != 1:
                 continue
-            found = weight_chain(ins[side])
+            for side in (1, 0):
+                if eqn.invars[side].aval.ndim != 2:
+                    continue
+                found = graph.leaf_chain(ins[side], allow_transpose=True)
+                if found is None or found[0] in claimed:
+                    continue
+                act = eqn.invars[1 - side].aval
+                act_contract = (lc, rc)[1 - side][0]
+                out_ndim = eqn.outvars[0].aval.ndim
+                site = _Site(
+                    "dense", i, found[0], side, found[1], act_contract, out_ndim - 1 if side else 0
+                )
+                d = act.shape[act_contract]
+                o = eqn.invars[side].aval.shape[1 - (lc, rc)[side][0]]
+                site.shape = (math.prod(act.shape) // d, d, o)
+                sites.append(site)
+                claimed.add(found[0])
+                break
+        elif name == "conv_general_dilated":
+            p = eqn.params
+            if p["feature_group_count"] != 1 or p["batch_group_count"] != 1:
+                continue
+            found = graph.leaf_chain(ins[1])
             if found is None or found[0] in claimed:
                 continue
-            leaf, scalars = found
-            act_contract = (lc, rc)[1 - side][0]
-            sites.append(_DenseSite(i, leaf, side, scalars, act_contract))
-            claimed.add(leaf)
-            break
-    rest = [i for i in range(num_leaves) if differentiable[i] and i not in claimed]
-    return sites, rest
+            lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
+            site = _Site("conv", i, found[0], 1, found[1], None, out_spec[1])
+            lhs, rhs, out = eqn.invars[0].aval, eqn.invars[1].aval, eqn.outvars[0].aval
+            o = rhs.shape[rhs_spec[0]]
+            d = lhs.shape[lhs_spec[1]] * math.prod(rhs.shape[s] for s in rhs_spec[2:])
+            site.shape = (math.prod(out.shape) // o, d, o)
+            sites.append(site)
+            claimed.add(found[0])
+    return sites, claimed
+
+
+def _fold_biases(graph, sites, claimed):
+    """Move a site's perturbation past ``* scalar`` and ``+ bias`` when the product
+    feeds only them, and claim the bias leaf."""
+    for site in sites:
+        eqn0 = graph.eqns[site.eqn_index][0]
+        ref, aval = graph.eqns[site.eqn_index][2][0], eqn0.outvars[0].aval
+        out_scalars = []
+        while graph.single_use(ref) and ref in graph.consumer_eqn:
+            j = graph.consumer_eqn[ref]
+            eqn, ins, outs = graph.eqns[j]
+            if tuple(eqn.outvars[0].aval.shape) != tuple(aval.shape):
+                break
+            found = graph.scalar_factor(eqn, ins)
+            if eqn.primitive.name == "convert_element_type":
+                ref = outs[0]
+            elif found is not None and ins[found[1]] is ref:
+                out_scalars.append(found[0])
+                ref = outs[0]
+            elif eqn.primitive.name == "add" and (ins[0] is ref) != (ins[1] is ref):
+                other = ins[1] if ins[0] is ref else ins[0]
+                bias = graph.leaf_chain(other, bias_size=aval.shape[site.feature_dim])
+                other_aval = eqn.invars[1 if ins[0] is ref else 0].aval
+                ok = (
+                    bias is not None
+                    and bias[0] not in claimed
+                    and bias[2] == (site.feature_dim,)
+                    and other_aval.ndim == aval.ndim
+                )
+                if ok:
+                    site.bias_leaf, site.bias_scalars = bias[0], bias[1]
+                    site.out_index, site.out_scalars = j, out_scalars
+                    t, d, o = site.shape
+                    site.shape = (t, d + 1, o)
+                    claimed.add(bias[0])
+                break
+            else:
+                break
 
 
 def _structured_plan(apply_fn, params, feature_shape, dtype):
@@ -359,8 +478,51 @@ def _structured_plan(apply_fn, params, feature_shape, dtype):
     specs = [jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)) for leaf in leaves]
     closed = jax.make_jaxpr(fn)(specs, jax.ShapeDtypeStruct((1, *feature_shape), dtype))
     eqns, in_keys, consts, out_refs = _flatten_jaxpr(closed)
-    sites, rest = _analyse(eqns, in_keys, out_refs, len(leaves), differentiable)
-    return eqns, in_keys, consts, out_refs, sites, rest
+    graph = _Graph(eqns, in_keys, out_refs, specs, differentiable)
+    sites, claimed = _find_sites(graph)
+    _fold_biases(graph, sites, claimed)
+    rest = [i for i in range(len(leaves)) if differentiable[i] and i not in claimed]
+    k = math.prod(closed.out_avals[0].shape) if len(closed.out_avals) == 1 else None
+    if k is None:
+        k = sum(math.prod(a.shape) for a in closed.out_avals)
+    return _Plan(eqns, in_keys, consts, out_refs, sites, rest, k)
+
+
+class _Plan:
+    """The analysed network: flattened equations, sites, Jacobian-route leaves and
+    ``k`` outputs per row."""
+
+    def __init__(self, eqns, in_keys, consts, out_refs, sites, rest, k):
+        self.eqns, self.in_keys, self.consts, self.out_refs = eqns, in_keys, consts, out_refs
+        self.sites, self.rest, self.k = sites, rest, k
+
+    def __getitem__(self, i):  # (eqns, in_keys, consts, out_refs, sites, rest)
+        return (self.eqns, self.in_keys, self.consts, self.out_refs, self.sites, self.rest)[i]
+
+
+def _site_costs(site, k, n1, n2, full, same):
+    """FLOPs (multiply-adds) of the two routes of one site for an ``n1 x n2`` kernel.
+
+    ``gram``: :math:`n_1 n_2 T^2 (D + k O)` (``k^2 O`` when ``full``); ``jacobian``:
+    forming :math:`J = \\sum_t a_t \\delta_t^\\top` costs :math:`T k D O` per row
+    (``n1`` rows, plus ``n2`` unless ``x2 is x1``), contracting :math:`n_1 n_2 k D O`
+    (``k^2 D O`` when ``full``).
+    """
+    t, d, o = site.shape
+    kk = k * k if full else k
+    gram = n1 * n2 * t * t * (d + kk * o)
+    rows = n1 if same else n1 + n2
+    jac = rows * t * k * d * o + n1 * n2 * kk * d * o
+    return {"gram": float(gram), "jacobian": float(jac)}
+
+
+def _routes(plan, n1, n2, full, same):
+    """Per-site route of least estimated cost."""
+    out = []
+    for site in plan.sites:
+        c = _site_costs(site, plan.k, n1, n2, full, same)
+        out.append("gram" if c["gram"] <= c["jacobian"] else "jacobian")
+    return tuple(out)
 
 
 def _bind(eqn, invals):
@@ -373,13 +535,69 @@ def _bind(eqn, invals):
     return out if eqn.primitive.multiple_results else [out]
 
 
-def _structured_factors(apply_fn, params, x, plan):
-    """Per-sample factors: activations ``a`` (n, T, d_in) per site, cotangents
-    ``delta`` (n, k, T, d_out) per site, and the Jacobian of the remaining
-    parameters (n, k, P_rest)."""
-    eqns, in_keys, consts, out_refs, sites, rest = plan
+def _patches(p, lhs, rhs_shape):
+    """Input patches of a convolution, ``(N, *out_spatial, C * taps)`` with the spatial
+    dimensions in ``lhs_spec`` order: padded strided slices, one per filter tap
+    (``conv_general_dilated_patches`` for input dilation or negative padding)."""
+    lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
+    filt = [rhs_shape[s] for s in rhs_spec[2:]]
+    pads = p["padding"]
+    if any(d != 1 for d in p["lhs_dilation"]) or any(lo < 0 or hi < 0 for lo, hi in pads):
+        a = jax.lax.conv_general_dilated_patches(
+            lhs,
+            filt,
+            p["window_strides"],
+            pads,
+            lhs_dilation=p["lhs_dilation"],
+            rhs_dilation=p["rhs_dilation"],
+            dimension_numbers=p["dimension_numbers"],
+            precision=p["precision"],
+        )
+        return jnp.transpose(a, (out_spec[0], *out_spec[2:], out_spec[1]))
+    x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))
+    x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
+    strides, dil = p["window_strides"], p["rhs_dilation"]
+    out_sp = [(x.shape[1 + i] - dil[i] * (f - 1) - 1) // strides[i] + 1 for i, f in enumerate(filt)]
+    taps = []
+    for offset in itertools.product(*(range(f) for f in filt)):
+        start = [0, *(o * d for o, d in zip(offset, dil, strict=True)), 0]
+        limit = [
+            x.shape[0],
+            *(st + (m - 1) * s + 1 for st, m, s in zip(start[1:-1], out_sp, strides, strict=True)),
+            x.shape[-1],
+        ]
+        taps.append(jax.lax.slice(x, start, limit, [1, *strides, 1]))
+    a = jnp.stack(taps, axis=-1)
+    return a.reshape(*a.shape[:-2], -1)
+
+
+def _site_input(site, eqn, invals, read):
+    """Per-row input factor ``(T, D)`` of a site: activations (dense) or patches (conv),
+    times the weight and output scalars, with a constant bias column."""
+    if site.kind == "dense":
+        a = jnp.moveaxis(invals[1 - site.weight_side], site.contract_dim, -1)
+    else:
+        a = _patches(eqn.params, invals[0], invals[1].shape)
+    a = a.reshape(-1, a.shape[-1])
+    for s in (*site.scalars, *site.out_scalars):
+        a = a * read(s)
+    if site.bias_leaf is not None:
+        c = jnp.ones((a.shape[0], 1), a.dtype)
+        for s in site.bias_scalars:
+            c = c * read(s)
+        a = jnp.concatenate([a, c], axis=-1)
+    return jax.lax.stop_gradient(a)
+
+
+def _structured_factors(apply_fn, params, x, plan, routes):
+    """Per-row factors of a block ``x``: for ``gram`` sites the inputs ``a`` (n, T, D)
+    and cotangents ``delta`` (n, k, T, O); for ``jacobian`` sites and the remaining
+    parameters one per-row Jacobian (n, k, P_jac), the sites' blocks formed as
+    :math:`\\sum_t \\delta_t a_t^\\top` from the same factors."""
+    eqns, in_keys, consts, out_refs, sites, rest = plan[:6]
     leaves = jax.tree.leaves(params)
-    site_at = {s.eqn_index: j for j, s in enumerate(sites)}
+    site_of = {s.eqn_index: j for j, s in enumerate(sites)}
+    eps_of = {s.out_index: j for j, s in enumerate(sites)}
 
     def single(eps, rest_leaves, xi):
         env = dict(consts)
@@ -388,38 +606,46 @@ def _structured_factors(apply_fn, params, x, plan):
             vals[i] = leaf
         env.update(zip(in_keys, [*vals, xi[None]], strict=True))
         read = lambda r: r.val if isinstance(r, _Lit) else env[r]
-        acts = []
+        acts = [None] * len(sites)
         for i, (eqn, ins, outs) in enumerate(eqns):
             invals = [read(r) for r in ins]
             out = _bind(eqn, invals)
-            if i in site_at:
-                site = sites[site_at[i]]
-                a = invals[1 - site.weight_side]
-                a = jnp.moveaxis(a, site.contract_dim, -1)
-                for s in site.scalars:
-                    a = a * read(s)
-                acts.append(jax.lax.stop_gradient(a.reshape(-1, a.shape[-1])))
-                out = [out[0] + eps[site_at[i]]]
+            if i in site_of:
+                j = site_of[i]
+                acts[j] = _site_input(sites[j], eqn, invals, read)
+            if i in eps_of:
+                out = [out[0] + eps[eps_of[i]]]
             env.update(zip(outs, out, strict=True))
         y = jnp.concatenate([jnp.ravel(read(r)) for r in out_refs])
         return y, acts
 
-    eps_shapes = [eqns[s.eqn_index][0].outvars[0].aval for s in sites]
-    eps0 = [jnp.zeros(a.shape, a.dtype) for a in eps_shapes]
+    eps0 = [
+        jnp.zeros(a.shape, a.dtype) for a in (eqns[s.out_index][0].outvars[0].aval for s in sites)
+    ]
     rest0 = [leaves[i] for i in rest]
 
     def per_sample(xi):
         (d_eps, d_rest), acts = jax.jacrev(single, argnums=(0, 1), has_aux=True)(eps0, rest0, xi)
-        deltas = []
-        for site, d in zip(sites, d_eps, strict=True):
-            # d: (k, *y_shape); y = (act free..., W free) for W rhs, (W free, act free...) lhs
-            if site.weight_side == 0:
-                d = jnp.moveaxis(d, 1, -1)
-            deltas.append(d.reshape(d.shape[0], -1, d.shape[-1]))
-        k = deltas[0].shape[0] if deltas else d_rest[0].shape[0]
-        jr = [j.reshape(k, -1) for j in d_rest]
-        jr = jnp.concatenate(jr, -1) if jr else jnp.zeros((k, 0), x.dtype)
-        return acts, deltas, jr
+        k = plan.k
+        gram_a, gram_d, jac = [], [], []
+        for site, route, a, d in zip(sites, routes, acts, d_eps, strict=True):
+            # d: (k, *y_shape) -> (k, T, O) with the feature dim last
+            if site.kind == "conv":
+                _, _, out_spec = eqns[site.eqn_index][0].params["dimension_numbers"]
+                d = jnp.transpose(
+                    d, (0, *(1 + i for i in (out_spec[0], *out_spec[2:], out_spec[1])))
+                )
+            else:
+                d = jnp.moveaxis(d, 1 + site.feature_dim, -1)
+            d = d.reshape(k, -1, site.shape[2])
+            if route == "gram":
+                gram_a.append(a)
+                gram_d.append(d)
+            else:
+                jac.append(jnp.einsum("tD,ktO->kDO", a, d).reshape(k, -1))
+        jac += [j.reshape(k, -1) for j in d_rest]
+        jr = jnp.concatenate(jac, -1) if jac else jnp.zeros((k, 0), x.dtype)
+        return gram_a, gram_d, jr
 
     return jax.vmap(per_sample)(x)
 
@@ -435,8 +661,8 @@ def _structured_contract(f1, f2, full):
                 h = jnp.einsum("ikq,jlq->ijkl", d1[:, :, 0], d2[:, :, 0])
                 out = out + g[:, :, None, None] * h
             else:
-                h = jnp.einsum("ikq,jkq->ij", d1[:, :, 0], d2[:, :, 0]) / d1.shape[1]
-                out = out + g * h
+                h = d1[:, :, 0].reshape(d1.shape[0], -1) @ d2[:, :, 0].reshape(d2.shape[0], -1).T
+                out = out + g * h / d1.shape[1]
         else:
             g = jnp.einsum("itp,jsp->ijts", a1, a2)
             if full:
@@ -449,32 +675,70 @@ def _structured_contract(f1, f2, full):
 def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any]:
     """Describe how the ``"structured"`` method splits the parameters.
 
+    Every weight product -- a ``dot_general`` (dense layer, per-token projection)
+    or a ``conv_general_dilated`` whose weight operand is a parameter leaf, possibly
+    cast or scaled by a parameter-free scalar -- is a *site*; a bias added right
+    after it (possibly scaled) is folded into it. Each site takes the route of least
+    estimated cost for an ``n x n`` kernel with ``n = x.shape[0]``: ``"gram"``
+    (:math:`\\sum_{t,t'} \\langle a_t, a'_{t'}\\rangle \\langle \\delta_t,
+    \\delta'_{t'}\\rangle`, cost :math:`n^2 T^2 (D + kO)`) or ``"jacobian"`` (the
+    site's per-row Jacobian :math:`\\sum_t \\delta_t a_t^\\top` from the same
+    factors, cost :math:`n T k D O + n^2 k D O`). Every other parameter leaf is
+    differentiated by ``jax.jacrev`` per row.
+
     Args:
       apply_fn: ``apply_fn(params, x) -> (n, k)`` or an ``nnx.Module``.
       params: parameter pytree (``None`` for a module).
       x: example inputs ``(n, ...)``; only shape and dtype are used.
 
     Returns:
-      dict with ``dense_leaves`` (indices of leaves handled by their factors),
-      ``rest_leaves`` (indices handled by Jacobians), ``dense_fraction`` (share of the
-      parameter count handled by factors) and ``num_leaves``.
+      dict with ``sites`` (one dict per site: ``path`` and ``bias_path`` (parameter
+      paths as ``jax.tree_util.keystr``, ``bias_path`` ``None`` without bias),
+      ``kind`` (``"dense"``/``"conv"``), ``route``, ``positions`` T, ``inputs`` D
+      (with the bias column), ``outputs`` O and the two ``flops`` estimates),
+      ``rest_paths``, ``dense_leaves`` (indices of the dense weights), ``conv_leaves``,
+      ``bias_leaves`` (folded biases), ``rest_leaves`` (indices handled by per-row
+      Jacobians), ``dense_fraction`` (share of the parameter count handled by site
+      factors) and ``num_leaves``.
     """
     apply_fn, params = _as_functional(apply_fn, params)
     x = _checks.array("x", x, min_ndim=2, min_rows=1, kind="number")
     _check_outputs(apply_fn, params, x, "x")
     plan = _structured_plan(apply_fn, params, x.shape[1:], x.dtype)
-    return _report(params, plan)
+    return _report(params, plan, x.shape[0])
 
 
-def _report(params, plan):
-    sites, rest = plan[4], plan[5]
-    sizes = [math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params)]
-    dense = sorted(s.leaf for s in sites)
-    total = sum(sizes[i] for i in dense) + sum(sizes[i] for i in rest)
+def _report(params, plan, n=1, full=False):
+    sites, rest = plan.sites, plan.rest
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    paths = [jax.tree_util.keystr(p) for p, _ in flat]
+    sizes = [math.prod(jnp.shape(leaf)) for _, leaf in flat]
+    routes = _routes(plan, n, n, full, True)
+    site_rows = []
+    for site, route in zip(sites, routes, strict=True):
+        t, d, o = site.shape
+        site_rows.append(
+            {
+                "path": paths[site.leaf],
+                "bias_path": None if site.bias_leaf is None else paths[site.bias_leaf],
+                "kind": site.kind,
+                "route": route,
+                "positions": t,
+                "inputs": d,
+                "outputs": o,
+                "flops": _site_costs(site, plan.k, n, n, full, True),
+            }
+        )
+    handled = [s.leaf for s in sites] + [s.bias_leaf for s in sites if s.bias_leaf is not None]
+    total = sum(sizes[i] for i in handled) + sum(sizes[i] for i in rest)
     return {
-        "dense_leaves": dense,
+        "sites": site_rows,
+        "rest_paths": [paths[i] for i in rest],
+        "dense_leaves": sorted(s.leaf for s in sites if s.kind == "dense"),
+        "conv_leaves": sorted(s.leaf for s in sites if s.kind == "conv"),
+        "bias_leaves": sorted(s.bias_leaf for s in sites if s.bias_leaf is not None),
         "rest_leaves": list(rest),
-        "dense_fraction": sum(sizes[i] for i in dense) / max(total, 1),
+        "dense_fraction": sum(sizes[i] for i in handled) / max(total, 1),
         "num_leaves": len(sizes),
     }
 
@@ -489,60 +753,125 @@ def _num_outputs(apply_fn, params, x1):
     return out.shape[1]
 
 
-def _choose(apply_fn, params, x1, b):
-    """``auto``: structured if dense factors cover >= 95% of the parameters, else
-    ``jacobian`` if two ``(b, k, P)`` Jacobian blocks fit in 1 GiB, else ``jvp``.
+def _method_costs(plan, params, n1, n2, full, same):
+    """Estimated multiply-adds of the three methods for an ``n1 x n2`` kernel.
 
-    The structured path still takes per-row Jacobians of the other parameters
-    (convolutions, shared weights); measured on a CNN whose dense readout holds
-    78% of the parameters it was 7x slower than ``jacobian``, hence the high bar.
+    With ``F`` the multiply-adds of one row's forward pass through the sites (plus
+    one per other parameter), ``k`` outputs, ``P`` parameters and ``r = n1`` rows
+    (``n1 + n2`` unless ``x2 is x1``): ``structured`` runs one forward and ``k``
+    cotangent passes per row, ``r (k+1) F``, plus each site's cheaper route
+    (:func:`_site_costs`) plus ``n1 n2 k P_rest``; ``jacobian`` also forms every
+    weight gradient, ``r (2k+1) F + n1 n2 k P``; ``jvp`` runs a vjp over ``x2`` and a
+    jvp over ``x1`` per column, ``n2 k (3 n2 + 2 n1) F``. (``k^2`` for ``k`` in the
+    contractions when ``full``.)
+    """
+    k = plan.k
+    kk = k * k if full else k
+    sizes = [math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params)]
+    handled = [s.leaf for s in plan.sites] + [s.bias_leaf for s in plan.sites]
+    p_rest = sum(sizes[i] for i in plan.rest)
+    p_all = p_rest + sum(sizes[i] for i in handled if i is not None)
+    f = sum(math.prod(s.shape) for s in plan.sites) + p_rest
+    rows = n1 if same else n1 + n2
+    sites = sum(min(_site_costs(s, k, n1, n2, full, same).values()) for s in plan.sites)
+    return {
+        "structured": float(rows * (k + 1) * f + sites + n1 * n2 * kk * p_rest),
+        "jacobian": float(rows * (2 * k + 1) * f + n1 * n2 * kk * p_all),
+        "jvp": float(n2 * k * (3 * n2 + 2 * n1) * f),
+    }
+
+
+def _choose(apply_fn, params, x1, b, x2=None, full=False):
+    """``auto``: the method of least estimated cost (:func:`_method_costs`), where
+    ``jacobian`` is eligible only if two ``(b, k, P)`` Jacobian blocks fit in 1 GiB.
+
+    ``structured`` needs at least one site; with none it is ``jacobian`` with extra
+    bookkeeping.
     """
     plan = _structured_plan(apply_fn, params, x1.shape[1:], x1.dtype)
-    if plan[4] and _report(params, plan)["dense_fraction"] >= _STRUCTURED_MIN_FRACTION:
-        return "structured"
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    costs = _method_costs(plan, params, x1.shape[0], n2, full, x2 is None)
     num_params = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params))
-    k = _num_outputs(apply_fn, params, x1)
-    nbytes = 2 * b * k * num_params * jnp.dtype(x1.dtype).itemsize
-    return "jacobian" if nbytes <= _JACOBIAN_BUDGET_BYTES else "jvp"
+    nbytes = 2 * b * plan.k * num_params * jnp.dtype(x1.dtype).itemsize
+    if nbytes > _JACOBIAN_BUDGET_BYTES:
+        costs.pop("jacobian")
+    if not plan.sites:
+        costs.pop("structured")
+    return min(costs, key=costs.get) if costs else "jvp"
+
+
+def _factor_bytes(plan, routes, itemsize):
+    """Bytes of one row's structured factors (and its site cotangents)."""
+    k, total = plan.k, 0
+    for site, route in zip(plan.sites, routes, strict=True):
+        t, d, o = site.shape
+        total += t * d + k * t * o + (0 if route == "gram" else k * d * o)
+    return itemsize * total
+
+
+def _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same):
+    """Structured kernel, blocked over rows: factors of ``x2`` are kept when they fit
+    in :data:`_FACTOR_BUDGET_BYTES`, else recomputed per pair of blocks; without a
+    ``batch_size`` the block holds as many rows as fit in that budget."""
+    n1, n2 = x1.shape[0], x2.shape[0]
+    plan = _structured_plan(apply_fn, params, x1.shape[1:], x1.dtype)
+    routes = _routes(plan, n1, n2, full, same)
+    itemsize = jnp.dtype(x1.dtype).itemsize
+    rest_size = sum(math.prod(jnp.shape(jax.tree.leaves(params)[i])) for i in plan.rest)
+    per_row = _factor_bytes(plan, routes, itemsize) + itemsize * plan.k * rest_size
+    b = batch_size or max(1, _FACTOR_BUDGET_BYTES // max(per_row, 1))
+    b1, b2 = min(b, n1), min(b, n2)
+    xb1, _ = _blocks(x1, b1)
+    xb2, _ = _blocks(x2, b2)
+    factors = lambda xb: _structured_factors(apply_fn, params, xb, plan, routes)
+    if xb2.shape[0] * b2 * per_row <= _FACTOR_BUDGET_BYTES or xb1.shape[0] == 1:
+        unblock = lambda t: jax.tree.map(
+            lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), t
+        )
+        # one block: no lax.map (a loop of one step compiled ~8x slower on a CNN)
+        each = lambda xb: factors(xb[0]) if xb.shape[0] == 1 else unblock(jax.lax.map(factors, xb))
+        f2 = each(xb2)
+        f1 = f2 if same and b1 == b2 else each(xb1)
+        nb1 = xb1.shape[0]
+        if nb1 == 1:
+            return _structured_contract(f1, f2, full)
+        f1 = jax.tree.map(lambda a: a.reshape(nb1, b1, *a.shape[1:]), f1)
+        rows = jax.lax.map(lambda f: _structured_contract(f, f2, full), f1)
+        return rows.reshape(rows.shape[0] * rows.shape[1], *rows.shape[2:])
+
+    def row(xa):  # x2 factors do not fit: recompute them for every x1 block
+        fa = factors(xa)
+        return jax.lax.map(lambda xb: _structured_contract(fa, factors(xb), full), xb2)
+
+    rows = jnp.moveaxis(jax.lax.map(row, xb1), 1, 2)  # (nb1, b1, nb2, b2, ...)
+    return rows.reshape(rows.shape[0] * rows.shape[1], -1, *rows.shape[4:])
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "method", "batch_size", "full", "same"))
 def _ntk_jit(apply_fn, params, x1, x2, method, batch_size, full, same):
     n1, n2 = x1.shape[0], x2.shape[0]
+    if method == "structured":
+        return _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same)[:n1, :n2]
     b1, b2 = min(batch_size or n1, n1), min(batch_size or n2, n2)
     xb1, _ = _blocks(x1, b1)
     xb2, _ = _blocks(x2, b2)
+    block = _ntk_block_jvp if method == "jvp" else _ntk_block_jacobian
 
-    if method == "structured":
-        plan = _structured_plan(apply_fn, params, x1.shape[1:], x1.dtype)
-        factors = lambda xb: _structured_factors(apply_fn, params, xb, plan)
-        unblock = lambda t: jax.tree.map(
-            lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), t
-        )
-        f2 = unblock(jax.lax.map(factors, xb2))
-        f1 = f2 if same else unblock(jax.lax.map(factors, xb1))
-        nb1 = xb1.shape[0]
-        f1 = jax.tree.map(lambda a: a.reshape(nb1, b1, *a.shape[1:]), f1)
-        rows = jax.lax.map(lambda f: _structured_contract(f, f2, full), f1)
-        rows = rows.reshape(rows.shape[0] * rows.shape[1], *rows.shape[2:])
+    if xb1.shape[0] == 1 and xb2.shape[0] == 1:
+        xa = xb1[0]
+        rows = block(apply_fn, params, xa, xa if same else xb2[0], full)
     else:
-        block = _ntk_block_jvp if method == "jvp" else _ntk_block_jacobian
 
-        if xb1.shape[0] == 1 and xb2.shape[0] == 1:
-            xa = xb1[0]
-            rows = block(apply_fn, params, xa, xa if same else xb2[0], full)
-        else:
+        def row(xa):
+            if method == "jacobian":  # one Jacobian per x1 block, reused over x2 blocks
+                ja = _flat_jacobian(apply_fn, params, xa)
+                pair = lambda xb: _contract(ja, _flat_jacobian(apply_fn, params, xb), full)
+            else:
+                pair = lambda xb: block(apply_fn, params, xa, xb, full)
+            return jax.lax.map(pair, xb2)
 
-            def row(xa):
-                if method == "jacobian":  # one Jacobian per x1 block, reused over x2 blocks
-                    ja = _flat_jacobian(apply_fn, params, xa)
-                    pair = lambda xb: _contract(ja, _flat_jacobian(apply_fn, params, xb), full)
-                else:
-                    pair = lambda xb: block(apply_fn, params, xa, xb, full)
-                return jax.lax.map(pair, xb2)
-
-            rows = jnp.moveaxis(jax.lax.map(row, xb1), 1, 2)  # (nb1, b1, nb2, b2, ...)
-            rows = rows.reshape(rows.shape[0] * rows.shape[1], -1, *rows.shape[4:])
+        rows = jnp.moveaxis(jax.lax.map(row, xb1), 1, 2)  # (nb1, b1, nb2, b2, ...)
+        rows = rows.reshape(rows.shape[0] * rows.shape[1], -1, *rows.shape[4:])
     return rows[:n1, :n2]
 
 
@@ -580,9 +909,9 @@ def ntk(
       x1: inputs ``(n1, ...)``.
       x2: inputs ``(n2, ...)`` with the same feature shape; ``None`` means ``x1``.
       method: ``"jvp"``, ``"jacobian"``, ``"structured"`` or ``"auto"``. ``auto``
-        takes ``"structured"`` when dense products hold at least 95% of the
-        parameters, otherwise ``"jacobian"`` when two ``(batch_size, k, P)``
-        Jacobian blocks fit in 1 GiB, otherwise ``"jvp"``.
+        takes the method of least estimated FLOPs (``"structured"`` needs at least
+        one weight product; ``"jacobian"`` needs two ``(batch_size, k, P)``
+        Jacobian blocks to fit in 1 GiB).
       batch_size: rows of ``x1``/``x2`` processed at a time (``None``: all). Need not
         divide ``n1``/``n2``.
       full: return the ``(n1, n2, k, k)`` kernel instead of its trace.
@@ -624,7 +953,8 @@ def ntk(
     same = x2 is None
     x2 = x1 if same else x2
     if method == "auto":
-        method = _choose(apply_fn, params, x1, min(batch_size or x1.shape[0], x1.shape[0]))
+        b = min(batch_size or x1.shape[0], x1.shape[0])
+        method = _choose(apply_fn, params, x1, b, None if same else x2, full)
     from wideth.kernels.blocks import blockwise, current_mesh
 
     mesh = current_mesh(mesh, x1, x2, *jax.tree.leaves(params))

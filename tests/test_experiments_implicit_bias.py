@@ -156,7 +156,8 @@ def test_kernel_prediction_is_the_eigenmode_decay():
     t = np.arange(0, 30, 3)
     lam = setup["eigenvalues"][setup["freqs"]]
     want = np.abs(1 - setup["eta"] * lam)[None] ** t[:, None]
-    np.testing.assert_allclose(ib.kernel_prediction(setup, t), want, rtol=1e-6, atol=1e-12)
+    # float32 eigh: a relative eigenvalue error ~1e-7 grows as t * eta * dlam / |1 - eta lam|
+    np.testing.assert_allclose(ib.kernel_prediction(setup, t), want, rtol=2e-5, atol=1e-12)
 
 
 def _spectral_amps(pred, t, widths, rng, nets=6):

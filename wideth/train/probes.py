@@ -261,34 +261,6 @@ def top_subspace(
             "basis": basis,
             "grad_overlap": hessian.subspace_overlap(g, basis),
         }
-def pl_ratio(
-    model: TrainStep | Callable[[Any, Any], jax.Array],
-    data: Any = None,
-    *,
-    loss_star: float = 0.0,
-) -> Probe:
-    r"""Local PL ratio :math:`\mu(\theta) = \|\nabla\mathcal L\|^2 / 2(\mathcal L - \mathcal L^*)`.
-
-    :func:`wideth.optim.pl_constant` of the loss and squared gradient norm on
-    the probed batch or on ``data`` (``nan`` where :math:`\mathcal L \le
-    \mathcal L^\star`). See :mod:`wideth.diagnostics.conditioning` for the
-    bounds it obeys.
-
-    Args:
-      model: a :class:`~wideth.train.TrainStep` or ``loss_fn(params, batch)``.
-      data: fixed ``(x, y)``.
-      loss_star: :math:`\mathcal L^\star` (0 for the square loss, the output-space
-        infimum).
-    """
-    from wideth.optim import pl_constant
-
-    fn = _objective(model)
-    data = _check_data(data)
-    loss_star = _checks.real("loss_star", loss_star)
-
-    def probe(state: TrainState, batch: Any) -> jax.Array:
-        value, g = jax.value_and_grad(fn)(state.params, batch if data is None else data)
-        return pl_constant(value, optax.tree.norm(g, squared=True), loss_star)
 
     return probe
 
@@ -333,6 +305,40 @@ def neural_collapse(
         return _nc(features_fn(p, x), labels, c, weights=w, logits=apply_fn(p, x))
 
     return probe
+
+
+def pl_ratio(
+    model: TrainStep | Callable[[Any, Any], jax.Array],
+    data: Any = None,
+    *,
+    loss_star: float = 0.0,
+) -> Probe:
+    r"""Local PL ratio :math:`\mu(\theta) = \|\nabla\mathcal L\|^2 / 2(\mathcal L - \mathcal L^*)`.
+
+    :func:`wideth.optim.pl_constant` of the loss and squared gradient norm on
+    the probed batch or on ``data`` (``nan`` where :math:`\mathcal L \le
+    \mathcal L^\star`). See :mod:`wideth.diagnostics.conditioning` for the
+    bounds it obeys.
+
+    Args:
+      model: a :class:`~wideth.train.TrainStep` or ``loss_fn(params, batch)``.
+      data: fixed ``(x, y)``.
+      loss_star: :math:`\mathcal L^\star` (0 for the square loss, the output-space
+        infimum).
+    """
+    from wideth.optim import pl_constant
+
+    fn = _objective(model)
+    data = _check_data(data)
+    loss_star = _checks.real("loss_star", loss_star)
+
+    def probe(state: TrainState, batch: Any) -> jax.Array:
+        value, g = jax.value_and_grad(fn)(state.params, batch if data is None else data)
+        return pl_constant(value, optax.tree.norm(g, squared=True), loss_star)
+
+    return probe
+
+
 def ntk_spectrum(
     apply_fn: Any,
     x: Any = None,

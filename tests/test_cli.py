@@ -70,6 +70,7 @@ def test_kernel_matches_library(tmp_path, capsys):
     assert summary["lambda_max"] == pytest.approx(np.linalg.eigvalsh(k.astype(float))[-1], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_spectrum_matches_dense_hessian(tmp_path, capsys):
     from flax import nnx
 

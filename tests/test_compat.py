@@ -139,6 +139,7 @@ def _jacobian_ntk(apply_fn, params, x) -> np.ndarray:
     return np.einsum("iap,jbp->ijab", np.asarray(jac), np.asarray(jac))
 
 
+@pytest.mark.slow
 def test_empirical_ntk_all_implementations_match_jacobian_reference(capsys):
     import jax.flatten_util  # noqa: F401
 

@@ -343,6 +343,7 @@ def _dense_hessian(loss_fn, params):
     return np.asarray(jax.hessian(lambda v: loss_fn(unravel(v)))(flat), np.float64)
 
 
+@pytest.mark.slow
 def test_hessian_summary_matches_dense_eigh(x64):
     _, objective, params, x, y = _tiny_tanh()
     params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
@@ -368,6 +369,7 @@ def test_hessian_summary_matches_dense_eigh(x64):
     assert q["negative_curvature"] == 0.0
 
 
+@pytest.mark.slow
 def test_gradient_noise_matches_dense_covariance(x64):
     _, objective, params, x, y = _tiny_tanh()
     params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
@@ -430,6 +432,7 @@ def _saddle(s):
     return apply_fn, params, x, y
 
 
+@pytest.mark.slow
 def test_profile_negative_curvature_changes_the_verdict():
     kw = dict(key=jax.random.PRNGKey(0), probe_steps=30, lanczos_steps=64)
     certs = {}

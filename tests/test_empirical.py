@@ -115,6 +115,7 @@ def test_methods_agree_on_cnn_with_neural_tangents(x64):
     _all_close(k, jnp.einsum("ijkk->ij", ref2) / 2)
 
 
+@pytest.mark.slow
 def test_full_trace_equals_traced_and_mean_over_outputs(x64):
     """The traced kernel is the mean of the diagonal of the full one (NT's convention)."""
     init_fn, apply_fn, _ = _nt_mlp(out_dim=4)
@@ -223,6 +224,7 @@ def test_wideth_models_mlp_if_available(x64):
         )
 
 
+@pytest.mark.slow
 def test_ntk_matvec_equals_kernel_times_vector(x64):
     params = _cnn_params(jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (5, 6, 6, 2))
@@ -272,6 +274,7 @@ def _relative_errors(widths, seeds, depth=2, n=8, d=6):
     return np.asarray(errors), slope
 
 
+@pytest.mark.slow
 def test_converges_to_analytic_kernel_fast(x64):
     """Relative Frobenius error ~ n^(-1/2): log-log slope over widths 64, 256, 1024."""
     errors, slope = _relative_errors([64, 256, 1024], seeds=8)

@@ -71,6 +71,7 @@ def _nets():
     }
 
 
+@pytest.mark.slow
 def test_structured_and_auto_equal_explicit_jacobian_product(x64):
     """Fast check: structured (full) and auto (traced) on the CNN; every method on
     every architecture is the slow test below."""
@@ -106,6 +107,7 @@ def test_every_method_equals_explicit_jacobian_product(x64, name):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", ["gram", "jacobian"])
 def test_each_site_route_is_exact(x64, monkeypatch, route):
     """Forcing every site to one route (the cost model picks per site) changes nothing."""
@@ -119,6 +121,7 @@ def test_each_site_route_is_exact(x64, monkeypatch, route):
         _close(got, _explicit(apply_fn, params, x1, x2))
 
 
+@pytest.mark.slow
 def test_blocks_that_do_not_fit_are_recomputed(x64, monkeypatch):
     """A factor budget of a few rows: blocks of x2 are recomputed per x1 block."""
     monkeypatch.setattr(empirical, "_FACTOR_BUDGET_BYTES", 20_000)
@@ -129,6 +132,7 @@ def test_blocks_that_do_not_fit_are_recomputed(x64, monkeypatch):
     _close(got, _explicit(apply_fn, params, x1, x1))
 
 
+@pytest.mark.slow
 def test_report_lists_sites_with_paths_and_routes():
     module, shape = _nets()["cnn"]
     x = jnp.ones((16, *shape))

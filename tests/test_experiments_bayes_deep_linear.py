@@ -27,6 +27,7 @@ def test_exact_sampler_matches_weight_rejection_and_fails_with_wrong_widths(x64)
     assert not all(c["pass"] for c in bad)
 
 
+@pytest.mark.slow
 def test_equal_lambda_architectures_agree_and_width_matching_fails(x64):
     sz = _small()
     sz.pairs = ((1.0, (200, 200), (800,) * 8),)

@@ -134,6 +134,7 @@ def test_uv_peak_slope_check_fails_for_m_squared():
     assert abs(peaks["slope"] - 2.0) > 3 * peaks["slope_se"]
 
 
+@pytest.mark.slow
 def test_plan_full_mode_builds(tmp_path):
     cfg = Config(name="catapult", quick=False, seed=0, out=tmp_path, quiet=True)
     p = cp.plan(cfg)

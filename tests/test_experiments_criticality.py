@@ -142,6 +142,7 @@ def test_quick_grid_straddles_six_xi_c_on_both_sides():
         assert np.all(L.min() < six[side]) and np.all(six[side] < L.max())
 
 
+@pytest.mark.slow
 def test_phase_and_signal_checks_fail_on_wrong_theory():
     pd = cr.phase_diagram(
         jax.random.key(0), np.linspace(0.5, 4.0, 5), np.array([0.05, 0.5]), 10, 64, 3

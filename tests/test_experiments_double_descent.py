@@ -143,6 +143,7 @@ def test_ntk_checks_pass_on_the_law_and_fail_off_it():
     assert not dd.ntk_checks(dd.ntk_summary(dict(_synthetic_ntk(-0.5), err_inf=0.26)))[1]["pass"]
 
 
+@pytest.mark.slow
 def test_finite_width_predictions_approach_the_kernel():
     from wideth import data
 

@@ -42,6 +42,7 @@ def test_divergent_step_stops_and_marks_later_probes_nan():
     assert np.all(np.isfinite(np.asarray(res.probes["sharpness"][0])))
 
 
+@pytest.mark.slow
 def test_tiny_mlp_reaches_and_hovers_at_edge_and_checks_can_fail():
     apply_fn, params, batch = eos.setup(seed=0, n=100, width=32)
     from wideth import hessian, train

@@ -65,6 +65,7 @@ def test_moment_ratio_laws():
     assert np.log(fw.ntk_moment_ratio(n, 32)) < np.log(fw.nngp_moment_ratio(n, 32))
 
 
+@pytest.mark.slow
 def test_ntk_mean_matches_analytic_kernel():
     from wideth.kernels import analytic
 
@@ -132,6 +133,7 @@ def test_weighted_slopes_recover_known_lines():
     assert s0 == pytest.approx(5)
 
 
+@pytest.mark.slow
 def test_movement_runs_no_step_no_movement_and_training_moves_the_kernel():
     from wideth import data
 
@@ -148,6 +150,7 @@ def test_movement_runs_no_step_no_movement_and_training_moves_the_kernel():
     assert moved["loss0"] == pytest.approx(float(jnp.sum(y**2) / (2 * len(y))), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_plan_builds_the_full_configuration():
     p = fw.plan(Config("finite_width", quick=False, seed=0, out=None, quiet=True))
     sz = p["sz"]

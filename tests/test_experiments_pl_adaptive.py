@@ -91,6 +91,7 @@ def test_paired_interval_matches_student_t():
 # ------------------------------------------------------------------ plan
 
 
+@pytest.mark.slow
 def test_plan_builds_the_full_configuration():
     p = exp.plan(Config("pl_adaptive", quick=False, seed=0, out=None, quiet=True))
     sz = p["sz"]
@@ -123,6 +124,7 @@ def _small_task():
     return apply_fn, params, (x, y, x[:8], y[:8])
 
 
+@pytest.mark.slow
 def test_experiment_runner_matches_fit_and_vmaps_over_grid():
     """The experiment's runner (train.run) = wideth.train.fit on the same batches."""
     from wideth.optim import pl_adaptive

@@ -18,6 +18,7 @@ def tr():
     return plc.training_part(sz, 0)
 
 
+@pytest.mark.slow
 def test_training_checks_pass_with_the_right_constants(tr):
     checks = (
         plc.sandwich_checks(tr, tr["mu_ell"], tr["beta_ell"])

@@ -47,6 +47,7 @@ def fits():
     return fit240, fit245
 
 
+@pytest.mark.slow
 def test_chinchilla_checks_pass_on_the_240_points_and_fail_on_wrong_inputs(fits):
     fit240, fit245 = fits
     se, se_se = fit240.stderr, sl.stderr_of_stderr(fit240.bootstrap)

@@ -61,6 +61,7 @@ def _assert_vectors_up_to_sign(got, want, atol):
         assert err < atol, err
 
 
+@pytest.mark.slow
 def test_top_and_bottom_eigenpairs_match_dense_mlp(x64):
     params, loss, *_ = _problem()
     h, ev, vecs = _dense()
@@ -212,6 +213,7 @@ def test_hutchinson_trace_within_three_standard_errors(x64):
     assert 0.5 < float(se) / np.sqrt(var) < 2.0
 
 
+@pytest.mark.slow
 def test_ggn_is_psd_and_top_eigenpairs(x64):
     params, loss, apply, mse, x, y = _problem()
     flat, unravel = ravel_pytree(params)
@@ -246,6 +248,7 @@ def test_ggn_is_psd_and_top_eigenpairs(x64):
     assert np.sum(ev > 1e-10 * ev[-1]) <= x.shape[0] * y.shape[1]
 
 
+@pytest.mark.slow
 def test_ggn_equals_hessian_for_linear_model_with_mse(x64):
     kx, ky, kw, kv = jax.random.split(jax.random.PRNGKey(7), 4)
     x, y = jax.random.normal(kx, (20, 6)), jax.random.normal(ky, (20, 2))

@@ -57,6 +57,7 @@ def _reference(apply_fn, params, x, y):
     return np.asarray(g), np.asarray(klass), np.asarray(cross), np.asarray(within), means
 
 
+@pytest.mark.slow
 def test_parts_match_dense_references_and_add_up_to_the_ggn(x64):
     apply_fn, params, x, y = _model()
     dec = hessian.ggn_decomposition(apply_fn, params, x, y, C)

@@ -195,6 +195,7 @@ def test_cnn_options_forward_equals_neural_tangents_with_its_params(pool, paddin
     "layernorm,b_std,pool",
     [(None, 0.3, "global"), pytest.param("post", None, "flatten", marks=pytest.mark.slow)],
 )
+@pytest.mark.slow
 def test_transformer_forward_equals_neural_tangents_with_its_params(layernorm, b_std, pool):
     x = jax.random.normal(jax.random.PRNGKey(2), (3, 5, 4))
     kw = dict(W_qk_std=1.3, W_value_std=0.8, layernorm=layernorm, pool=pool)

@@ -518,6 +518,7 @@ def test_conservative_step_closed_form_and_least_squares(x64):
     assert np.all(np.diff(losses) < 0)
 
 
+@pytest.mark.slow
 def test_conservative_step_on_batch_matches_dense(x64):
     hessian = pytest.importorskip("wideth.hessian")
     if not hasattr(hessian, "lanczos"):

@@ -35,6 +35,7 @@ def _kernels(x_train, x_test):
     return ktt, kst, kss
 
 
+@pytest.mark.slow
 def test_infinite_time_is_ridgeless_regression(x64):
     x_train, x_test, y = _data()
     (_, ntk), (_, ntk_st), _ = _kernels(x_train, x_test)
@@ -146,6 +147,7 @@ def _train_ensemble(x_train, x_test, y, lr, steps, n_nets, width=2048, seed=1):
         pytest.param(2048, 128, 0.35, marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_trained_wide_ensemble_matches_prediction(width, n_nets, cov_tol):
     """Wide ReLU nets (NTK parameterisation) trained to convergence vs the prediction."""
     x_train, x_test, y = _data()

@@ -85,6 +85,7 @@ def _real_gd(phi, phi_t, y, loss, lr, steps, momentum=0.0):
     return phi @ w, phi_t @ w
 
 
+@pytest.mark.slow
 def test_cross_entropy_matches_real_gradient_descent(x64):
     """Real GD on a linear model approaches the flow at rate O(eta): halving eta halves the gap."""
     phi, phi_t, _ = _features(n=10, p=16)
@@ -145,6 +146,7 @@ def test_momentum_matches_real_heavy_ball(x64):
     assert np.all((ratios > 1.6) & (ratios < 2.5)), (gaps, ratios)
 
 
+@pytest.mark.slow
 def test_ensemble_from_kernel_fn(x64):
     _, _, kernel_fn = analytic.mlp(depth=2, width=16, W_std=1.4, b_std=0.1)
     x = jax.random.normal(jax.random.PRNGKey(1), (7, 3))

@@ -232,6 +232,7 @@ def test_shape_errors_raise():
         fit_chinchilla(N, D, L, delta=0.0)
 
 
+@pytest.mark.slow
 def test_experiment_core_matches_plain_training():
     """The vmapped masked sweep equals training one model on the subset directly."""
     import optax

@@ -37,6 +37,7 @@ def _shift(params, delta, eps):
     return jax.tree.map(lambda a, d: a + eps * d, params, delta)
 
 
+@pytest.mark.slow
 def test_linearize_is_the_jacobian_product(x64):
     fn, p0 = functional(_net())
     p0 = _f64(p0)
@@ -52,6 +53,7 @@ def test_linearize_is_the_jacobian_product(x64):
     assert jax.jit(f_lin)(p0, x).shape == (4, 2)
 
 
+@pytest.mark.slow
 def test_degree_two_is_the_hessian_quadratic(x64):
     fn, p0 = functional(_net())
     p0 = _f64(p0)

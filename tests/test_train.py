@@ -116,6 +116,7 @@ def test_fit_passes_outputs_fn_and_loss_of_outputs_to_extra_args_transforms():
     assert res.history["loss"][-1] != res.history["loss"][0]
 
 
+@pytest.mark.slow
 def test_fit_passes_value_to_polyak_sgd(x64):
     x, y = _lsq()
     apply_fn, params = _mlp_apply()

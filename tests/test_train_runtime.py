@@ -67,6 +67,7 @@ def test_minibatches_follow_the_key_and_equal_manual_sampling(x64):
     np.testing.assert_allclose(res2.metrics["loss"], want, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_vmap_over_learning_rates_and_seeds_equals_separate_runs():
     net = models.MLP(4, 16, 1, out_dim=2, rngs=nnx.Rngs(0))
     apply_fn, params = functional.as_apply(net)

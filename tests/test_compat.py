@@ -156,6 +156,7 @@ def test_empirical_ntk_all_implementations_match_jacobian_reference(capsys):
     assert "impl=3, flops=" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_auto_skips_structured_when_unavailable(monkeypatch, capsys):
     """If a later JAX breaks the linearize shim, impl 3 names itself and AUTO still works."""
     nt = _compat.neural_tangents()

@@ -50,6 +50,7 @@ def _grid_posterior(widths, a, p, n0, sigma2=1.0):
         pytest.param((8, 8, 8), 0.5, 1.3, marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_posterior_scale_matches_closed_form_convolution(x64, widths, rho, sigma2):
     x, y = _data(rho)
     tp, _ = dl.interpolant(x, y)

@@ -187,6 +187,7 @@ def trained(digits):
     return net, apply_fn, params, loss_fn
 
 
+@pytest.mark.slow
 def test_progress_certificate_descent_lemma(trained):
     _, _, params, loss_fn = trained
     from wideth import hessian

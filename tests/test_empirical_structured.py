@@ -153,6 +153,7 @@ def test_report_lists_sites_with_paths_and_routes():
     assert conv["route"] == "jacobian" and rows["['readout']['w'].value"]["route"] == "gram"
 
 
+@pytest.mark.slow
 def test_learned_gain_on_bias_is_not_folded(x64):
     """A bias scaled by another parameter is not a plain bias: it goes to the
     Jacobian route and the kernel is still exact; a wrong bias scale in the
@@ -181,6 +182,7 @@ def test_learned_gain_on_bias_is_not_folded(x64):
         _close(empirical.ntk(wrong, params, x, method="structured", full=True), ref)
 
 
+@pytest.mark.slow
 def test_auto_picks_structured_where_the_cost_model_says(x64):
     """Dense and conv networks: structured is estimated cheapest (its FLOPs are a
     subset of the jacobian method's: no weight gradients in the backward pass)."""

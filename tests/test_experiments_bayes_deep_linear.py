@@ -40,6 +40,7 @@ def test_equal_lambda_architectures_agree_and_width_matching_fails(x64):
     assert not bad[1]["pass"]  # the spread of log|theta_perp|^2 grows with lambda
 
 
+@pytest.mark.slow
 def test_deep_data_agnostic_prior_approaches_evidence_max_and_a_wider_net_fails(x64):
     sz = _small()
     sweep = bdl.sweep_part(sz, jax.random.key(3), sweep=((100,) * 4, (12,) * 8))

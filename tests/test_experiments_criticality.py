@@ -72,6 +72,7 @@ def test_depth_is_frozen_and_only_active_layers_train():
     assert res.metrics["loss"][-1] < res.metrics["loss"][0]
 
 
+@pytest.mark.slow
 def test_relu_backprop_rate():
     W = np.array([1.6, 2.0, 2.4])
     rg = cr.relu_gradients(jax.random.key(4), W, depth=12, width=128, num_nets=16)

@@ -26,6 +26,7 @@ def test_one_relu_layer_matches_the_binomial_chi_square_law():
     assert abs(var - 5 / n) < 60 / n**2
 
 
+@pytest.mark.slow
 def test_deep_relu_network_matches_the_exact_law():
     n, depth, m = 32, 6, 3000
     lg = dfl.log_jacobian(16, n, depth, m, jax.random.key(4))
@@ -56,6 +57,7 @@ def test_relu_checks_pass_on_the_law_and_fail_off_it():
     assert not all(c["pass"] for c in dfl.relu_checks([_row(64, 8, -0.25, 0.5)]))
 
 
+@pytest.mark.slow
 def test_mean_ntk_diagonal_is_two_per_weight_layer_and_a_layer_too_few_fails():
     th = dfl.ntk_diagonal(16, 48, 3, 1500, jax.random.key(5))
     row = dict(

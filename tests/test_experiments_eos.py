@@ -87,6 +87,7 @@ def test_label_noise_resamples_the_stated_fraction():
     assert abs(changed - 0.3 * 0.9) < 0.05  # a resampled label keeps its class 1 time in 10
 
 
+@pytest.mark.slow
 def test_plan_builds_the_full_configuration():
     from experiments._common import Config
 

@@ -25,6 +25,7 @@ def test_nngp_diag_variance_matches_monte_carlo_and_the_check_fails_off_it():
     assert not fw.nngp_checks(wrong)[0]["pass"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("W_std", [1.0, 2.0])
 def test_depth1_ntk_relvar_is_exactly_3_over_n_for_any_sigma(W_std):
     # Large Monte Carlo: 3/n within 3 SE, and a 4/n law rejected, at two sigma.

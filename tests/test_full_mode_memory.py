@@ -85,6 +85,7 @@ def test_finite_width_full_movement_program_fits():
     assert planned < BUDGET_GIB, planned
 
 
+@pytest.mark.slow
 def test_grouped_ensembles_equal_one_vmap():
     # Grouping networks (lax.map over groups of a vmap) changes memory, not values.
     keys = _keys(7)

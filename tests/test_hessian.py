@@ -143,6 +143,7 @@ def test_lanczos_generic_pytree_matches_eigh(x64):
     np.testing.assert_allclose(q[0], flat / np.linalg.norm(flat), atol=1e-14)
 
 
+@pytest.mark.slow
 def test_spectral_density_weights_and_moments(x64):
     params, loss, *_ = _problem()
     h, ev, _ = _dense()
@@ -185,6 +186,7 @@ def test_slq_exact_on_diagonal_spectrum(x64):
     )
 
 
+@pytest.mark.slow
 def test_slq_probe_batches_agree(x64):
     # One probe at a time, uneven groups of 3 and all 7 under vmap: the same
     # quadrature (each probe's Lanczos run is independent of the grouping).

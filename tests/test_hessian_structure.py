@@ -75,6 +75,7 @@ def test_parts_match_dense_references_and_add_up_to_the_ggn(x64):
         assert np.linalg.eigvalsh(_dense(op)).min() > -1e-12 * scale  # PSD
 
 
+@pytest.mark.slow
 def test_ranks_and_gram_spectra(x64):
     apply_fn, params, x, y = _model()
     dec = hessian.ggn_decomposition(apply_fn, params, x, y, C)
@@ -90,6 +91,7 @@ def test_ranks_and_gram_spectra(x64):
     )
 
 
+@pytest.mark.slow
 def test_outlier_count_by_lanczos_equals_dense_and_obeys_weyl(x64):
     apply_fn, params, x, y = _model()
     dec = hessian.ggn_decomposition(apply_fn, params, x, y, C)

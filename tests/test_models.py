@@ -99,6 +99,7 @@ def test_stored_parameter_distributions():
         pytest.param("erf", "standard", 1.6, 0.3, marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_init_output_covariance_matches_analytic_nngp(activation, parameterization, W_std, b_std):
     x = _x(6, 5)
     kw = dict(activation=activation, W_std=W_std, b_std=b_std, parameterization=parameterization)

@@ -44,6 +44,7 @@ def test_infinite_time_is_ridgeless_regression(x64):
     np.testing.assert_allclose(test, ntk_st @ jnp.linalg.solve(ntk, y), rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_discrete_matches_explicit_gd_steps(x64):
     x_train, x_test, y = _data()
     (_, ntk), (_, ntk_st), _ = _kernels(x_train, x_test)
@@ -166,6 +167,7 @@ def test_trained_wide_ensemble_matches_prediction(width, n_nets, cov_tol):
     assert err < cov_tol, err
 
 
+@pytest.mark.slow
 def test_max_learning_rate_separates_convergence_from_blow_up():
     x_train, x_test, y = _data()
     (_, ntk), _, _ = _kernels(x_train, x_test)

@@ -73,6 +73,7 @@ def test_degree_two_is_the_hessian_quadratic(x64):
     np.testing.assert_allclose(taylor.taylor_expand(fn, p0, 0)(_shift(p0, delta, 0.3), x), g(flat0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("degree", [1, 2, 3])
 def test_remainder_order(x64, degree):
     """|f - f^(d)| at theta0 + eps delta is O(eps^(d+1)): halving eps divides it by 2^(d+1)."""
@@ -99,6 +100,7 @@ def test_polynomial_is_reproduced_exactly(x64):
     assert not np.allclose(taylor.taylor_expand(f, p0, 2)(p1, x), f(p1, x), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_monte_carlo_kernel_is_unbiased_at_one_hidden_layer(x64):
     """E over init of the empirical NNGP and NTK equals the analytic kernel exactly at depth 1.
 

@@ -17,8 +17,8 @@ name                     :math:`\phi(z)`                                        
 ``tanh``                 :math:`\tanh z`
 ``erf``                  :math:`a \operatorname{erf}(b z) + c`                  ``a=1, b=1, c=0``
 ``sigmoid``              :math:`1/(1 + e^{-z})`
-``sigmoid_like``         :math:`\tfrac12 \operatorname{erf}(z / 2.40206) + \tfrac12` (NT's erf fit)
-``gelu``                 :math:`z\,\Phi(z)` (exact, as ``stax.Gelu(approximate=False)``)
+``sigmoid_like``         :math:`(1 + \operatorname{erf}(z / 2.40206))/2`
+``gelu``                 :math:`z\,\Phi(z)` (exact, not the tanh fit)
 ``identity``             :math:`z`
 ``sin``                  :math:`a \sin(b z + c)`                                ``a=1, b=1, c=0``
 ``cos``                  :math:`a \cos(b z + c)`                                ``a=1, b=1, c=0``
@@ -30,7 +30,7 @@ name                     :math:`\phi(z)`                                        
 ``monomial``             :math:`z^n`, :math:`0 \le n \le 5`                     ``degree``
 ``rectified_monomial``   :math:`\mathbb 1[z \ge 0]\, z^n`                       ``degree``
 ``polynomial``           :math:`\sum_k c_k z^k`                                 ``coef``
-``hermite``              :math:`\mathrm{He}_n(z)/\sqrt{n!}` (unit Gaussian norm) ``degree``
+``hermite``              :math:`\mathrm{He}_n(z)/\sqrt{n!}`, unit norm          ``degree``
 ``numerical``            any ``fn`` (kernels by quadrature)                     ``fn``, ``df=None``
 =======================  =====================================================  =================
 

@@ -198,9 +198,10 @@ def rosenbrock_converges(make: Callable[[], optax.GradientTransformation], steps
 
     f = lambda p: jnp.stack([10 * (p[1] - p[0] ** 2), 1 - p[0]])
     ell = lambda r: 0.5 * jnp.sum(r**2)
-    step = train.train_step(lambda p, x: f(p), lambda out, y: ell(out), make(), metrics=())
+    tx = make()
+    step = train.train_step(lambda p, x: f(p), lambda out, y: ell(out), tx, metrics=())
     p0 = jnp.array([-1.2, 1.0], jnp.float32)
-    state = train.TrainState.create(p0, make(), jax.random.PRNGKey(0))
+    state = train.TrainState.create(p0, tx, jax.random.PRNGKey(0))
     res = train.run(step, state, (jnp.zeros((1, 1)), jnp.zeros((1, 1))), steps)
     final = float(ell(f(res.state.params)))
     return final, bool(np.isfinite(final) and final < 1e-4 * float(ell(f(p0))))

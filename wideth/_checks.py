@@ -152,6 +152,22 @@ def choice(name: str, value: Any, options: Sequence[Any]) -> Any:
     return value
 
 
+def choices(name: str, value: Any, options: Sequence[str]) -> str | tuple[str, ...]:
+    """One of ``options``, or a non-empty list/tuple of them (returned as a tuple)."""
+    msg = f"{name}: expected one of {tuple(options)} or a tuple of them, got {value!r}"
+    if isinstance(value, str):
+        if value not in options:
+            raise ValueError(msg)
+        return value
+    if (
+        isinstance(value, list | tuple)
+        and value
+        and all(isinstance(v, str) and v in options for v in value)
+    ):
+        return tuple(value)
+    raise ValueError(msg)
+
+
 def finite(name: str, x: Any) -> None:
     """No NaN or inf in a concrete inexact array (traced arrays are skipped)."""
     if is_tracer(x):

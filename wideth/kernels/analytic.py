@@ -948,21 +948,6 @@ def transformer(
 # ----------------------------------------------------------------------------- kernel
 
 
-def _check_get(get: Any) -> tuple[str, ...] | str:
-    msg = f"get: expected one of {KERNEL_FIELDS} or a tuple of them, got {get!r}"
-    if isinstance(get, str):
-        if get not in KERNEL_FIELDS:
-            raise ValueError(msg)
-        return get
-    if (
-        isinstance(get, list | tuple)
-        and get
-        and all(isinstance(g, str) and g in KERNEL_FIELDS for g in get)
-    ):
-        return tuple(get)
-    raise ValueError(msg)
-
-
 def _check_input_bound(kernel_fn: Callable, x: Any, name: str) -> None:
     """Inputs within the mean-square bound the quadrature layers of ``kernel_fn`` were sized for."""
     bound = getattr(kernel_fn, "wideth_input_bound", None)
@@ -1156,7 +1141,7 @@ def kernel(
         beyond the ``max_input_sq`` a quadrature layer was sized for.
     """
     _checks.callable_("kernel_fn", kernel_fn, "a neural-tangents kernel_fn(x1, x2, get)")
-    get = _check_get(get)
+    get = _checks.choices("get", get, KERNEL_FIELDS)
     pair_only = all(g in _PAIR_FIELDS for g in ((get,) if isinstance(get, str) else get))
     static = _hashable_kwargs(kernel_kwargs)
     store_on_device = _checks.boolean("store_on_device", store_on_device)

@@ -33,6 +33,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -681,11 +682,13 @@ def ensemble(
     )
     _check_targets(y_train, train["ntk"].shape[0])
 
+    @functools.cache
+    def mean_fn(g: str) -> Callable[..., Any]:  # one eigh per kernel, on first use
+        return gradient_descent_mse(train[g], y_train, learning_rate, diag_reg, normalization)
+
     def predict_fn(t=None, x_test=None, get="ntk", compute_cov=False):
+        get = _checks.choices("get", get, ("nngp", "ntk"))
         names = (get,) if isinstance(get, str) else get
-        valid = isinstance(names, tuple) and names and all(g in ("nngp", "ntk") for g in names)
-        if not valid:
-            raise ValueError(f"get: expected 'nngp', 'ntk' or a tuple of them, got {get!r}")
         compute_cov = _checks.boolean("compute_cov", compute_cov)
         if x_test is None:
             cross, test = train, (train["nngp"] if compute_cov else None)
@@ -703,8 +706,7 @@ def ensemble(
                     *args, test, y_train, t, learning_rate, diag_reg, normalization
                 )
             else:
-                fn = gradient_descent_mse(train[g], y_train, learning_rate, diag_reg, normalization)
-                out[g] = Gaussian(fn(t, k_test_train=cross[g])[1], None)
+                out[g] = Gaussian(mean_fn(g)(t, k_test_train=cross[g])[1], None)
         return out[get] if isinstance(get, str) else out
 
     return predict_fn

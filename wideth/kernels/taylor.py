@@ -209,13 +209,8 @@ def monte_carlo_kernel_fn(
     keys = jax.random.split(key, n_samples)
 
     def kernel_fn(x1, x2=None, get=("nngp", "ntk"), return_samples=False):
+        get = _checks.choices("get", get, ("nngp", "ntk"))
         names = (get,) if isinstance(get, str) else get
-        if (
-            not isinstance(names, tuple)
-            or not names
-            or not all(g in ("nngp", "ntk") for g in names)
-        ):
-            raise ValueError(f"get: expected 'nngp', 'ntk' or a tuple of them, got {get!r}")
         return_samples = _checks.boolean("return_samples", return_samples)
         x1 = _checks.array("x1", x1, min_ndim=2, kind="real")
         if x2 is not None:
@@ -225,11 +220,6 @@ def monte_carlo_kernel_fn(
                     f"x2: expected the feature shape of x1 {tuple(x1.shape[1:])}, got "
                     f"{_checks.shape_str(x2)}"
                 )
-        # check the shapes once, with a real network, before the map
-        p0 = init(keys[0])
-        for g in names:
-            (empirical.nngp if g == "nngp" else empirical.ntk)(fn, p0, x1[:1], None)
-
         def one(k):
             p = init(k)
             out = []

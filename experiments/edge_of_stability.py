@@ -42,12 +42,15 @@ cannot fit its data quickly does: a depth-2, width-16 tanh MLP on 1300 digits
 with 30% of the labels resampled uniformly. Checks, per :math:`\eta`: the
 sharpness reaches :math:`0.9\cdot 2/\eta`; the median of the probed
 sharpness from first reaching it to two thirds of the run lies in
-:math:`[0.85, 1.3]\cdot 2/\eta` (the median, because instability spikes of
-2-4x the edge come and go within one probe interval; the band is the one
-their cross-entropy figures show, not a standard error); the loss keeps
-decreasing. Where it stops: within the quick run the loss only falls to
-~0.1, so the late decline of the sharpness is not reached (full mode runs
-4x longer).
+:math:`[0.85, 1.3]\cdot 2/\eta` widened by two standard errors of that
+median (the median, because instability spikes of 2-4x the edge come and go
+within one probe interval; the band is the one their cross-entropy figures
+show, and the standard error, from the medians of 5 contiguous blocks of the
+window, accounts for where in its fluctuations a finite run happens to
+stop: the same run on two machines differs in rounding, and the dynamics at
+the edge amplify it); the loss keeps decreasing. Where it stops: within the
+quick run the loss only falls to ~0.1, so the late decline of the sharpness
+is not reached (full mode runs 4x longer).
 
 References:
   Cohen, Kaur, Li, Kolter, Talwalkar, `Gradient Descent on Neural Networks
@@ -234,6 +237,7 @@ def xent_summary(sharp: np.ndarray, loss: np.ndarray, eta: float) -> dict[str, A
         "max_over_edge": float(np.nanmax(sharp) / edge),
         "first_at_edge": first,
         "hover_median_over_edge": float(np.median(window) / edge) if window.size else float("nan"),
+        "hover_se_over_edge": median_se(window) / edge,
         "final_over_edge": float(sharp[-1] / edge),
         "loss_first": float(loss[0]),
         "loss_last": float(loss[-1]),
@@ -241,10 +245,26 @@ def xent_summary(sharp: np.ndarray, loss: np.ndarray, eta: float) -> dict[str, A
     }
 
 
+def median_se(window: np.ndarray, blocks: int = 5) -> float:
+    """Standard error of the median of a time-correlated series, by batch medians.
+
+    The window is cut into ``blocks`` contiguous blocks; the medians of the
+    blocks are treated as independent draws, so SE = std(block medians) /
+    sqrt(blocks). With fewer than two points per block it returns 0 (no
+    estimate; the band is then used as it is).
+    """
+    window = np.asarray(window, np.float64)
+    if window.size < 2 * blocks:
+        return 0.0
+    meds = np.array([np.median(b) for b in np.array_split(window, blocks)])
+    return float(meds.std(ddof=1) / np.sqrt(blocks))
+
+
 def xent_checks(s: dict[str, Any], multiple: float) -> list[dict[str, Any]]:
     """The cross-entropy checks of the module docstring."""
     tag = f"cross-entropy, eta = 2/({multiple:g} lambda_0)"
     reached = bool(s["finished"] and s["max_over_edge"] >= 0.9)
+    lo, hi = 0.85 - 2 * s["hover_se_over_edge"], 1.3 + 2 * s["hover_se_over_edge"]
     return [
         check(
             f"{tag}: sharpness reaches 0.9 x 2/eta",
@@ -256,11 +276,14 @@ def xent_checks(s: dict[str, Any], multiple: float) -> list[dict[str, Any]]:
         ),
         check(
             f"{tag}: median sharpness from reaching the edge to 2/3 of the run / (2/eta)",
-            "in [0.85, 1.3]",
+            f"in [0.85, 1.3] +- 2 SE = [{lo:.3f}, {hi:.3f}]",
             s["hover_median_over_edge"],
-            None,
-            passed=bool(reached and 0.85 <= s["hover_median_over_edge"] <= 1.3),
-            note="Cohen et al. 2021, cross-entropy figures: at or somewhat above 2/eta",
+            2 * s["hover_se_over_edge"],
+            passed=bool(reached and lo <= s["hover_median_over_edge"] <= hi),
+            note=(
+                "Cohen et al. 2021, cross-entropy figures: at or somewhat above 2/eta; "
+                "tolerance: their band widened by 2 SE of the median (batch medians)"
+            ),
         ),
         check(
             f"{tag}: loss keeps decreasing",
@@ -304,7 +327,7 @@ def plot_eos(res: dict[str, Any]):
         for eta, sharp in zip(x["etas"], x["sharpness"], strict=True):
             axes[2].plot(eta * t_x, sharp * eta / 2, label=f"GD η = {eta:.3g}")
         axes[2].axhline(1.0, color="k", ls="--", lw=0.9)
-        axes[2].axhspan(0.85, 1.15, color="0.85", zorder=0, label="±15% band (checked)")
+        axes[2].axhspan(0.85, 1.3, color="0.85", zorder=0, label="[0.85, 1.3] band (checked)")
         axes[2].set(
             xlabel="time η·t",
             ylabel="λ_max / (2/η)",

@@ -72,12 +72,30 @@ def test_cross_entropy_checks_pass_on_hovering_and_fail_without_it():
     loss = np.linspace(2.3, 0.1, 2000)
     s = eos.xent_summary(hover, loss, eta)
     assert all(c["pass"] for c in eos.xent_checks(s, 3.0))
-    # Overshooting to 1.4 x 2/eta and staying there fails the hovering band.
-    over = eos.xent_checks(eos.xent_summary(1.4 * hover, loss, eta), 3.0)
+    # Overshooting to 1.6 x 2/eta and staying there fails the hovering band (2 SE = 0.16).
+    over = eos.xent_checks(eos.xent_summary(1.6 * hover, loss, eta), 3.0)
     assert over[0]["pass"] and not over[1]["pass"]
     # Sharpness collapsing from the start (the MSE network's cross-entropy run) fails both.
     collapse = eos.xent_checks(eos.xent_summary(edge * 0.5 * np.exp(-t / 5), loss, eta), 3.0)
     assert not collapse[0]["pass"] and not collapse[1]["pass"]
+
+
+def test_median_se_by_batch_medians():
+    rng = np.random.default_rng(0)
+    # Independent draws: the batch-median SE estimates the median's SE
+    # (sqrt(pi/2) sigma / sqrt(n) for a normal sample) within its own scatter.
+    draws = rng.normal(size=(400, 200))
+    se = np.array([eos.median_se(d) for d in draws])
+    true = np.median(draws, axis=1).std()
+    assert abs(np.mean(se) / true - 1) < 0.15
+    assert eos.median_se(np.ones(50)) == 0.0 and eos.median_se(np.arange(6.0)) == 0.0
+    # A noisy hover just above the band passes only through its SE; a quiet one fails.
+    eta, t = 0.5, np.arange(200)
+    loss = np.linspace(2.3, 0.1, 2000)
+    noisy = 4 * np.where(t < 5, 0.5, 1.12 + 0.3 * np.sin(t / 40.0))  # median 1.33, SE 0.046
+    quiet = 4 * np.where(t < 5, 0.5, 1.33 + 0.001 * np.sin(t / 4.0))
+    assert eos.xent_checks(eos.xent_summary(noisy, loss, eta), 3.0)[1]["pass"]
+    assert not eos.xent_checks(eos.xent_summary(quiet, loss, eta), 3.0)[1]["pass"]
 
 
 def test_label_noise_resamples_the_stated_fraction():

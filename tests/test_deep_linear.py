@@ -124,6 +124,33 @@ def test_perp_norm_and_predictive_agree_with_the_scale_law(x64):
     assert np.all(np.abs(z.var(0) - v_pred) < 4 * v_pred * np.sqrt(3 / 2e4) * 3)
 
 
+def _gig_posterior(n1, a, p, n0, sigma2):
+    """One hidden layer: the Meijer-G density G^{1,0}_{0,1} is a gamma, so the posterior of s
+    is generalised inverse Gaussian (derived): s = c g with c = sigma2^2 / n0,
+    g ~ Gamma(n1/2, scale 2/n1); times s^(-P/2) e^(-a/(2s)) the density is
+    s^(lam - 1) exp(-(A s + B / s) / 2), lam = (n1 - P)/2, A = n1/c, B = a."""
+    from scipy.stats import geninvgauss
+
+    c = sigma2**2 / n0
+    big_a, big_b = n1 / c, a
+    return geninvgauss(n1 / 2 - p / 2, np.sqrt(big_a * big_b), scale=np.sqrt(big_b / big_a))
+
+
+@pytest.mark.parametrize("n1,rho,sigma2", [(20, 1.0, 1.0), (60, 4.0, 1.3), (5, 0.5, 0.8)])
+def test_one_hidden_layer_posterior_is_generalised_inverse_gaussian(x64, n1, rho, sigma2):
+    """The whole law, not moments: KS distance of 4000 exact draws to the closed-form GIG
+    below its 0.1% critical value 1.95/sqrt(n); the GIG of the wrong width is rejected."""
+    x, y = _data(rho)
+    a = float(jnp.sum(dl.interpolant(x, y)[0] ** 2))
+    s = np.exp(np.asarray(dl.posterior_log_scale(jax.random.key(3), x, y, (n1,), sigma2, 4000)))
+    crit = 1.95 / np.sqrt(len(s))
+    from scipy.stats import kstest
+
+    assert kstest(s, _gig_posterior(n1, a, P, N0, sigma2).cdf).statistic < crit
+    wrong = _gig_posterior(int(1.5 * n1), a, P, N0, sigma2)
+    assert kstest(s, wrong.cdf).statistic > crit
+
+
 def test_shallow_model_is_a_fixed_scale(x64):
     x, y = _data()
     t = dl.posterior_log_scale(jax.random.key(0), x, y, (), 2.0, 10)

@@ -51,7 +51,11 @@ with mean and variance those of the paper's
 shape is Gaussian only as :math:`n_0 - P \to \infty` (:math:`u_1^2 \sim
 \mathrm{Beta}(\tfrac12, \tfrac{n_0 - P - 1}2)`). The paper writes the same
 law through Meijer-G functions: the density of a product of gammas is
-:math:`G^{L,0}_{0,L}`.
+:math:`G^{L,0}_{0,L}`. For one hidden layer (:math:`G^{1,0}_{0,1}` a gamma
+density) the posterior of :math:`s` is generalised inverse Gaussian,
+:math:`\propto s^{(n_1-P)/2-1}\exp(-(n_1 n_0 s/\sigma^4 + a/s)/2)`; deeper
+networks are checked against the Meijer-G density evaluated as a numerical
+Mellin convolution of the gamma factors (tests).
 
 **Exact sampler.** With :math:`t = \log s = t_0 + \sum_l T_l`,
 :math:`t_0 = \log(\bar\sigma^2/n_0)`, :math:`e^{T_l} \sim

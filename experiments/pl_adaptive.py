@@ -809,6 +809,11 @@ def _fig_eta(results, summary, tasks):
         t = res["adler"]["probe_steps"][0]
         _band(ax, t[1:], res["adler"]["probes"]["eta_hat"][:, 1:], "k", "ADLER η̂")
         _band(ax, t[1:], res["gn"]["probes"]["eta_hat"][:, 1:], "C3", "GN η̂", ls="--")
+        # The research variants' applied steps (safeguarded: the capped step; gn_momentum:
+        # the step along G of the 2-D model; scheduled: the beta-scheduled average).
+        for i, name in enumerate(n for n in variants() if n in res):
+            eta = res[name]["probes"]["eta_hat"][:, 1:]
+            _band(ax, t[1:], eta, f"C{4 + i}", f"{name} step", ls="-.", lw=1.1)
         ax.axhline(s["loss_grid"]["best_lr"], color="C0", ls=":", label="best SGD lr (loss)")
         ax.axhline(s["thesis_grid"]["best_lr"], color="C2", ls=":", label="best SGD lr (acc)")
         ax.set(title=task.name, xlabel="step")
@@ -907,6 +912,12 @@ def run(cfg: Config) -> Result:
                 "adler_train_loss": r["adler"]["probes"]["train_loss"],
                 "gn_train_loss": r["gn"]["probes"]["train_loss"],
                 "adler_test_acc": r["adler"]["probes"]["test_acc"],
+                **{
+                    f"{v}_{q}": r[v]["probes"][key]
+                    for v in variants()
+                    if v in r
+                    for q, key in (("step", "eta_hat"), ("train_loss", "train_loss"))
+                },
             }
             for tn, r in results.items()
         },

@@ -202,6 +202,11 @@ def test_main_quick_smoke(tmp_path):
         traces = res.metrics["traces"][tn]["adler_train_loss"]
         assert np.all(np.isfinite(traces)), tn
         assert np.all(traces[:, -1] < 0.1 * traces[:, 0]), tn
+    for tn, tr in res.metrics["traces"].items():  # the variants' applied steps are kept
+        for v in exp.VARIANT_NAMES:
+            step = np.asarray(tr[f"{v}_step"])
+            assert step.shape == np.asarray(tr["adler_eta_hat"]).shape, (tn, v)
+            assert np.all(step[np.isfinite(step)] > 0), (tn, v)
     for c in res.checks:
         if "final train loss <=" in c["name"]:
             assert np.isfinite(c["measured"]) and c["measured"] > 0

@@ -123,8 +123,10 @@ def bootstrap_ci(
     return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
 
 
-def fit_record(fit: Any, *fields: str) -> dict[str, Any]:
-    """The named fields of a fit result as plain Python types, in the order given.
+def fit_record(fit: Any, fields: str) -> dict[str, Any]:
+    """The fields of a fit result named in ``fields`` (space-separated) as plain Python types.
+
+    The keys come in the order of ``fields``.
 
     ``loss`` becomes a float, ``stderr`` a dict, ``ci`` lists, ``n_bootstrap`` the
     number of bootstrap rows; any other field is taken as it is.
@@ -135,4 +137,4 @@ def fit_record(fit: Any, *fields: str) -> dict[str, Any]:
         "ci": lambda: {k: list(v) for k, v in fit.ci.items()},
         "n_bootstrap": lambda: int(np.shape(fit.bootstrap)[0]),
     }
-    return {k: computed[k]() if k in computed else getattr(fit, k) for k in fields}
+    return {k: computed[k]() if k in computed else getattr(fit, k) for k in fields.split()}

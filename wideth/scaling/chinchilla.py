@@ -287,18 +287,8 @@ class ChinchillaFit:
         """Parameters, loss, intervals and fit metadata as plain Python types."""
         return fit_record(
             self,
-            "params",
-            "loss",
-            "ci",
-            "ci_level",
-            "stderr",
-            "n_bootstrap",
-            "n_bootstrap_converged",
-            "n_points",
-            "n_excluded",
-            "delta",
-            "n_starts",
-            "n_converged",
+            "params loss ci ci_level stderr n_bootstrap n_bootstrap_converged "
+            "n_points n_excluded delta n_starts n_converged",
         )
 
     def to_json(self, **kwargs: Any) -> str:

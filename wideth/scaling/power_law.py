@@ -120,16 +120,7 @@ class PowerLawFit:
         """Parameters, loss, errors, intervals and metadata as plain Python types."""
         return fit_record(
             self,
-            "params",
-            "loss",
-            "stderr",
-            "ci",
-            "ci_level",
-            "n_bootstrap",
-            "with_offset",
-            "n_points",
-            "delta",
-            "n_converged",
+            "params loss stderr ci ci_level n_bootstrap with_offset n_points delta n_converged",
         )
 
     def to_json(self, **kwargs: Any) -> str:

@@ -8,6 +8,7 @@ markdown section into BENCHMARKS.md between ``<!-- NAME:start -->`` and
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -66,3 +67,58 @@ def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: body, text) if pattern.search(text) else text + "\n" + body + "\n"
     path.write_text(text)
+
+
+def publish(name: str, markdown: str, write: bool = True) -> str:
+    """Print ``markdown`` and, if ``write``, make it the section ``name`` of BENCHMARKS.md."""
+    print(markdown)
+    if write:
+        write_section(name, markdown)
+    return markdown
+
+
+def failure(error: Exception, limit: int) -> str:
+    """One line naming why a route failed: the exception type and its first ``limit`` chars."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:limit]}"
+
+
+def nt_empirical_ntk(apply_fn: Callable, implementation: int) -> Callable:
+    """neural-tangents' jitted output-traced empirical NTK, rows independent (``vmap_axes=0``)."""
+    import jax
+
+    from wideth.compat import neural_tangents
+
+    return jax.jit(
+        neural_tangents().empirical_ntk_fn(
+            apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=implementation
+        )
+    )
+
+
+def network_main(
+    argv: list[str] | None,
+    doc: str,
+    networks: Callable[[bool], list[tuple[str, Any, Any]]],
+    bench: Callable[[str, Any, Any, bool], tuple[list[list[Any]], str]],
+    section: str,
+    heading: str,
+    intro: str,
+    header: list[str],
+) -> str:
+    """The main of a per-network benchmark.
+
+    Parses ``--quick``, runs ``bench(name, network, x, quick)`` for every entry of
+    ``networks(quick)`` and publishes one table of all rows with the summaries below
+    it (written to BENCHMARKS.md unless ``--quick``).
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, do not write")
+    args = parser.parse_args(argv)
+    rows, summaries = [], []
+    for name, network, x in networks(args.quick):
+        r, s = bench(name, network, x, args.quick)
+        rows += r
+        summaries.append(s)
+    md = f"{heading}\n\n{intro}\n\n" + table(header, rows)
+    md += "\n\n" + "\n".join(f"- {s}" for s in summaries) + "\n"
+    return publish(section, md, write=not args.quick)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks._common import table, timeit, write_section
+from benchmarks._common import publish, table, timeit
 from wideth import hessian, train
 
 TOL = 1e-3
@@ -317,9 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         "side in one run. Run: `python -m benchmarks.hessian`.",
     ]
     text = "## hessian\n\n" + "\n".join(md)
-    print(text)
-    if not quick:
-        write_section("hessian", text)
+    publish("hessian", text, write=not quick)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ BENCHMARKS.md (not with ``--quick``).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._common import block, table, timeit, write_section
+from benchmarks._common import block, failure, network_main, nt_empirical_ntk, timeit
 from wideth.compat import neural_tangents
 from wideth.kernels import empirical
 
@@ -66,19 +65,16 @@ def _repeats(fn, quick: bool) -> float:
 def _bench_network(name, triple, x, quick):
     init_fn, apply_fn, _ = triple
     _, params = init_fn(jax.random.PRNGKey(1), x.shape)
-    nt = neural_tangents()
     results, failures = {}, {}
     for impl in (1, 2, 3):
         label = f"neural-tangents impl {impl}"
         try:
-            fn = jax.jit(
-                nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=impl)
-            )
+            fn = nt_empirical_ntk(apply_fn, impl)
             run = lambda fn=fn: fn(x, None, params)
             kern = np.asarray(block(run()))
             results[label] = (_repeats(run, quick), kern)
         except Exception as e:  # noqa: BLE001 -- record why a peer implementation fails
-            failures[label] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+            failures[label] = failure(e, 160)
         print(f"{name}: {label} done", flush=True)
     for method in ("structured", "jacobian", "jvp"):
         run = lambda m=method: empirical.ntk(apply_fn, params, x, method=m)
@@ -101,30 +97,20 @@ def _bench_network(name, triple, x, quick):
     return rows, summary
 
 
+_HEADING = "## Empirical NTK (`benchmarks/kernels.py`)"
+_INTRO = (
+    "Output-traced NTK (mean over outputs, NT's `trace_axes=(-1,)` convention), float32, "
+    "same parameters and inputs, one run. Time: median wall time after a compiling "
+    "warm-up. Speed-up: NT's best time / this row's time. Max abs diff: to NT's best "
+    "implementation's kernel. NT runs with `vmap_axes=0`."
+)
+_HEADER = ["network", "method", "time [s]", "speed-up vs NT best", "max abs diff / error"]
+
+
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, do not write")
-    args = parser.parse_args(argv)
-    rows, summaries = [], []
-    for name, triple, x in _networks(args.quick):
-        r, s = _bench_network(name, triple, x, args.quick)
-        rows += r
-        summaries.append(s)
-    md = "## Empirical NTK (`benchmarks/kernels.py`)\n\n"
-    md += (
-        "Output-traced NTK (mean over outputs, NT's `trace_axes=(-1,)` convention), float32, "
-        "same parameters and inputs, one run. Time: median wall time after a compiling "
-        "warm-up. Speed-up: NT's best time / this row's time. Max abs diff: to NT's best "
-        "implementation's kernel. NT runs with `vmap_axes=0`.\n\n"
+    return network_main(
+        argv, __doc__, _networks, _bench_network, "kernels", _HEADING, _INTRO, _HEADER
     )
-    md += table(
-        ["network", "method", "time [s]", "speed-up vs NT best", "max abs diff / error"], rows
-    )
-    md += "\n\n" + "\n".join(f"- {s}" for s in summaries) + "\n"
-    print(md)
-    if not args.quick:
-        write_section("kernels", md)
-    return md
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Run: ``python -m benchmarks.kernels_structured [--quick]``; writes the
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
@@ -31,9 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks._common import block, table, timeit, write_section
+from benchmarks._common import block, failure, network_main, nt_empirical_ntk, timeit
 from wideth import models
-from wideth.compat import neural_tangents
 from wideth.kernels import empirical
 
 
@@ -100,31 +98,28 @@ def _bench(name, module, x, quick):
     model = empirical._method_costs(plan, params, n, n, False, True)
     auto = empirical._choose(apply_fn, params, x, n)
     results, failures = {}, {}
-    nt = neural_tangents()
     for impl in (1, 2) if quick else (2,):  # impl 1: ~3x slower than 2 on MLPs (DESIGN.md)
         label = f"neural-tangents impl {impl}"
         try:
-            fn = jax.jit(
-                nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0, implementation=impl)
-            )
+            fn = nt_empirical_ntk(apply_fn, impl)
             t, k = _time(lambda fn=fn: fn(x, None, params), quick)
             results[label] = (t, k, _flops(fn, x, None, params), float("nan"))
         except Exception as e:  # noqa: BLE001 -- record why a peer implementation fails
-            failures[label] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            failures[label] = failure(e, 120)
         print(f"{name}: {label} done", flush=True)
     jr = _jacrev_einsum(apply_fn)
     try:
         t, k = _time(lambda: jr(params, x), quick)
         results["jax.jacrev + einsum"] = (t, k, _flops(jr, params, x), float("nan"))
     except Exception as e:  # noqa: BLE001 -- the full Jacobian may not fit in memory
-        failures["jax.jacrev + einsum"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        failures["jax.jacrev + einsum"] = failure(e, 120)
     print(f"{name}: jacrev done", flush=True)
     for method in ("structured", "jacobian"):
         run = lambda m=method: empirical.ntk(apply_fn, params, x, method=m)
         try:
             t, k = _time(run, quick)
         except Exception as e:  # noqa: BLE001 -- the full Jacobian may not fit in memory
-            failures[f"wideth {method}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            failures[f"wideth {method}"] = failure(e, 120)
             continue
         fl = _flops(empirical._ntk_jit, apply_fn, params, x, x, method, None, False, True)
         results[f"wideth {method}"] = (t, k, fl, 2 * model[method])
@@ -151,41 +146,30 @@ def _bench(name, module, x, quick):
     return rows, summary
 
 
+_HEADING = "## Structured empirical NTK per architecture (`benchmarks/kernels_structured.py`)"
+_INTRO = (
+    "Output-traced NTK (mean over outputs), float32, same parameters and inputs, one run "
+    "(ratios side by side). Time: median wall time after a compiling warm-up, on 2 CPU "
+    "cores shared with other jobs (absolute times vary with load; compare within a "
+    "network). Speed-up: the best neural-tangents time / this row's time. XLA FLOPs: "
+    "`cost_analysis()` of the compiled call. Model FLOPs: our cost model "
+    "(2 x multiply-adds) that `auto` uses. Max abs diff: to the reference kernel."
+)
+_HEADER = [
+    "network",
+    "route",
+    "time [s] (2 CPU cores)",
+    "speed-up vs NT best",
+    "XLA FLOPs",
+    "model FLOPs",
+    "max abs diff / error",
+]
+
+
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, do not write")
-    args = parser.parse_args(argv)
-    rows, summaries = [], []
-    for name, module, x in _networks(args.quick):
-        r, s = _bench(name, module, x, args.quick)
-        rows += r
-        summaries.append(s)
-    md = "## Structured empirical NTK per architecture (`benchmarks/kernels_structured.py`)\n\n"
-    md += (
-        "Output-traced NTK (mean over outputs), float32, same parameters and inputs, one run "
-        "(ratios side by side). Time: median wall time after a compiling warm-up, on 2 CPU "
-        "cores shared with other jobs (absolute times vary with load; compare within a "
-        "network). Speed-up: the best neural-tangents time / this row's time. XLA FLOPs: "
-        "`cost_analysis()` of the compiled call. Model FLOPs: our cost model "
-        "(2 x multiply-adds) that `auto` uses. Max abs diff: to the reference kernel.\n\n"
+    return network_main(
+        argv, __doc__, _networks, _bench, "kernels_structured", _HEADING, _INTRO, _HEADER
     )
-    md += table(
-        [
-            "network",
-            "route",
-            "time [s] (2 CPU cores)",
-            "speed-up vs NT best",
-            "XLA FLOPs",
-            "model FLOPs",
-            "max abs diff / error",
-        ],
-        rows,
-    )
-    md += "\n\n" + "\n".join(f"- {s}" for s in summaries) + "\n"
-    print(md)
-    if not args.quick:
-        write_section("kernels_structured", md)
-    return md
 
 
 if __name__ == "__main__":

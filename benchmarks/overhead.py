@@ -21,7 +21,7 @@ import jax
 import optax
 from flax import nnx
 
-from benchmarks._common import block, table, timeit, write_section
+from benchmarks._common import block, publish, table, timeit
 from wideth import functional, hessian, models, train
 from wideth.kernels import empirical
 
@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{100 * overhead:.1f}% (target <= 5%).",
         ]
     )
-    write_section("overhead", md)
-    print(md)
+    publish("overhead", md)
 
 
 if __name__ == "__main__":

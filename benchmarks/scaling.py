@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from scipy.optimize import minimize
 
-from benchmarks._common import table, write_section
+from benchmarks._common import publish, table
 from wideth.scaling import bootstrap_weights, chinchilla_grid, datasets, fit_chinchilla
 
 DELTA = 1e-3
@@ -149,8 +149,7 @@ def main() -> None:
         f"beta = {fit.params['beta']:.4f}; {fit.n_converged} of 4500 starts met the "
         "tolerances within their budget. Timings on a shared machine: compare ratios."
     )
-    print(md)
-    write_section("scaling", md)
+    publish("scaling", md)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-from benchmarks._common import table, write_section
+from benchmarks._common import publish, table
 
 N, D, DEPTH, BLOCK = 2048, 32, 3, 128
 
@@ -58,8 +58,7 @@ def main() -> None:
         "difference is against the unsharded `analytic.kernel`.\n\n"
         + table(["devices", "median time (s)", "ratio to 1 device", "max abs diff"], rows)
     )
-    write_section("sharding", md)
-    print(md)
+    publish("sharding", md)
 
 
 if __name__ == "__main__":

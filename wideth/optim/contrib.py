@@ -14,7 +14,8 @@ import optax
 
 from wideth import _checks
 
-from .adler import _check_extra_args, _real_tree_dot, _state_dtype, pl_adaptive
+from ._averaged import state_dtype as _state_dtype
+from .adler import _check_extra_args, _real_tree_dot, pl_adaptive
 
 __all__ = [
     "GaussNewtonMomentumState",

@@ -32,7 +32,7 @@ import optax
 
 from wideth import _checks
 
-from .adler import _state_dtype
+from . import _averaged
 
 __all__ = ["OuterProductState", "outer_product_adaptive", "outer_product_adaptive_info"]
 
@@ -116,15 +116,7 @@ def outer_product_adaptive(
     eps = _checks.scalar("eps", eps, 0.0)
 
     def init_fn(params: Any) -> OuterProductState:
-        dtype = _state_dtype(params)
-        zero = jnp.zeros([], dtype)
-        return OuterProductState(
-            count=jnp.zeros([], jnp.int32),
-            eta_sum=zero,
-            weight=zero,
-            last_eta=jnp.full([], jnp.nan, dtype),
-            eta_hat=zero,
-        )
+        return _averaged.init_state(OuterProductState, params)
 
     def update_fn(
         updates: Any, state: OuterProductState, params: Any = None, **extra_args: Any
@@ -136,22 +128,8 @@ def outer_product_adaptive(
         ok = finite & (gg > 0)
         eta = 1 / (jnp.where(ok, gg, 1) + jnp.asarray(eps, dtype))
         ok = ok & jnp.isfinite(eta)
-        b = jnp.asarray(beta, dtype)
-        eta_sum = jnp.where(ok, b * state.eta_sum + eta, state.eta_sum)
-        weight = jnp.where(ok, b * state.weight + 1, state.weight)
-        eta_hat = jnp.where(weight > 0, eta_sum / jnp.where(weight > 0, weight, 1), 0)
-        new_updates = jax.tree.map(
-            lambda g: jnp.where(finite, (-eta_hat).astype(g.dtype) * g, jnp.zeros_like(g)),
-            updates,
-        )
-        new_state = OuterProductState(
-            count=optax.safe_increment(state.count),
-            eta_sum=eta_sum.astype(dtype),
-            weight=weight.astype(dtype),
-            last_eta=jnp.where(ok, eta, jnp.nan).astype(dtype),
-            eta_hat=eta_hat.astype(dtype),
-        )
-        return new_updates, new_state
+        new_state = _averaged.advance(state, eta, ok, beta, log_space=False)
+        return _averaged.decoupled_step(updates, None, new_state.eta_hat, 0.0, finite), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -174,16 +152,6 @@ def outer_product_adaptive_info(state: Any) -> dict[str, jax.Array]:
     Raises:
         ValueError: if ``state`` contains no ``OuterProductState``.
     """
-    found = [
-        s
-        for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, OuterProductState))
-        if isinstance(s, OuterProductState)
-    ]
-    if not found:
-        raise ValueError(
-            "outer_product_adaptive_info: `state` contains no OuterProductState; pass the "
-            "optimizer state returned by a transform built with "
-            "wideth.optim.outer_product_adaptive."
-        )
-    s = found[0]
-    return {"eta_hat": s.eta_hat, "last_eta": s.last_eta, "count": s.count, "weight": s.weight}
+    return _averaged.info(
+        state, OuterProductState, "outer_product_adaptive_info", "outer_product_adaptive"
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -77,6 +80,20 @@ def huber(r: jax.Array, delta: float | jax.Array) -> jax.Array:
     return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
+def mean_huber(r: jax.Array, weights: jax.Array, delta: float | jax.Array) -> jax.Array:
+    r"""Weighted mean Huber loss over delta.
+
+    :math:`\sum_i w_i h_\delta(r_i) / (\delta \sum_i w_i)`: the same minimiser as the
+    sum, gradients of order one.
+    """
+    return jnp.sum(weights * huber(r, delta)) / (delta * jnp.sum(weights))
+
+
+def x64_for(dtype: Any) -> contextlib.AbstractContextManager:
+    """``jax.enable_x64`` on for a float64 fit, left as the caller set it otherwise."""
+    return jax.enable_x64(dtype == jnp.float64 or bool(jax.config.jax_enable_x64))
+
+
 def bootstrap_weights(key: jax.Array, n: int, num: int, dtype: Any) -> np.ndarray:
     """``(num, n)`` resampling counts: point ``i`` drawn ``w[b, i]`` times in resample ``b``."""
     key = _checks.prng_key("key", key)
@@ -93,3 +110,31 @@ def percentile_ci(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.nda
     lo = np.nanpercentile(samples, 50 * (1 - level), axis=0)
     hi = np.nanpercentile(samples, 50 * (1 + level), axis=0)
     return lo, hi
+
+
+def bootstrap_ci(
+    bootstrap: Any, level: float, names: Sequence[str]
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals ``{name: (low, high)}`` of the bootstrap columns (NaN if none)."""
+    samples = np.asarray(bootstrap, np.float64)
+    if samples.shape[0] == 0:
+        return {k: (math.nan, math.nan) for k in names}
+    lo, hi = percentile_ci(samples, level)
+    return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
+
+
+def fit_record(fit: Any, fields: str) -> dict[str, Any]:
+    """The fields of a fit result named in ``fields`` (space-separated) as plain Python types.
+
+    The keys come in the order of ``fields``.
+
+    ``loss`` becomes a float, ``stderr`` a dict, ``ci`` lists, ``n_bootstrap`` the
+    number of bootstrap rows; any other field is taken as it is.
+    """
+    computed = {
+        "loss": lambda: float(fit.loss),
+        "stderr": lambda: dict(fit.stderr),
+        "ci": lambda: {k: list(v) for k, v in fit.ci.items()},
+        "n_bootstrap": lambda: int(np.shape(fit.bootstrap)[0]),
+    }
+    return {k: computed[k]() if k in computed else getattr(fit, k) for k in fields.split()}

@@ -33,13 +33,16 @@ from wideth import _checks
 from . import _lbfgs
 from ._common import (
     as_positive_1d,
+    bootstrap_ci,
     bootstrap_weights,
     check_distinct,
     check_finite_fit,
     check_lengths,
     check_options,
-    huber,
+    fit_record,
+    mean_huber,
     percentile_ci,
+    x64_for,
 )
 
 __all__ = ["ChinchillaFit", "fit_chinchilla", "chinchilla_grid"]
@@ -67,9 +70,7 @@ def _log_predict(theta: jax.Array, log_n: jax.Array, log_d: jax.Array) -> jax.Ar
 
 
 def _objective(theta, log_n, log_d, log_l, weights, delta):
-    # Mean Huber loss divided by delta: same minimiser as the sum, gradients of order one.
-    r = _log_predict(theta, log_n, log_d) - log_l
-    return jnp.sum(weights * huber(r, delta)) / (delta * jnp.sum(weights))
+    return mean_huber(_log_predict(theta, log_n, log_d) - log_l, weights, delta)
 
 
 def multistart(
@@ -115,6 +116,47 @@ def _set_rows(a: np.ndarray, idx: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.array(a)
     a[idx] = b
     return a
+
+
+def bootstrap_refits(
+    objective: Any,
+    starts: np.ndarray,
+    key: jax.Array | None,
+    n_bootstrap: int,
+    data: tuple[jax.Array, ...],
+    delta: Any,
+    max_iter: int,
+    *,
+    chunk: int,
+    quiet: bool = True,
+    desc: str = "L-BFGS",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refit ``n_bootstrap`` resamples (with replacement) of the points in ``data``.
+
+    Every resample is refitted from each row of ``starts`` (all at once) and keeps
+    its lowest-loss run. ``key`` ``None`` means ``jax.random.key(0)``. Returns the
+    ``(n_bootstrap, p)`` float64 solutions and whether each met the tolerances.
+    """
+    dtype = data[0].dtype
+    key = jax.random.key(0) if key is None else key
+    k = starts.shape[0]
+    weights = bootstrap_weights(key, data[0].shape[0], n_bootstrap, dtype)
+    state = _lbfgs.solve(
+        objective,
+        _lbfgs.init_batch(np.tile(starts, (n_bootstrap, 1)).astype(dtype)),
+        np.repeat(weights, k, axis=0),
+        data,
+        delta,
+        max_iter,
+        chunk=chunk,
+        quiet=quiet,
+        desc=desc,
+    )
+    f = np.where(np.isfinite(state.f), state.f, np.inf).reshape(n_bootstrap, k)
+    pick = np.argmin(f, axis=1)
+    rows = np.arange(n_bootstrap)
+    x = np.asarray(state.x, np.float64).reshape(n_bootstrap, k, -1)[rows, pick]
+    return x, np.asarray(state.done).reshape(n_bootstrap, k)[rows, pick]
 
 
 def _to_natural(theta: np.ndarray) -> np.ndarray:
@@ -179,11 +221,7 @@ class ChinchillaFit:
     @property
     def ci(self) -> dict[str, tuple[float, float]]:
         """Percentile bootstrap intervals at ``ci_level``, ``{name: (low, high)}``."""
-        samples = np.asarray(self.bootstrap, np.float64)
-        if samples.shape[0] == 0:
-            return {k: (math.nan, math.nan) for k in PARAM_NAMES}
-        lo, hi = percentile_ci(samples, self.ci_level)
-        return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(PARAM_NAMES)}
+        return bootstrap_ci(self.bootstrap, self.ci_level, PARAM_NAMES)
 
     @property
     def stderr(self) -> dict[str, float]:
@@ -247,20 +285,11 @@ class ChinchillaFit:
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters, loss, intervals and fit metadata as plain Python types."""
-        return {
-            "params": self.params,
-            "loss": float(self.loss),
-            "ci": {k: list(v) for k, v in self.ci.items()},
-            "ci_level": self.ci_level,
-            "stderr": self.stderr,
-            "n_bootstrap": int(np.shape(self.bootstrap)[0]),
-            "n_bootstrap_converged": self.n_bootstrap_converged,
-            "n_points": self.n_points,
-            "n_excluded": self.n_excluded,
-            "delta": self.delta,
-            "n_starts": self.n_starts,
-            "n_converged": self.n_converged,
-        }
+        return fit_record(
+            self,
+            "params loss ci ci_level stderr n_bootstrap n_bootstrap_converged "
+            "n_points n_excluded delta n_starts n_converged",
+        )
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as a JSON string (NaN written as ``NaN``)."""
@@ -379,111 +408,69 @@ def fit_chinchilla(
     check_distinct("N", N, 3, "A and alpha")
     check_distinct("D", D, 3, "B and beta")
     dtype = jnp.dtype(_checks.float_dtype("dtype", dtype))
-    with jax.enable_x64(dtype == jnp.float64 or bool(jax.config.jax_enable_x64)):
-        return _fit(
-            N,
-            D,
-            L,
-            delta,
-            n_bootstrap,
-            key,
-            n_excluded,
-            ci_level,
-            init_grid,
-            max_iter,
-            refine_iter,
-            num_refine,
-            bootstrap_starts,
-            dtype,
-            quiet,
-        )
-
-
-def _fit(
-    N,
-    D,
-    L,
-    delta,
-    n_bootstrap,
-    key,
-    n_excluded,
-    ci_level,
-    init_grid,
-    max_iter,
-    refine_iter,
-    num_refine,
-    bootstrap_starts,
-    dtype,
-    quiet,
-) -> ChinchillaFit:
-    n = L.size
-    data = tuple(np.log(v).astype(dtype) for v in (N, D, L))
-    starts = chinchilla_grid() if init_grid is None else init_grid
-    delta_arr = np.asarray(delta, dtype)
-    state = multistart(
-        _objective,
-        starts,
-        np.ones((n,), dtype),
-        data,
-        delta_arr,
-        max_iter=max_iter,
-        refine_iter=refine_iter,
-        num_refine=num_refine,
-        chunk=_CHUNK,
-        quiet=quiet,
-    )
-    f = np.where(np.isfinite(state.f), state.f, np.inf).astype(np.float64)
-    order = np.argsort(f, kind="stable")
-    theta = np.asarray(state.x, np.float64)
-    best = theta[order[0]]
-    best_loss = f[order[0]] * delta * n
-    check_finite_fit(best_loss, "init_grid")
-
-    boot = np.zeros((0, 5))
-    n_boot_conv = 0
-    if n_bootstrap > 0:
-        key = jax.random.key(0) if key is None else key
-        # Distinct starting points: the best grid solutions, skipping near-duplicates.
-        picks = [best]
-        for i in order[1:]:
-            if len(picks) >= bootstrap_starts or not np.isfinite(f[i]):
-                break
-            if all(np.max(np.abs(theta[i] - p)) > 1e-2 for p in picks):
-                picks.append(theta[i])
-        k = len(picks)
-        weights = bootstrap_weights(key, n, n_bootstrap, dtype)
-        bstate = _lbfgs.solve(
+    with x64_for(dtype):
+        n = L.size
+        data = tuple(np.log(v).astype(dtype) for v in (N, D, L))
+        starts = chinchilla_grid() if init_grid is None else init_grid
+        delta_arr = np.asarray(delta, dtype)
+        state = multistart(
             _objective,
-            _lbfgs.init_batch(np.tile(np.stack(picks), (n_bootstrap, 1)).astype(dtype)),
-            np.repeat(weights, k, axis=0),
+            starts,
+            np.ones((n,), dtype),
             data,
             delta_arr,
-            refine_iter,
+            max_iter=max_iter,
+            refine_iter=refine_iter,
+            num_refine=num_refine,
             chunk=_CHUNK,
             quiet=quiet,
-            desc="bootstrap",
         )
-        bf = np.where(np.isfinite(bstate.f), bstate.f, np.inf).reshape(n_bootstrap, k)
-        pick = np.argmin(bf, axis=1)
-        rows = np.arange(n_bootstrap)
-        boot = _to_natural(np.asarray(bstate.x, np.float64).reshape(n_bootstrap, k, 5)[rows, pick])
-        n_boot_conv = int(np.sum(bstate.done.reshape(n_bootstrap, k)[rows, pick]))
+        f = np.where(np.isfinite(state.f), state.f, np.inf).astype(np.float64)
+        order = np.argsort(f, kind="stable")
+        theta = np.asarray(state.x, np.float64)
+        best = theta[order[0]]
+        best_loss = f[order[0]] * delta * n
+        check_finite_fit(best_loss, "init_grid")
 
-    nat = _to_natural(best)
-    # Results are float64 numpy values: valid whatever the x64 setting of the caller.
-    return ChinchillaFit(
-        E=np.asarray(nat[0]),
-        A=np.asarray(nat[1]),
-        B=np.asarray(nat[2]),
-        alpha=np.asarray(nat[3]),
-        beta=np.asarray(nat[4]),
-        loss=np.asarray(best_loss),
-        bootstrap=np.asarray(boot),
-        n_points=int(n),
-        n_excluded=n_excluded,
-        delta=float(delta),
-        ci_level=float(ci_level),
-        n_starts=int(starts.shape[0]),
-        n_converged=int(np.sum(np.asarray(state.done))),
-        n_bootstrap_converged=n_boot_conv,
-    )
+        boot = np.zeros((0, 5))
+        n_boot_conv = 0
+        if n_bootstrap > 0:
+            # Distinct starting points: the best grid solutions, skipping near-duplicates.
+            picks = [best]
+            for i in order[1:]:
+                if len(picks) >= bootstrap_starts or not np.isfinite(f[i]):
+                    break
+                if all(np.max(np.abs(theta[i] - p)) > 1e-2 for p in picks):
+                    picks.append(theta[i])
+            x, done = bootstrap_refits(
+                _objective,
+                np.stack(picks),
+                key,
+                n_bootstrap,
+                data,
+                delta_arr,
+                refine_iter,
+                chunk=_CHUNK,
+                quiet=quiet,
+                desc="bootstrap",
+            )
+            boot, n_boot_conv = _to_natural(x), int(np.sum(done))
+
+        nat = _to_natural(best)
+        # Results are float64 numpy values: valid whatever the x64 setting of the caller.
+        return ChinchillaFit(
+            E=np.asarray(nat[0]),
+            A=np.asarray(nat[1]),
+            B=np.asarray(nat[2]),
+            alpha=np.asarray(nat[3]),
+            beta=np.asarray(nat[4]),
+            loss=np.asarray(best_loss),
+            bootstrap=np.asarray(boot),
+            n_points=int(n),
+            n_excluded=n_excluded,
+            delta=float(delta),
+            ci_level=float(ci_level),
+            n_starts=int(starts.shape[0]),
+            n_converged=int(np.sum(np.asarray(state.done))),
+            n_bootstrap_converged=n_boot_conv,
+        )

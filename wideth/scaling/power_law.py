@@ -17,7 +17,6 @@ Chinchilla law (Besiroglu et al. 2024).
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import jax
@@ -27,18 +26,18 @@ from flax import struct
 
 from wideth import _checks
 
-from . import _lbfgs
 from ._common import (
     as_positive_1d,
-    bootstrap_weights,
+    bootstrap_ci,
     check_distinct,
     check_finite_fit,
     check_lengths,
     check_options,
-    huber,
-    percentile_ci,
+    fit_record,
+    mean_huber,
+    x64_for,
 )
-from .chinchilla import multistart
+from .chinchilla import bootstrap_refits, multistart
 
 _CHUNK = 256
 
@@ -54,8 +53,7 @@ def _log_predict(theta: jax.Array, log_x: jax.Array) -> jax.Array:
 
 
 def _objective(theta, log_x, log_y, weights, delta):
-    r = _log_predict(theta, log_x) - log_y
-    return jnp.sum(weights * huber(r, delta)) / (delta * jnp.sum(weights))
+    return mean_huber(_log_predict(theta, log_x) - log_y, weights, delta)
 
 
 def _starts(log_x: np.ndarray, log_y: np.ndarray, with_offset: bool) -> np.ndarray:
@@ -111,11 +109,7 @@ class PowerLawFit:
     @property
     def ci(self) -> dict[str, tuple[float, float]]:
         """Percentile bootstrap intervals at ``ci_level``, ``{name: (low, high)}``."""
-        samples = np.asarray(self.bootstrap, np.float64)
-        if samples.shape[0] == 0:
-            return {k: (math.nan, math.nan) for k in self.names}
-        lo, hi = percentile_ci(samples, self.ci_level)
-        return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(self.names)}
+        return bootstrap_ci(self.bootstrap, self.ci_level, self.names)
 
     def predict(self, x: Any) -> jax.Array:
         r""":math:`a x^{-b} + c` (broadcasts; jittable; concrete ``x`` must be positive)."""
@@ -124,18 +118,10 @@ class PowerLawFit:
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters, loss, errors, intervals and metadata as plain Python types."""
-        return {
-            "params": self.params,
-            "loss": float(self.loss),
-            "stderr": dict(self.stderr),
-            "ci": {k: list(v) for k, v in self.ci.items()},
-            "ci_level": self.ci_level,
-            "n_bootstrap": int(np.shape(self.bootstrap)[0]),
-            "with_offset": self.with_offset,
-            "n_points": self.n_points,
-            "delta": self.delta,
-            "n_converged": self.n_converged,
-        }
+        return fit_record(
+            self,
+            "params loss stderr ci ci_level n_bootstrap with_offset n_points delta n_converged",
+        )
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as a JSON string."""
@@ -208,7 +194,7 @@ def fit_power_law(
     delta, n_bootstrap, ci_level, max_iter = check_options(delta, n_bootstrap, ci_level, max_iter)
     key = _checks.prng_key("key", key, allow_none=True)
     dtype = jnp.dtype(_checks.float_dtype("dtype", dtype))
-    with jax.enable_x64(dtype == jnp.float64 or bool(jax.config.jax_enable_x64)):
+    with x64_for(dtype):
         lx = np.log(x)
         ly = np.log(y)
         x0, y0 = np.mean(lx), np.mean(ly)
@@ -262,18 +248,10 @@ def fit_power_law(
 
         boot = np.zeros((0, p))
         if n_bootstrap > 0:
-            key = jax.random.key(0) if key is None else key
-            weights = bootstrap_weights(key, n, n_bootstrap, dtype)
-            bstate = _lbfgs.solve(
-                _objective,
-                _lbfgs.init_batch(np.tile(theta, (n_bootstrap, 1)).astype(dtype)),
-                weights,
-                data,
-                delta_arr,
-                max_iter,
-                chunk=_CHUNK,
+            x, _ = bootstrap_refits(
+                _objective, theta[None], key, n_bootstrap, data, delta_arr, max_iter, chunk=_CHUNK
             )
-            boot = natural(np.asarray(bstate.x, np.float64))
+            boot = natural(x)
 
     return PowerLawFit(
         a=np.asarray(nat[0]),

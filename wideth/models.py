@@ -542,6 +542,23 @@ class ResNet(nnx.Module):
         return self.readout(self.features(x)[-1])
 
 
+def _conv_setup(
+    module, in_channels, channels, out_dim, depth, activation, W_std, b_std,
+    parameterization, filter_shape, rngs,
+) -> dict[str, Any]:  # fmt: skip
+    """Validate and store the arguments :class:`CNN` and :class:`ConvResNet` share
+    (``in_dim``, ``width``, ``out_dim``, ``depth``, ``activation``,
+    ``parameterization``, ``filter_shape``); return the layers' keyword arguments."""
+    _check_common(activation, W_std, b_std, parameterization, rngs)
+    module.in_dim = _check_positive_int("in_channels", in_channels)
+    module.width = _check_positive_int("channels", channels)
+    module.out_dim = _check_positive_int("out_dim", out_dim)
+    module.depth = _check_positive_int("depth", depth, minimum=0)
+    module.activation, module.parameterization = _activation_spec(activation), parameterization
+    module.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
+    return dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
+
+
 class CNN(nnx.Module):
     r"""Convolutional network on ``(n, H, W, C)`` images, NT's :func:`analytic.cnn` architecture.
 
@@ -607,17 +624,14 @@ class CNN(nnx.Module):
         pool_padding: str = "VALID",
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization, rngs)
-        self.in_dim = _check_positive_int("in_channels", in_channels)
-        self.width = _check_positive_int("channels", channels)
-        self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.depth = _check_positive_int("depth", depth, minimum=0)
+        kw = _conv_setup(
+            self, in_channels, channels, out_dim, depth, activation, W_std, b_std,
+            parameterization, filter_shape, rngs,
+        )  # fmt: skip
         _checks.choice("pool", pool, ("global", "avg", "sum", "flatten"))
         if pool != "global" and spatial is None:
             raise ValueError(f"spatial: (H, W) of the inputs is required with pool={pool!r}")
-        self.activation, self.pool = _activation_spec(activation), pool
-        self.parameterization = parameterization
-        self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
+        self.pool = pool
         self.spatial = None if spatial is None else _checks.int_sequence("spatial", spatial)
         nd = len(self.filter_shape)
         self.padding = _checks.choice("padding", padding, ("SAME", "VALID"))
@@ -631,7 +645,6 @@ class CNN(nnx.Module):
             if pool_strides is None
             else _checks.int_sequence("pool_strides", pool_strides)
         )
-        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         chans = [self.in_dim] + [self.width] * self.depth
         self.convs = nnx.List(
             [
@@ -745,15 +758,11 @@ class ConvResNet(nnx.Module):
         alpha: float | None = None,
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization, rngs)
-        self.in_dim = _check_positive_int("in_channels", in_channels)
-        self.width = _check_positive_int("channels", channels)
-        self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.depth = _check_positive_int("depth", depth, minimum=0)
-        self.activation, self.parameterization = _activation_spec(activation), parameterization
-        self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
+        kw = _conv_setup(
+            self, in_channels, channels, out_dim, depth, activation, W_std, b_std,
+            parameterization, filter_shape, rngs,
+        )  # fmt: skip
         self.alpha = _check_alpha(alpha, self.depth)
-        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         self.embed = ConvLayer(self.in_dim, self.width, self.filter_shape, role="input", **kw)
         self.blocks = nnx.List(
             [ConvLayer(self.width, self.width, self.filter_shape, **kw) for _ in range(self.depth)]

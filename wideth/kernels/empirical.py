@@ -79,6 +79,7 @@ import numpy as np
 from flax import nnx
 
 from wideth import _checks
+from wideth.functional import ModuleApply, as_apply
 
 __all__ = ["ntk", "nngp", "ntk_matvec", "structured_report", "METHODS"]
 
@@ -102,42 +103,12 @@ ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
 def _as_functional(apply_fn: Any, params: Any) -> tuple[ApplyFn, Any]:
-    """Turn an ``nnx.Module`` into ``(apply_fn, params)``; pass functions through."""
-    if isinstance(apply_fn, nnx.Module):
-        if params is not None:
-            raise TypeError("params: must be None when an nnx.Module is given (it holds them).")
-        graphdef, p, rest = nnx.split(apply_fn, nnx.Param, ...)
-        # Without non-parameter state the wrapper is equal for equal graphs, so the
-        # jitted kernels are reused; with it, each call compiles anew.
-        return _ModuleApply(graphdef, rest if jax.tree.leaves(rest) else None), p
-    if not callable(apply_fn):
-        raise TypeError(f"apply_fn: expected a callable or an nnx.Module, got {type(apply_fn)}.")
-    if params is None:
-        raise TypeError("params: expected a parameter pytree with a function apply_fn, got None")
-    _checks.params_tree("params", params)
+    """Turn an ``nnx.Module`` into ``(apply_fn, params)`` through the one module boundary
+    (:func:`wideth.functional.as_apply`); check the parameters of a function."""
+    apply_fn, params = as_apply(apply_fn, params)
+    if not isinstance(apply_fn, ModuleApply):
+        _checks.params_tree("params", params)
     return apply_fn, params
-
-
-class _ModuleApply:
-    """Hashable ``apply_fn(params, x)`` for a split nnx module (merge inside)."""
-
-    def __init__(self, graphdef: Any, rest: Any):
-        self.graphdef, self.rest = graphdef, rest
-
-    def __call__(self, params: Any, x: jax.Array, **kwargs: Any) -> jax.Array:
-        if self.rest is None:
-            return nnx.merge(self.graphdef, params)(x, **kwargs)
-        return nnx.merge(self.graphdef, params, self.rest)(x, **kwargs)
-
-    def __hash__(self) -> int:
-        return hash(self.graphdef)
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, _ModuleApply)
-            and self.graphdef == other.graphdef
-            and self.rest is other.rest
-        )
 
 
 def _check_inputs(x1: Any, x2: Any, name1: str = "x1") -> tuple[jax.Array, jax.Array | None]:

@@ -210,3 +210,21 @@ def test_bad_axes_and_kwargs_raise_by_name():
             empirical.ntk(apply_fn, params, x1, second, **kw)
     with pytest.raises(ValueError, match=r"^trace_axes: expected axes of the 2-d output"):
         empirical.nngp(apply_fn, params, x1, trace_axes=(3,))
+
+
+def test_module_features_route_takes_the_axes():
+    """nngp of a module with features(x): the axes refer to the last features (n, 8)."""
+    from flax import nnx
+
+    from wideth import models
+
+    net = models.MLP(3, (16, 8), 2, 2, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+    default = empirical.nngp(net, None, x)
+    np.testing.assert_allclose(empirical.nngp(net, None, x, trace_axes=(1,)), default, rtol=1e-6)
+    feats = net.features(x)[-1]
+    every = empirical.nngp(net, None, x, trace_axes=())
+    np.testing.assert_allclose(every, jnp.einsum("ia,jb->ijab", feats, feats), rtol=1e-6)
+    np.testing.assert_allclose(
+        empirical.ntk(net, None, x, trace_axes=(-1,)), empirical.ntk(net, None, x), rtol=1e-6
+    )

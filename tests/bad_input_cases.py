@@ -1812,7 +1812,29 @@ def _empirical() -> None:
         lambda: emp.ntk(lambda p, a: jnp.sum(apply(p, a)), params(), x()),
     )
 
+    V(e, "trace_axes", "axis 2 of 2-d outputs", lambda: emp.ntk(apply, params(), x(), trace_axes=2))
+    V(
+        e,
+        "diagonal_axes",
+        "an axis traced and diagonal",
+        lambda: emp.ntk(apply, params(), x(), trace_axes=1, diagonal_axes=1),
+    )
+    T(e, "vmap_axes", "vmap_axes a string", lambda: emp.ntk(apply, params(), x(), vmap_axes="0"))
+    V(
+        e,
+        "method",
+        "row-wise method with vmap_axes=None",
+        lambda: emp.ntk(apply, params(), x(), method="jacobian", vmap_axes=None),
+    )
+    T(e, "apply_kwargs", "a list", lambda: emp.ntk(apply, params(), x(), apply_kwargs=[1]))
+
     e = "empirical.nngp"
+    V(
+        e,
+        "trace_axes",
+        "axis 3 of 2-d outputs",
+        lambda: emp.nngp(apply, params(), x(), trace_axes=3),
+    )
     T(
         e,
         "apply_fn",
@@ -2149,6 +2171,15 @@ def _models() -> None:
     T(e, "W_std", "string W_std", lambda: models.MLP(3, 4, 1, W_std="1.4", rngs=rngs()))
     V(e, "b_std", "NaN b_std", lambda: models.MLP(3, 4, 1, b_std=nan, rngs=rngs()))
     T(e, "rngs", "an integer seed instead of nnx.Rngs", lambda: models.MLP(3, 4, 1, rngs=0))
+    V(e, "width", "2 widths for 3 layers", lambda: models.MLP(3, (4, 4), 3, rngs=rngs()))
+    V(e, "width", "a zero among the widths", lambda: models.MLP(3, (4, 0), 2, rngs=rngs()))
+    V(e, "W_std", "2 W_std for 3 layers", lambda: models.MLP(3, 4, 2, W_std=(1, 1), rngs=rngs()))
+    V(
+        e,
+        "activation",
+        "3 activations for 2 layers",
+        lambda: models.MLP(3, 4, 2, activation=("relu", "erf", "tanh"), rngs=rngs()),
+    )
 
     e = "models.MLP call"
     V(

@@ -32,6 +32,9 @@ __all__ = [
     "nonnegative_int",
     "integer",
     "int_sequence",
+    "per_layer",
+    "layer_sizes",
+    "layer_stds",
     "boolean",
     "real",
     "scalar",
@@ -406,6 +409,48 @@ def int_sequence(name: str, value: Any, *, minimum: int = 1, min_len: int = 1) -
     if np.any(arr < minimum):
         raise ValueError(f"{name}: expected integers >= {minimum}, got {arr.tolist()}")
     return tuple(int(v) for v in arr)
+
+
+def per_layer(name: str, value: Any, n: int, single: Callable[[Any], bool]) -> list[Any]:
+    """One value broadcast to ``n`` layers, or a sequence of exactly ``n`` entries.
+
+    ``single(value)`` decides whether ``value`` is one entry (a number, a name)
+    or a sequence of them; anything else that is not a sequence is broadcast
+    and left to the entry's own check.
+    """
+    if single(value):
+        return [value] * n
+    if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes):
+        values = list(value)
+        if len(values) != n:
+            raise ValueError(
+                f"{name}: expected one value or a sequence of {n} (one per layer), "
+                f"got {len(values)}"
+            )
+        return values
+    return [value] * n
+
+
+def layer_sizes(name: str, value: Any, n: int) -> list[int]:
+    """One positive integer for ``n`` layers, or ``n`` of them (e.g. per-layer widths)."""
+    single = lambda v: not isinstance(v, Sequence | np.ndarray)
+    return [positive_int(name, v) for v in per_layer(name, value, n, single)]
+
+
+def _is_scalar_or_none(v: Any) -> bool:
+    return v is None or np.ndim(v) == 0 and not isinstance(v, str | bytes)
+
+
+def layer_stds(W_std: Any, b_std: Any, n: int) -> tuple[list[float], list[float | None]]:
+    """``W_std`` and ``b_std`` of ``n`` affine layers: one value each or ``n`` of them.
+
+    Every :math:`\\sigma_w \\ge 0`; every :math:`\\sigma_b \\ge 0` or ``None`` (no bias).
+    """
+    w = per_layer("W_std", W_std, n, _is_scalar_or_none)
+    b = per_layer("b_std", b_std, n, _is_scalar_or_none)
+    ws = [float(scalar("W_std", v, 0.0)) for v in w]
+    bs = [None if v is None else float(scalar("b_std", v, 0.0)) for v in b]
+    return ws, bs
 
 
 def boolean(name: str, value: Any) -> bool:

@@ -53,7 +53,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "NAMES", "PARAMETER_FREE", "Activation", "canonical", "get", "resolve"]
+from wideth import _checks
+
+__all__ = [
+    "ACTIVATIONS",
+    "NAMES",
+    "PARAMETER_FREE",
+    "Activation",
+    "canonical",
+    "get",
+    "is_single",
+    "per_layer",
+    "resolve",
+]
 
 _SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like constant
 
@@ -261,6 +273,27 @@ def resolve(
         else:
             params[key] = default
     return Activation(name, tuple(sorted(params.items())))
+
+
+def is_single(spec: Any) -> bool:
+    """Whether ``spec`` is one activation (a name, a ``(name, kwargs)`` pair or an
+    :class:`Activation`) rather than a sequence of them."""
+    return isinstance(spec, str | Activation) or (
+        isinstance(spec, tuple | list)
+        and len(spec) == 2
+        and isinstance(spec[0], str)
+        and isinstance(spec[1], Mapping)
+    )
+
+
+def per_layer(spec: Any, n: int, arg: str = "activation") -> list[Activation]:
+    """One activation for ``n`` layers, or a sequence of ``n``, each resolved.
+
+    Examples:
+      >>> [str(a) for a in per_layer(["relu", ("leaky_relu", {"alpha": 0.1})], 2)]
+      ['relu', 'leaky_relu(alpha=0.1)']
+    """
+    return [resolve(s, arg=arg) for s in _checks.per_layer(arg, spec, n, is_single)]
 
 
 def canonical(name: object, allowed: tuple[str, ...] | None = None, arg: str = "activation") -> str:

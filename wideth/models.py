@@ -121,8 +121,17 @@ def _check_common(
     _checks.scalar("W_std", W_std, 0.0)
     if b_std is not None:
         _checks.scalar("b_std", b_std, 0.0)
+    _check_rngs(rngs)
+
+
+def _check_rngs(rngs: Any) -> None:
     if rngs is not None and not isinstance(rngs, nnx.Rngs):
         raise TypeError(f"rngs: expected an nnx.Rngs (e.g. nnx.Rngs(0)), got {rngs!r}")
+
+
+def _is_sequence(value: Any) -> bool:
+    """A per-layer sequence (list, tuple, 1-d array), not one number or name."""
+    return isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes)
 
 
 def _check_alpha(alpha: Any, depth: int) -> float:
@@ -301,27 +310,45 @@ def _check_features(x: jax.Array, in_dim: int, name: str, ndim: int | None = Non
 
 
 class MLP(nnx.Module):
-    r"""Fully connected network, ``depth`` hidden layers of ``width`` units.
+    r"""Fully connected network: ``depth`` hidden layers of widths :math:`n_1, \dots, n_D`.
 
     .. math::
 
-        h^1 = L_1(x),\quad h^{l+1} = L_{l+1}(\phi(h^l)),\quad f(x) = L_{D+1}(\phi(h^D))
+        h^1 = L_1(x),\quad h^{l+1} = L_{l+1}(\phi_l(h^l)),\quad f(x) = L_{D+1}(\phi_D(h^D))
 
-    with affine layers :math:`L_l` as in the module docstring. In ``"ntk"``
-    parameterization this is exactly ``wideth.kernels.analytic.mlp(depth, width,
-    activation, W_std, b_std, "ntk", out_dim)`` (same init distribution and
-    forward map as neural-tangents' ``stax.serial(Dense, act, ..., Dense)``).
+    with affine layers :math:`L_l` as in the module docstring (fan-in
+    :math:`n_{l-1}`, :math:`n_0 = d`). ``width``, ``activation``, ``W_std`` and
+    ``b_std`` are one value for every layer or one per layer, with exactly the
+    conventions of :func:`wideth.kernels.analytic.mlp`: in ``"ntk"``
+    parameterization ``MLP(d, width, depth, out_dim, activation=..., W_std=...,
+    b_std=...)`` is ``analytic.mlp(depth, width, activation, W_std, b_std,
+    "ntk", out_dim)`` (same init distribution and forward map as
+    neural-tangents' ``stax.serial(Dense(n_1), phi_1, ..., Dense(out_dim))``),
+    and its kernels converge to that builder's as every :math:`n_l \to \infty`.
 
     Args:
       in_dim: input dimension ``d``; inputs have shape ``(n, d)``.
-      width: hidden width.
+      width: hidden width, one int or a sequence of ``depth`` ints
+        (e.g. ``(512, 256, 128)`` with ``depth=3``).
       depth: number of hidden layers (0 = linear model).
       out_dim: number of outputs.
-      activation: one of :data:`ACTIVATIONS`.
-      W_std: weight standard deviation :math:`\sigma_w` (default :math:`\sqrt 2`, He).
-      b_std: bias standard deviation :math:`\sigma_b`.
+      activation: one of :data:`ACTIVATIONS` (or a ``(name, kwargs)`` pair), or a
+        sequence of ``depth`` of them.
+      W_std: weight standard deviation :math:`\sigma_w` (default :math:`\sqrt 2`,
+        He), one value or ``depth + 1`` (the last is the readout's).
+      b_std: bias standard deviation :math:`\sigma_b`, likewise; ``None`` (or a
+        ``None`` entry): no bias.
       parameterization: ``"ntk"``, ``"standard"`` or ``"mup"``.
       rngs: ``nnx.Rngs`` (uses the ``params`` stream).
+
+    Attributes:
+      widths: the hidden widths, a tuple of ``depth`` ints.
+      width: the common hidden width (an int) when ``width`` was one int or all
+        entries are equal, else the tuple ``widths``.
+
+    Raises:
+      ValueError / TypeError: a size that is not a positive integer, a per-layer
+        sequence of the wrong length (named in the message).
 
     Examples:
       >>> from flax import nnx
@@ -330,6 +357,10 @@ class MLP(nnx.Module):
       (5, 3)
       >>> [h.shape for h in net.features(jnp.ones((5, 4)))]
       [(5, 32), (5, 32)]
+      >>> net = MLP(4, (64, 16), 2, activation=("relu", "erf"), W_std=(1.4, 1.2, 1.0),
+      ...           rngs=nnx.Rngs(0))
+      >>> [h.shape for h in net.features(jnp.ones((5, 4)))]
+      [(5, 64), (5, 16)]
 
     References:
       Lee et al., Deep Neural Networks as Gaussian Processes, 2018.
@@ -339,48 +370,70 @@ class MLP(nnx.Module):
     def __init__(
         self,
         in_dim: int,
-        width: int,
+        width: int | Sequence[int],
         depth: int,
         out_dim: int = 1,
         *,
-        activation: str = "relu",
-        W_std: float = 2**0.5,
-        b_std: float | None = 0.0,
+        activation: Any = "relu",
+        W_std: float | Sequence[float] = 2**0.5,
+        b_std: float | None | Sequence[float | None] = 0.0,
         parameterization: str = "ntk",
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization, rngs)
+        _checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
+        _check_rngs(rngs)
         self.in_dim = _check_positive_int("in_dim", in_dim)
-        self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, minimum=0)
         self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.activation, self.parameterization = _activation_spec(activation), parameterization
-        self.W_std, self.b_std = float(W_std), None if b_std is None else float(b_std)
-        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
-        dims = [self.in_dim] + [self.width] * self.depth
+        self.widths = tuple(_checks.layer_sizes("width", width, self.depth))
+        activations.per_layer(activation, self.depth)  # validates names, count, parameters
+        ws, bs = _checks.layer_stds(W_std, b_std, self.depth + 1)
+        if not _is_sequence(width):
+            self.width: int | tuple[int, ...] = _check_positive_int("width", width)
+        else:
+            self.width = self.widths[0] if len(set(self.widths)) == 1 else self.widths
+        if activations.is_single(activation):
+            self.activation: Any = _activation_spec(activation)
+            self._layer_activations = (self.activation,) * self.depth
+        else:
+            self.activation = tuple(_activation_spec(a) for a in activation)
+            self._layer_activations = self.activation
+        self.parameterization = parameterization
+        self.W_std = tuple(ws) if _is_sequence(W_std) else ws[0]
+        self.b_std = tuple(bs) if _is_sequence(b_std) else bs[0]
+        dims = [self.in_dim, *self.widths]
+        kw = dict(parameterization=parameterization, rngs=rngs)
         self.hidden = nnx.List(
             [
-                DenseLayer(dims[i], dims[i + 1], role="input" if i == 0 else "hidden", **kw)
+                DenseLayer(
+                    dims[i],
+                    dims[i + 1],
+                    W_std=ws[i],
+                    b_std=bs[i],
+                    role="input" if i == 0 else "hidden",
+                    **kw,
+                )
                 for i in range(self.depth)
             ]
         )
-        self.readout = DenseLayer(dims[-1], self.out_dim, readout=True, role="readout", **kw)
+        self.readout = DenseLayer(
+            dims[-1], self.out_dim, W_std=ws[-1], b_std=bs[-1], readout=True, role="readout", **kw
+        )
 
     def features(self, x: jax.Array) -> list[jax.Array]:
-        """Post-activations :math:`\\phi(h^l)` of the hidden layers.
+        """Post-activations :math:`\\phi_l(h^l)` of the hidden layers.
 
         Args:
           x: inputs ``(n, in_dim)``.
 
         Returns:
-          List of ``depth`` arrays.
+          List of ``depth`` arrays, the ``l``-th of shape ``(n, widths[l])``.
         """
         _check_features(x, self.in_dim, "(n, in_dim)")
-        phi = activation_fn(self.activation)
         feats = []
         h = x
-        for layer in self.hidden:
-            h = phi(layer(h))
+        for layer, act in zip(self.hidden, self._layer_activations, strict=True):
+            h = activation_fn(act)(layer(h))
             feats.append(h)
         return feats
 
@@ -489,6 +542,23 @@ class ResNet(nnx.Module):
         return self.readout(self.features(x)[-1])
 
 
+def _conv_setup(
+    module, in_channels, channels, out_dim, depth, activation, W_std, b_std,
+    parameterization, filter_shape, rngs,
+) -> dict[str, Any]:  # fmt: skip
+    """Validate and store the arguments :class:`CNN` and :class:`ConvResNet` share
+    (``in_dim``, ``width``, ``out_dim``, ``depth``, ``activation``,
+    ``parameterization``, ``filter_shape``); return the layers' keyword arguments."""
+    _check_common(activation, W_std, b_std, parameterization, rngs)
+    module.in_dim = _check_positive_int("in_channels", in_channels)
+    module.width = _check_positive_int("channels", channels)
+    module.out_dim = _check_positive_int("out_dim", out_dim)
+    module.depth = _check_positive_int("depth", depth, minimum=0)
+    module.activation, module.parameterization = _activation_spec(activation), parameterization
+    module.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
+    return dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
+
+
 class CNN(nnx.Module):
     r"""Convolutional network on ``(n, H, W, C)`` images, NT's :func:`analytic.cnn` architecture.
 
@@ -554,17 +624,14 @@ class CNN(nnx.Module):
         pool_padding: str = "VALID",
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization, rngs)
-        self.in_dim = _check_positive_int("in_channels", in_channels)
-        self.width = _check_positive_int("channels", channels)
-        self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.depth = _check_positive_int("depth", depth, minimum=0)
+        kw = _conv_setup(
+            self, in_channels, channels, out_dim, depth, activation, W_std, b_std,
+            parameterization, filter_shape, rngs,
+        )  # fmt: skip
         _checks.choice("pool", pool, ("global", "avg", "sum", "flatten"))
         if pool != "global" and spatial is None:
             raise ValueError(f"spatial: (H, W) of the inputs is required with pool={pool!r}")
-        self.activation, self.pool = _activation_spec(activation), pool
-        self.parameterization = parameterization
-        self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
+        self.pool = pool
         self.spatial = None if spatial is None else _checks.int_sequence("spatial", spatial)
         nd = len(self.filter_shape)
         self.padding = _checks.choice("padding", padding, ("SAME", "VALID"))
@@ -578,7 +645,6 @@ class CNN(nnx.Module):
             if pool_strides is None
             else _checks.int_sequence("pool_strides", pool_strides)
         )
-        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         chans = [self.in_dim] + [self.width] * self.depth
         self.convs = nnx.List(
             [
@@ -692,15 +758,11 @@ class ConvResNet(nnx.Module):
         alpha: float | None = None,
         rngs: nnx.Rngs,
     ):
-        _check_common(activation, W_std, b_std, parameterization, rngs)
-        self.in_dim = _check_positive_int("in_channels", in_channels)
-        self.width = _check_positive_int("channels", channels)
-        self.out_dim = _check_positive_int("out_dim", out_dim)
-        self.depth = _check_positive_int("depth", depth, minimum=0)
-        self.activation, self.parameterization = _activation_spec(activation), parameterization
-        self.filter_shape = _checks.int_sequence("filter_shape", filter_shape)
+        kw = _conv_setup(
+            self, in_channels, channels, out_dim, depth, activation, W_std, b_std,
+            parameterization, filter_shape, rngs,
+        )  # fmt: skip
         self.alpha = _check_alpha(alpha, self.depth)
-        kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
         self.embed = ConvLayer(self.in_dim, self.width, self.filter_shape, role="input", **kw)
         self.blocks = nnx.List(
             [ConvLayer(self.width, self.width, self.filter_shape, **kw) for _ in range(self.depth)]
@@ -1021,6 +1083,10 @@ def mup_multipliers(
     width = getattr(module, "width", None)
     if width is None:
         raise ValueError("module: needs a `width` attribute (MLP, ResNet or CNN)")
+    if not isinstance(width, int):
+        raise ValueError(
+            f"module: muP multipliers need one hidden width, got per-layer widths {width}"
+        )
     base = 1.0 if base_width is None else float(base_width)
     if not base > 0:
         raise ValueError(f"base_width must be positive, got {base_width!r}")

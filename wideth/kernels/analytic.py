@@ -65,7 +65,7 @@ import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -396,28 +396,7 @@ def _with_bound(kernel_fn: Callable, bound: _Bound) -> Callable:
 # ----------------------------------------------------------------------------- validation
 
 
-def _is_single_activation(value: Any) -> bool:
-    return isinstance(value, str | activations.Activation) or (
-        isinstance(value, tuple | list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], Mapping)
-    )
-
-
-def _per_layer(name: str, value: Any, n: int, single: Callable[[Any], bool]) -> list[Any]:
-    """A scalar broadcast to ``n`` layers, or a sequence of exactly ``n`` entries."""
-    if single(value):
-        return [value] * n
-    if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes):
-        values = list(value)
-        if len(values) != n:
-            raise ValueError(
-                f"{name}: expected one value or a sequence of {n} (one per layer), "
-                f"got {len(values)}"
-            )
-        return values
-    return [value] * n
+_is_single_activation = activations.is_single
 
 
 def _is_scalar(v: Any) -> bool:
@@ -427,23 +406,14 @@ def _is_scalar(v: Any) -> bool:
 def _check_stds(
     depth: int, W_std: Any, b_std: Any, n_affine: int
 ) -> tuple[list[float], list[float | None]]:
-    w = _per_layer("W_std", W_std, n_affine, _is_scalar)
-    b = _per_layer("b_std", b_std, n_affine, _is_scalar)
-    ws = [float(_checks.scalar("W_std", v, 0.0)) for v in w]
-    bs = [None if v is None else float(_checks.scalar("b_std", v, 0.0)) for v in b]
-    return ws, bs
+    return _checks.layer_stds(W_std, b_std, n_affine)
 
 
 def _check_activations(activation: Any, n: int) -> list[activations.Activation]:
-    specs = _per_layer("activation", activation, n, _is_single_activation)
-    return [activations.resolve(s) for s in specs]
+    return activations.per_layer(activation, n)
 
 
-def _check_sizes(name: str, value: Any, n: int) -> list[int]:
-    return [
-        _checks.positive_int(name, v)
-        for v in _per_layer(name, value, n, lambda v: not isinstance(v, Sequence | np.ndarray))
-    ]
+_check_sizes = _checks.layer_sizes
 
 
 def _builder(

@@ -68,15 +68,18 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.extend.core as jex
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from wideth import _checks
+from wideth.functional import ModuleApply, as_apply
 
 __all__ = ["ntk", "nngp", "ntk_matvec", "structured_report", "METHODS"]
 
@@ -100,42 +103,12 @@ ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
 def _as_functional(apply_fn: Any, params: Any) -> tuple[ApplyFn, Any]:
-    """Turn an ``nnx.Module`` into ``(apply_fn, params)``; pass functions through."""
-    if isinstance(apply_fn, nnx.Module):
-        if params is not None:
-            raise TypeError("params: must be None when an nnx.Module is given (it holds them).")
-        graphdef, p, rest = nnx.split(apply_fn, nnx.Param, ...)
-        # Without non-parameter state the wrapper is equal for equal graphs, so the
-        # jitted kernels are reused; with it, each call compiles anew.
-        return _ModuleApply(graphdef, rest if jax.tree.leaves(rest) else None), p
-    if not callable(apply_fn):
-        raise TypeError(f"apply_fn: expected a callable or an nnx.Module, got {type(apply_fn)}.")
-    if params is None:
-        raise TypeError("params: expected a parameter pytree with a function apply_fn, got None")
-    _checks.params_tree("params", params)
+    """Turn an ``nnx.Module`` into ``(apply_fn, params)`` through the one module boundary
+    (:func:`wideth.functional.as_apply`); check the parameters of a function."""
+    apply_fn, params = as_apply(apply_fn, params)
+    if not isinstance(apply_fn, ModuleApply):
+        _checks.params_tree("params", params)
     return apply_fn, params
-
-
-class _ModuleApply:
-    """Hashable ``apply_fn(params, x)`` for a split nnx module (merge inside)."""
-
-    def __init__(self, graphdef: Any, rest: Any):
-        self.graphdef, self.rest = graphdef, rest
-
-    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
-        if self.rest is None:
-            return nnx.merge(self.graphdef, params)(x)
-        return nnx.merge(self.graphdef, params, self.rest)(x)
-
-    def __hash__(self) -> int:
-        return hash(self.graphdef)
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, _ModuleApply)
-            and self.graphdef == other.graphdef
-            and self.rest is other.rest
-        )
 
 
 def _check_inputs(x1: Any, x2: Any, name1: str = "x1") -> tuple[jax.Array, jax.Array | None]:
@@ -191,9 +164,9 @@ def _trace_or_full(k4: jax.Array, full: bool) -> jax.Array:
 # --------------------------------------------------------------------------------------
 
 
-def _ntk_block_jvp(apply_fn, params, x1, x2, full):
+def _ntk_block_jvp(apply_fn, params, x1, x2, full, apply2=None):
     f1 = lambda p: _outputs(apply_fn, p, x1)
-    f2 = lambda p: _outputs(apply_fn, p, x2)
+    f2 = lambda p: _outputs(apply_fn if apply2 is None else apply2, p, x2)
     out2, vjp2 = jax.vjp(f2, params)
     n2, k = out2.shape
 
@@ -226,9 +199,12 @@ def _contract(j1, j2, full):
     return jnp.einsum("ikp,jkp->ij", j1, j2) / j1.shape[1]
 
 
-def _ntk_block_jacobian(apply_fn, params, x1, x2, full):
+def _ntk_block_jacobian(apply_fn, params, x1, x2, full, apply2=None):
     j1 = _flat_jacobian(apply_fn, params, x1)
-    j2 = j1 if x2 is x1 else _flat_jacobian(apply_fn, params, x2)
+    if apply2 is None:
+        j2 = j1 if x2 is x1 else _flat_jacobian(apply_fn, params, x2)
+    else:
+        j2 = _flat_jacobian(apply2, params, x2)
     return _contract(j1, j2, full)
 
 
@@ -809,12 +785,15 @@ def _factor_bytes(plan, routes, itemsize):
     return itemsize * total
 
 
-def _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same):
+def _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same, apply2=None):
     """Structured kernel, blocked over rows: factors of ``x2`` are kept when they fit
     in :data:`_FACTOR_BUDGET_BYTES`, else recomputed per pair of blocks; without a
-    ``batch_size`` the block holds as many rows as fit in that budget."""
+    ``batch_size`` the block holds as many rows as fit in that budget. ``apply2``
+    (default ``apply_fn``) computes the outputs of ``x2`` (other keyword arguments,
+    same graph)."""
     n1, n2 = x1.shape[0], x2.shape[0]
     plan = _structured_plan(apply_fn, params, x1.shape[1:], x1.dtype)
+    plan2 = plan if apply2 is None else _structured_plan(apply2, params, x1.shape[1:], x1.dtype)
     routes = _routes(plan, n1, n2, full, same)
     itemsize = jnp.dtype(x1.dtype).itemsize
     rest_size = sum(math.prod(jnp.shape(jax.tree.leaves(params)[i])) for i in plan.rest)
@@ -824,14 +803,20 @@ def _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same):
     xb1, _ = _blocks(x1, b1)
     xb2, _ = _blocks(x2, b2)
     factors = lambda xb: _structured_factors(apply_fn, params, xb, plan, routes)
+    factors2 = factors
+    if apply2 is not None:
+        factors2 = lambda xb: _structured_factors(apply2, params, xb, plan2, routes)
     if xb2.shape[0] * b2 * per_row <= _FACTOR_BUDGET_BYTES or xb1.shape[0] == 1:
         unblock = lambda t: jax.tree.map(
             lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), t
         )
+
         # one block: no lax.map (a loop of one step compiled ~8x slower on a CNN)
-        each = lambda xb: factors(xb[0]) if xb.shape[0] == 1 else unblock(jax.lax.map(factors, xb))
-        f2 = each(xb2)
-        f1 = f2 if same and b1 == b2 else each(xb1)
+        def each(xb, fac):
+            return fac(xb[0]) if xb.shape[0] == 1 else unblock(jax.lax.map(fac, xb))
+
+        f2 = each(xb2, factors2)
+        f1 = f2 if same and b1 == b2 else each(xb1, factors)
         nb1 = xb1.shape[0]
         if nb1 == 1:
             return _structured_contract(f1, f2, full)
@@ -841,17 +826,31 @@ def _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same):
 
     def row(xa):  # x2 factors do not fit: recompute them for every x1 block
         fa = factors(xa)
-        return jax.lax.map(lambda xb: _structured_contract(fa, factors(xb), full), xb2)
+        return jax.lax.map(lambda xb: _structured_contract(fa, factors2(xb), full), xb2)
 
     rows = jnp.moveaxis(jax.lax.map(row, xb1), 1, 2)  # (nb1, b1, nb2, b2, ...)
     return rows.reshape(rows.shape[0] * rows.shape[1], -1, *rows.shape[4:])
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "method", "batch_size", "full", "same"))
-def _ntk_jit(apply_fn, params, x1, x2, method, batch_size, full, same):
+@functools.partial(
+    jax.jit, static_argnames=("apply_fn", "method", "batch_size", "full", "same", "apply2")
+)
+def _ntk_jit(
+    apply_fn, params, x1, x2, method, batch_size, full, same, kwargs=None, kwargs2=None, apply2=None
+):
+    """The kernel of ``apply_fn(params, x, **kwargs)``; ``x2``'s outputs use ``apply2``
+    (default ``apply_fn``) with ``kwargs2`` (default ``kwargs``) when either is given."""
     n1, n2 = x1.shape[0], x2.shape[0]
+    two = kwargs2 is not None or apply2 is not None
+    fn2 = apply_fn if apply2 is None else apply2
+    kw2 = kwargs if kwargs2 is None else kwargs2
+    if kwargs:
+        apply_fn = functools.partial(_call_with, apply_fn, kwargs)
+    if two:
+        apply2 = functools.partial(_call_with, fn2, kw2) if kw2 else fn2
+        same = False
     if method == "structured":
-        return _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same)[:n1, :n2]
+        return _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same, apply2)[:n1, :n2]
     b1, b2 = min(batch_size or n1, n1), min(batch_size or n2, n2)
     xb1, _ = _blocks(x1, b1)
     xb2, _ = _blocks(x2, b2)
@@ -859,20 +858,270 @@ def _ntk_jit(apply_fn, params, x1, x2, method, batch_size, full, same):
 
     if xb1.shape[0] == 1 and xb2.shape[0] == 1:
         xa = xb1[0]
-        rows = block(apply_fn, params, xa, xa if same else xb2[0], full)
+        rows = block(apply_fn, params, xa, xa if same else xb2[0], full, apply2)
     else:
+        fn2 = apply_fn if apply2 is None else apply2
 
         def row(xa):
             if method == "jacobian":  # one Jacobian per x1 block, reused over x2 blocks
                 ja = _flat_jacobian(apply_fn, params, xa)
-                pair = lambda xb: _contract(ja, _flat_jacobian(apply_fn, params, xb), full)
+                pair = lambda xb: _contract(ja, _flat_jacobian(fn2, params, xb), full)
             else:
-                pair = lambda xb: block(apply_fn, params, xa, xb, full)
+                pair = lambda xb: block(apply_fn, params, xa, xb, full, apply2)
             return jax.lax.map(pair, xb2)
 
         rows = jnp.moveaxis(jax.lax.map(row, xb1), 1, 2)  # (nb1, b1, nb2, b2, ...)
         rows = rows.reshape(rows.shape[0] * rows.shape[1], -1, *rows.shape[4:])
     return rows[:n1, :n2]
+
+
+# --------------------------------------------------------------------------------------
+# neural-tangents' trace_axes / diagonal_axes / vmap_axes and apply_fn keyword arguments
+# --------------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _call_with(fn, kwargs, params, x):
+    return fn(params, x, **kwargs)
+
+
+class _Moved:
+    """Hashable ``g(params, x, **kw)``: ``fn`` with its batch axes moved to 0 and its
+    non-array keyword arguments bound,
+    ``g = moveaxis(fn(params, moveaxis(x, 0, in_axis), **static, **kw), out_axis, 0)``."""
+
+    def __init__(self, fn: Any, in_axis: int, out_axis: int, static: tuple):
+        self.fn, self.in_axis, self.out_axis, self.static = fn, in_axis, out_axis, static
+
+    def __call__(self, params: Any, x: jax.Array, **kwargs: Any) -> jax.Array:
+        if self.in_axis != 0:
+            x = jnp.moveaxis(x, 0, self.in_axis)
+        out = self.fn(params, x, **dict(self.static), **kwargs)
+        return out if self.out_axis == 0 else jnp.moveaxis(out, self.out_axis, 0)
+
+    def _key(self) -> tuple:
+        return (self.fn, self.in_axis, self.out_axis, self.static)
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Moved) and self._key() == other._key()
+
+
+def _check_vmap_axes(vmap_axes: Any) -> tuple[int, int, dict[str, Any], bool]:
+    """``(in_axis, out_axis, kwargs_axes, rows_independent)`` with NT's conventions:
+    ``None`` (no independence assumed), one int for inputs and outputs, or a triple
+    ``(in_axes, out_axes, kwargs_axes)``."""
+    if vmap_axes is None:
+        return 0, 0, {}, False
+    if isinstance(vmap_axes, tuple) and len(vmap_axes) == 3:
+        in_axis, out_axis, kw_axes = vmap_axes
+    else:
+        in_axis, out_axis, kw_axes = vmap_axes, vmap_axes, {}
+    for v in (in_axis, out_axis):
+        if not _is_int(v):
+            raise TypeError(
+                "vmap_axes: expected None, an integer axis or a triple (in_axes: int, "
+                f"out_axes: int, kwargs_axes: dict), got {vmap_axes!r}"
+            )
+    kw_axes = {} if kw_axes is None else kw_axes
+    if not isinstance(kw_axes, Mapping) or not all(
+        v is None or _is_int(v) for v in kw_axes.values()
+    ):
+        raise TypeError(
+            f"vmap_axes: kwargs_axes must map keyword names to an axis or None, got {kw_axes!r}"
+        )
+    return int(in_axis), int(out_axis), dict(kw_axes), True
+
+
+def _check_axes(name: str, axes: Any, ndim: int) -> tuple[int, ...]:
+    """Axes of an ``ndim``-dimensional output as sorted non-negative ints (no repeats)."""
+    if _is_int(axes):
+        axes = (axes,)
+    if not isinstance(axes, Sequence) or isinstance(axes, str | bytes):
+        raise TypeError(f"{name}: expected an integer or a sequence of integers, got {axes!r}")
+    out = []
+    for a in axes:
+        if not _is_int(a) or not -ndim <= int(a) < ndim:
+            raise ValueError(
+                f"{name}: expected axes of the {ndim}-d output f(x) in [-{ndim}, {ndim}), "
+                f"got {tuple(axes)}"
+            )
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: expected distinct axes, got {tuple(axes)}")
+    return tuple(sorted(out))
+
+
+def _split_kwargs(apply_kwargs: Any, x1: Any, x2: Any) -> tuple[dict, dict]:
+    """NT's rules for ``x1`` / ``x2`` keyword arguments: ``rng`` is split (the same key
+    when ``x2`` is ``None`` or equal to ``x1``, else ``fold_in(rng, 1)`` for ``x2``), a
+    pair ``(v1, v2)`` gives ``v1`` to ``x1`` and ``v2`` to ``x2``, anything else goes to
+    both."""
+    if apply_kwargs is None:
+        return {}, {}
+    if not isinstance(apply_kwargs, Mapping) or not all(isinstance(k, str) for k in apply_kwargs):
+        raise TypeError(
+            f"apply_kwargs: expected a dict of keyword arguments of apply_fn, got {apply_kwargs!r}"
+        )
+    kw1, kw2 = {}, {}
+    for key, v in apply_kwargs.items():
+        if isinstance(v, tuple) and len(v) == 2:
+            kw1[key], kw2[key] = v
+        elif key == "rng" and x2 is not None and v is not None:
+            equal = x2 is x1 or (
+                not _checks.is_tracer(x1)
+                and not _checks.is_tracer(x2)
+                and x1.shape == x2.shape
+                and bool(jnp.array_equal(x1, x2))
+            )
+            kw1[key], kw2[key] = v, v if equal else jax.random.fold_in(v, 1)
+        else:
+            kw1[key] = kw2[key] = v
+    return kw1, kw2
+
+
+def _dynamic(value: Any) -> bool:
+    return isinstance(value, jax.Array | np.ndarray) or _checks.is_tracer(value)
+
+
+def _static_part(kwargs: dict) -> tuple:
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if not _dynamic(v)))
+    for k, v in static:
+        try:
+            hash(v)
+        except TypeError:
+            raise TypeError(
+                f"apply_kwargs: {k!r} must be an array or a hashable value (it is bound "
+                f"statically), got {type(v).__name__}"
+            ) from None
+    return static
+
+
+class _Setup:
+    """Validated inputs of a kernel call in the frame with batch axes at 0.
+
+    ``fn`` / ``fn2`` compute the outputs of ``x1`` / ``x2`` (``fn2`` is ``None`` when
+    it is ``fn`` with the same keyword arguments), ``kw1`` / ``kw2`` their array
+    keyword arguments; ``out1`` / ``out2`` the output shapes in the caller's frame.
+    """
+
+    def __init__(self, apply_fn, params, x1, x2, vmap_axes, apply_kwargs):
+        in_axis, out_axis, kw_axes, independent = _check_vmap_axes(vmap_axes)
+        x1 = _checks.array("x1", x1, min_ndim=2, min_rows=1, kind="number")
+        if x2 is not None:
+            x2 = _checks.array("x2", x2, min_ndim=2, min_rows=1, kind="number")
+        if not -x1.ndim <= in_axis < x1.ndim:
+            raise ValueError(f"vmap_axes: input axis {in_axis} is outside x1 of shape {x1.shape}")
+        in_axis %= x1.ndim
+        kw1, kw2 = _split_kwargs(apply_kwargs, x1, x2)
+        unknown = sorted(set(kw_axes) - set(kw1))
+        if unknown:
+            raise ValueError(f"vmap_axes: kwargs_axes names {unknown} not in apply_kwargs")
+        self.batched = any(a is not None for a in kw_axes.values())
+        self.independent = independent and not self.batched
+        s1, s2 = _static_part(kw1), _static_part(kw2)
+        d1 = {k: v for k, v in kw1.items() if _dynamic(v)}
+        d2 = {k: v for k, v in kw2.items() if _dynamic(v)}
+        shape = lambda x, kw: _checks.evaluate_shape(
+            "apply_fn", lambda p, x: apply_fn(p, x, **kw), params, x, what="apply_fn(params, x)"
+        )
+        o1 = shape(x1, kw1)
+        o2 = o1 if x2 is None else shape(x2, kw2)
+        ndim = getattr(o1, "ndim", 0)
+        if ndim < 1 or not -ndim <= out_axis < ndim:
+            raise ValueError(
+                f"vmap_axes: output axis {out_axis} is outside f(x1) of shape "
+                f"{_checks.shape_str(o1)}"
+            )
+        out_axis %= ndim
+        for x, o, nm in ((x1, o1, "x1"), (x2, o2, "x2")):
+            if x is not None and o.shape[out_axis] != x.shape[in_axis]:
+                raise ValueError(
+                    f"apply_fn: expected f({nm}) with {x.shape[in_axis]} rows along output "
+                    f"axis {out_axis} (vmap_axes), got shape {o.shape}"
+                )
+        move = in_axis != 0 or out_axis != 0 or s1 or s2
+        self.fn = _Moved(apply_fn, in_axis, out_axis, s1) if move else apply_fn
+        fn2 = _Moved(apply_fn, in_axis, out_axis, s2) if move else apply_fn
+        self.x1 = jnp.moveaxis(x1, in_axis, 0)
+        self.x2 = None if x2 is None else jnp.moveaxis(x2, in_axis, 0)
+        if self.x2 is not None and self.x2.shape[1:] != self.x1.shape[1:]:
+            raise ValueError(
+                f"x2: expected the feature shape of x1 {self.x1.shape[1:]} (batch axis "
+                f"{in_axis}), got {x2.shape}."
+            )
+        same_kwargs = s1 == s2 and d1.keys() == d2.keys() and all(d1[k] is d2[k] for k in d1)
+        self.fn2 = None if same_kwargs else fn2
+        self.kw1 = d1 or None
+        self.kw2 = None if same_kwargs else d2
+        self.out1, self.out2 = tuple(o1.shape), tuple(o2.shape)
+        self.out_axis = out_axis
+
+
+def _axes_plan(trace_axes, diagonal_axes, out1, out2, out_axis):
+    """``(trace, diagonal, legacy)``: validated axes of the outputs, and whether the
+    result is the mean over every axis but the batch axis (the default route)."""
+    ndim = len(out1)
+    diag = _check_axes("diagonal_axes", diagonal_axes, ndim)
+    if trace_axes is None:
+        trace = tuple(a for a in range(ndim) if a != out_axis and a not in diag)
+    else:
+        trace = _check_axes("trace_axes", trace_axes, ndim)
+        both = sorted(set(trace) & set(diag))
+        if both:
+            raise ValueError(
+                f"diagonal_axes: axes {both} are also in trace_axes; an axis is traced, "
+                "kept on the diagonal, or kept twice"
+            )
+    for name, axes in (("trace_axes", trace), ("diagonal_axes", diag)):
+        for a in axes:
+            if out1[a] != out2[a]:
+                raise ValueError(
+                    f"{name}: axis {a} has size {out1[a]} in f(x1) but {out2[a]} in f(x2)"
+                )
+    legacy = not diag and set(trace) == set(range(ndim)) - {out_axis}
+    return trace, diag, legacy
+
+
+def _letters(ndim, trace, diag):
+    """einsum subscripts ``(side 1, side 2, result)`` for NT's layout: per output axis,
+    nothing if traced, one axis if diagonal, else the ``x1`` and the ``x2`` axis."""
+    abc = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    one, two, res = [], [], []
+    for a in range(ndim):
+        one.append(abc[2 * a])
+        two.append(abc[2 * a] if a in trace or a in diag else abc[2 * a + 1])
+        if a in diag:
+            res.append(abc[2 * a])
+        elif a not in trace:
+            res += [abc[2 * a], abc[2 * a + 1]]
+    return "".join(one), "".join(two), "".join(res)
+
+
+def _reduce_axes(k, out1, trace, diag):
+    """``(*f(x1).shape, *f(x2).shape)`` kernel -> traces, diagonals and zipped axes,
+    divided by the size of the traced axes (NT's normalisation)."""
+    one, two, res = _letters(len(out1), trace, diag)
+    size = math.prod(out1[a] for a in trace)
+    return jnp.einsum(f"{one}{two}->{res}", k) / size
+
+
+def _to_output_frame(k4, out1, out2, out_axis):
+    """``(n1, n2, k, k)`` kernel of the outputs moved to batch-first and flattened ->
+    ``(*f(x1).shape, *f(x2).shape)``."""
+    ndim = len(out1)
+    order = [out_axis] + [a for a in range(ndim) if a != out_axis]
+    rest = [out1[a] for a in order[1:]]
+    r = len(rest)
+    k = k4.reshape(out1[out_axis], out2[out_axis], *rest, *rest)
+    k = jnp.transpose(k, (0, *range(2, 2 + r), 1, *range(2 + r, 2 + 2 * r)))
+    inv = [order.index(a) for a in range(ndim)]
+    return jnp.transpose(k, (*inv, *(ndim + i for i in inv)))
 
 
 def ntk(
@@ -884,6 +1133,10 @@ def ntk(
     batch_size: int | None = None,
     full: bool = False,
     *,
+    trace_axes: int | Sequence[int] | None = None,
+    diagonal_axes: int | Sequence[int] = (),
+    vmap_axes: Any = 0,
+    apply_kwargs: Mapping[str, Any] | None = None,
     mesh: Any = None,
     out: str = "device",
     path: Any = None,
@@ -915,6 +1168,31 @@ def ntk(
       batch_size: rows of ``x1``/``x2`` processed at a time (``None``: all). Need not
         divide ``n1``/``n2``.
       full: return the ``(n1, n2, k, k)`` kernel instead of its trace.
+      trace_axes: neural-tangents' ``trace_axes``: axes of the output ``f(x)``
+        (the batch axis included) over which the kernel is traced, divided by
+        their total size. ``None`` (default): every axis but the batch axis and
+        the ``diagonal_axes``, the default kernel above. Every output axis in
+        neither ``trace_axes`` nor ``diagonal_axes`` appears twice in the result,
+        the ``x1`` and the ``x2`` axis side by side (NT's zipped layout, e.g.
+        ``trace_axes=()`` on ``(n, k)`` outputs gives ``(n1, n2, k, k)``).
+      diagonal_axes: NT's ``diagonal_axes``: output axes on which only the
+        diagonal ``x1``-axis = ``x2``-axis is kept (one axis in the result;
+        the batch axis needs ``n1 == n2``).
+      vmap_axes: NT's ``vmap_axes``: the batch axis of inputs and outputs, one
+        int or ``(in_axes, out_axes, kwargs_axes)``; every method but ``"jvp"``
+        evaluates one row at a time along it, which assumes rows do not
+        interact. ``None`` assumes nothing (no batch statistics, dropout masks
+        drawn for the whole batch): then only ``"jvp"`` on the whole batch
+        (``method="auto"`` picks it; no ``batch_size``). Keyword arguments
+        batched along an axis in ``kwargs_axes`` are handled the same way. The
+        default 0 is NT's ``vmap_axes=0`` (NT's default ``None`` is slower and
+        gives the same kernel for networks without interacting rows).
+      apply_kwargs: keyword arguments of ``apply_fn`` (NT's
+        ``**apply_fn_kwargs``, e.g. ``{"rng": key}`` for dropout): ``rng`` is the
+        key for ``x1`` and, when ``x2`` is given and differs from ``x1``,
+        ``jax.random.fold_in(rng, 1)`` for ``x2``; a pair ``(v1, v2)`` gives
+        ``v1`` to ``x1`` and ``v2`` to ``x2``; anything else goes to both.
+        Arrays are traced, other values bound statically (hashable).
       mesh: a :class:`jax.sharding.Mesh`: rows of ``x1`` are computed in
         blocks of ``batch_size`` (default 256) sharded over its devices
         (:func:`wideth.kernels.blocks.blockwise`); the result stays row-sharded.
@@ -925,11 +1203,16 @@ def ntk(
       quiet: hide the progress bar of ``out="host"``.
 
     Returns:
-      ``(n1, n2)`` array, or ``(n1, n2, k, k)`` when ``full``.
+      ``(n1, n2)`` array, or ``(n1, n2, k, k)`` when ``full``; with
+      ``trace_axes`` / ``diagonal_axes``, NT's shape (e.g. ``(n1, n2, k, k)`` for
+      ``trace_axes=()``, ``(n1, n2, H, H)`` for ``(n, H, C)`` outputs and
+      ``trace_axes=(-1,)``, ``(n1, n2, H)`` with also ``diagonal_axes=(1,)``).
 
     Raises:
       ValueError: unknown ``method``, bad ``batch_size``, mismatched feature shapes
-        or non-finite inputs.
+        or non-finite inputs, axes outside the output, an axis both traced and
+        diagonal, ``full`` with ``trace_axes``/``diagonal_axes``, a row-wise
+        method with ``vmap_axes=None``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -948,6 +1231,17 @@ def ntk(
     _check_batch_size(batch_size)
     full = _checks.boolean("full", full)
     apply_fn, params = _as_functional(apply_fn, params)
+    nt_axes = trace_axes is not None or diagonal_axes != ()
+    if full and nt_axes:
+        raise ValueError(
+            "full: not combined with trace_axes/diagonal_axes (trace_axes=() keeps every "
+            "output axis)"
+        )
+    if nt_axes or vmap_axes != 0 or apply_kwargs:
+        return _ntk_nt(
+            apply_fn, params, x1, x2, method, batch_size, trace_axes, diagonal_axes,
+            vmap_axes, apply_kwargs, mesh, out, path, quiet,
+        )  # fmt: skip
     x1, x2 = _check_inputs(x1, x2)
     _check_outputs(apply_fn, params, x1)
     same = x2 is None
@@ -964,6 +1258,50 @@ def ntk(
             block, x1, x2, block_size=batch_size or 256, mesh=mesh, out=out, path=path, quiet=quiet
         )
     return _ntk_jit(apply_fn, params, x1, x2, method, batch_size, bool(full), same)
+
+
+def _ntk_nt(
+    apply_fn, params, x1, x2, method, batch_size, trace_axes, diagonal_axes, vmap_axes,
+    apply_kwargs, mesh, out, path, quiet,
+):  # fmt: skip
+    """:func:`ntk` with neural-tangents' axes and keyword arguments (see its docstring)."""
+    st = _Setup(apply_fn, params, x1, x2, vmap_axes, apply_kwargs)
+    trace, diag, legacy = _axes_plan(trace_axes, diagonal_axes, st.out1, st.out2, st.out_axis)
+    if not st.independent:
+        why = "vmap_axes=None" if not st.batched else "keyword arguments batched in vmap_axes"
+        if method not in ("auto", "jvp"):
+            raise ValueError(
+                f"method: {method!r} evaluates one row at a time; with {why} only 'jvp' "
+                "(on the whole batch) makes no assumption on the rows"
+            )
+        if batch_size is not None:
+            raise ValueError(f"batch_size: must be None with {why} (rows are not separable)")
+        method = "jvp"
+    fn1 = st.fn if st.kw1 is None else functools.partial(_call_with, st.fn, st.kw1)
+    same = st.x2 is None and st.fn2 is None and st.kw2 is None
+    xa, xb = st.x1, st.x1 if st.x2 is None else st.x2
+    if method == "auto":
+        b = min(batch_size or xa.shape[0], xa.shape[0])
+        method = _choose(fn1, params, xa, b, None if st.x2 is None else xb, not legacy)
+    from wideth.kernels.blocks import blockwise, current_mesh
+
+    mesh = current_mesh(mesh, xa, xb, *jax.tree.leaves(params))
+    extra = (st.kw1, st.kw2, st.fn2)
+    if mesh is not None or out != "device":
+        if not legacy or not st.independent:
+            raise ValueError(
+                "out: blockwise kernels (mesh or out='host') take the default trace over "
+                "every output axis but the batch axis, with rows independent (vmap_axes not None)"
+            )
+        block = lambda a, b: _ntk_jit(st.fn, params, a, b, method, None, False, False, *extra)
+        return blockwise(
+            block, xa, xb, block_size=batch_size or 256, mesh=mesh, out=out, path=path, quiet=quiet
+        )
+    k = _ntk_jit(st.fn, params, xa, xb, method, batch_size, not legacy, same, *extra)
+    if legacy:
+        return k
+    k = _to_output_frame(k, st.out1, st.out2, st.out_axis)
+    return _reduce_axes(k, st.out1, trace, diag)
 
 
 def ntk_matvec(
@@ -1015,6 +1353,10 @@ def nngp(
     params: Any,
     x1: jax.Array,
     x2: jax.Array | None = None,
+    *,
+    trace_axes: int | Sequence[int] | None = None,
+    diagonal_axes: int | Sequence[int] = (),
+    apply_kwargs: Mapping[str, Any] | None = None,
 ) -> jax.Array:
     r"""Empirical NNGP kernel: inner product of outputs or of last-layer features.
 
@@ -1040,24 +1382,54 @@ def nngp(
       params: parameter pytree, or ``None`` for a module.
       x1: inputs ``(n1, ...)``.
       x2: inputs ``(n2, ...)``; ``None`` means ``x1``.
+      trace_axes: neural-tangents' ``trace_axes`` of ``empirical_nngp_fn``, axes
+        of the array the kernel is built from (the outputs, or a module's last
+        features) traced and divided by their size; ``None`` (default): every
+        axis but the batch axis 0 and the ``diagonal_axes``, the mean above.
+        Other axes appear twice, zipped, as in :func:`ntk`.
+      diagonal_axes: NT's ``diagonal_axes`` (see :func:`ntk`).
+      apply_kwargs: keyword arguments of ``apply_fn`` (or of ``features``), split
+        between ``x1`` and ``x2`` as in :func:`ntk`.
 
     Returns:
-      ``(n1, n2)`` array.
+      ``(n1, n2)`` array, or NT's shape with ``trace_axes``/``diagonal_axes``.
 
     References:
       Lee et al., `Deep Neural Networks as Gaussian Processes
       <https://arxiv.org/abs/1711.00165>`_, 2018.
     """
     x1, x2 = _check_inputs(x1, x2)
+    nt_axes = trace_axes is not None or diagonal_axes != () or bool(apply_kwargs)
+    kw1, kw2 = _split_kwargs(apply_kwargs, x1, x2)
+    same = x2 is None and all(kw2[k] is kw1[k] for k in kw1)
     x2 = x1 if x2 is None else x2
     if isinstance(apply_fn, nnx.Module) and callable(getattr(apply_fn, "features", None)):
         if params is not None:
             raise TypeError("params: must be None when an nnx.Module is given (it holds them).")
         graphdef, state = nnx.split(apply_fn)
-        return _nngp_features(graphdef, state, x1, x2)
-    apply_fn, params = _as_functional(apply_fn, params)
-    _check_outputs(apply_fn, params, x1)
-    return _nngp_outputs(apply_fn, params, x1, x2)
+        if not nt_axes:
+            return _nngp_features(graphdef, state, x1, x2)
+        module = nnx.merge(graphdef, state)
+        f1 = module.features(x1, **kw1)[-1]
+        f2 = f1 if same else module.features(x2, **kw2)[-1]
+    else:
+        apply_fn, params = _as_functional(apply_fn, params)
+        if not nt_axes:
+            _check_outputs(apply_fn, params, x1)
+            return _nngp_outputs(apply_fn, params, x1, x2)
+        _checks.evaluate_shape(
+            "apply_fn", lambda p, x: apply_fn(p, x, **kw1), params, x1, what="apply_fn(params, x1)"
+        )
+        f1 = apply_fn(params, x1, **kw1)
+        f2 = f1 if same else apply_fn(params, x2, **kw2)
+    shape1, shape2 = tuple(f1.shape), tuple(f2.shape)
+    if len(shape1) < 1 or shape1[0] != x1.shape[0]:
+        raise ValueError(
+            f"apply_fn: expected outputs with one row per row of x1 ({x1.shape[0]}), got {shape1}"
+        )
+    trace, diag, _ = _axes_plan(trace_axes, diagonal_axes, shape1, shape2, 0)
+    one, two, res = _letters(len(shape1), trace, diag)
+    return jnp.einsum(f"{one},{two}->{res}", f1, f2) / math.prod(shape1[a] for a in trace)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn",))

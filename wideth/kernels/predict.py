@@ -230,6 +230,58 @@ def _batched_rows(fn: Callable[[jax.Array], jax.Array], k_test: jax.Array, batch
     return out.reshape(-1, *out.shape[2:])[:n]
 
 
+def _per_output(trace_axes: Any) -> bool:
+    """``trace_axes`` of :func:`gradient_descent_mse`: ``(-1,)``/``(1,)`` per-output
+    kernels (``True``) or ``()`` kernels with the output axes (``False``)."""
+    axes = (trace_axes,) if isinstance(trace_axes, int) else trace_axes
+    if not isinstance(axes, tuple | list) or tuple(axes) not in ((), (-1,), (1,)):
+        raise ValueError(
+            "trace_axes: expected (-1,) (per-output kernels) or () (kernels with the "
+            f"(k, k) output axes), got {trace_axes!r}"
+        )
+    return bool(axes)
+
+
+def _joint_outputs_mse(k_train_train, y_train, learning_rate, diag_reg, normalization, discrete, b):
+    """:func:`gradient_descent_mse` with ``trace_axes=()``: the ``(n, n, k, k)`` kernel
+    flattened to ``(nk, nk)`` (row ``(i, a)`` at ``i k + a``), one output column."""
+    y = _checks.array("y_train", y_train, ndim=2, kind="real")
+    n, k = y.shape
+    k4 = _checks.array("k_train_train", k_train_train, ndim=4, kind="real")
+    if k4.shape != (n, n, k, k):
+        raise ValueError(
+            f"k_train_train: expected shape ({n}, {n}, {k}, {k}) with trace_axes=() and "
+            f"y_train {y.shape}, got {k4.shape}"
+        )
+    flat = lambda a: jnp.transpose(a, (0, 2, 1, 3)).reshape(a.shape[0] * k, n * k)
+    lr = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
+    # the flat problem has n k rows: rescale the rate so that eta / s keeps s = n
+    lr = lr * k if normalization == "mean" else lr
+    inner = gradient_descent_mse(
+        flat(k4), y.reshape(n * k, 1), lr, diag_reg, normalization, discrete,
+        None if b is None else b * k,
+    )  # fmt: skip
+
+    def predict_fn(t=None, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0):
+        f0 = _outputs_like("fx_train_0", fx_train_0, n, k, y.dtype).reshape(n * k, 1)
+        kt = g0 = None
+        if k_test_train is not None:
+            kt4 = _checks.array("k_test_train", k_test_train, ndim=4, kind="real")
+            if kt4.shape[1:] != (n, k, k):
+                raise ValueError(
+                    f"k_test_train: expected shape (m, {n}, {k}, {k}) with trace_axes=(), "
+                    f"got {kt4.shape}"
+                )
+            kt = flat(kt4)
+            g0 = _outputs_like("fx_test_0", fx_test_0, kt4.shape[0], k, y.dtype)
+            g0 = g0.reshape(-1, 1)
+        train, test = inner(t, kt, f0, 0.0 if g0 is None else g0)
+        unflat = lambda f: f.reshape(*f.shape[:-2], -1, k)
+        return unflat(train), None if test is None else unflat(test)
+
+    return predict_fn
+
+
 def gradient_descent_mse(
     k_train_train: jax.Array,
     y_train: jax.Array,
@@ -238,6 +290,8 @@ def gradient_descent_mse(
     normalization: Normalization = "mean",
     discrete: bool = False,
     batch_size: int | None = None,
+    *,
+    trace_axes: int | tuple[int, ...] = (-1,),
 ) -> Callable[..., tuple[jax.Array, jax.Array | None]]:
     r"""Outputs of a linearised (infinite-width) network trained by GD on MSE.
 
@@ -263,6 +317,14 @@ def gradient_descent_mse(
       normalization: ``"mean"`` (loss :math:`\frac{1}{2n}\sum\|f-y\|^2`) or ``"sum"``.
       discrete: predict discrete GD steps instead of gradient flow.
       batch_size: test rows processed at a time (``None``: all).
+      trace_axes: neural-tangents' ``trace_axes``: ``(-1,)`` (default) means the
+        kernels are per output (traced over the output axis, i.e. :math:`\Theta
+        \otimes I_k`); ``()`` means they keep the output axes, ``k_train_train``
+        of shape ``(n, n, k, k)`` and ``k_test_train`` ``(m, n, k, k)`` as
+        :func:`wideth.kernels.empirical.ntk` returns them with ``trace_axes=()``
+        (or ``full=True``), and the outputs evolve jointly under
+        :math:`\Theta_{(ia),(jb)}`, the exact linearised dynamics of a finite
+        network.
 
     Returns:
       ``predict_fn(t=None, k_test_train=None, fx_train_0=0., fx_test_0=0.)``
@@ -283,6 +345,10 @@ def gradient_descent_mse(
       >>> [round(float(v), 4) for v in train]
       [1.0, -1.0]
     """
+    if not _per_output(trace_axes):
+        return _joint_outputs_mse(
+            k_train_train, y_train, learning_rate, diag_reg, normalization, discrete, batch_size
+        )
     k = _check_kernel("k_train_train", k_train_train, (None, None), symmetric=True)
     n = k.shape[0]
     y, squeeze = _check_targets(y_train, n)

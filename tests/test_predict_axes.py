@@ -1,0 +1,85 @@
+"""predict.gradient_descent_mse with neural-tangents' ``trace_axes=()`` (kernels
+that keep the ``(k, k)`` output axes).
+
+* a block-diagonal kernel :math:`\\Theta \\otimes I_k` gives exactly the
+  per-output predictions (float64, 1e-10);
+* the empirical ``(n, n, k, k)`` NTK of a small MLP gives neural-tangents'
+  ``predict.gradient_descent_mse(..., trace_axes=())`` (NT normalises the loss by
+  ``y_train.size = n k``, so its rate is ``k`` times ours), float64, 1e-8;
+* ``t`` may be an array of times (a leading time axis).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wideth.compat import neural_tangents
+from wideth.kernels import empirical, predict
+
+
+def _problem(n=5, m=3, k=2):
+    stax = neural_tangents().stax
+    init_fn, apply_fn, _ = stax.serial(stax.Dense(12), stax.Erf(), stax.Dense(k, b_std=0.1))
+    x = jax.random.normal(jax.random.PRNGKey(0), (n + m, 4))
+    _, params = init_fn(jax.random.PRNGKey(1), x.shape)
+    y = jax.random.normal(jax.random.PRNGKey(2), (n, k))
+    return apply_fn, params, x[:n], x[n:], y
+
+
+def test_block_diagonal_kernel_gives_the_per_output_predictions(x64):
+    n, m, k = 5, 3, 2
+    theta = jax.random.normal(jax.random.PRNGKey(3), (n + m, 6))
+    theta = theta @ theta.T
+    eye = jnp.eye(k)
+    block = lambda a: jnp.einsum("ij,ab->ijab", a, eye)
+    y = jax.random.normal(jax.random.PRNGKey(4), (n, k))
+    f0, g0 = 0.1 * y[::-1], jnp.ones((m, k))
+    per = predict.gradient_descent_mse(theta[:n, :n], y, 0.7, diag_reg=0.01)
+    joint = predict.gradient_descent_mse(block(theta[:n, :n]), y, 0.7, diag_reg=0.01, trace_axes=())
+    for t in (None, jnp.array([0.0, 1.0, 10.0])):
+        want = per(t, theta[n:, :n], f0, g0)
+        got = joint(t, block(theta[n:, :n]), f0, g0)
+        for a, b in zip(got, want, strict=True):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_joint_output_dynamics_match_neural_tangents(x64, discrete):
+    apply_fn, params, x_train, x_test, y = _problem()
+    k = y.shape[1]
+    ntk_tt = empirical.ntk(apply_fn, params, x_train, trace_axes=())
+    ntk_st = empirical.ntk(apply_fn, params, x_test, x_train, trace_axes=())
+    assert ntk_tt.shape == (5, 5, k, k)
+    f0, g0 = apply_fn(params, x_train), apply_fn(params, x_test)
+    ours = predict.gradient_descent_mse(ntk_tt, y, 0.5, discrete=discrete, trace_axes=())
+    nt = neural_tangents().predict.gradient_descent_mse(ntk_tt, y, 0.5 * k, trace_axes=())
+    for t in (2.0, 7.0):
+        want_train, want_test = nt(t, f0, g0, ntk_st) if not discrete else (None, None)
+        got_train, got_test = ours(t, ntk_st, f0, g0)
+        if discrete:  # NT has gradient flow only: iterate the linearised GD step instead
+            ft, gt = f0, g0
+            flat = lambda a: jnp.transpose(a, (0, 2, 1, 3)).reshape(a.shape[0] * k, -1)
+            for _ in range(int(t)):
+                r = (ft - y).reshape(-1)
+                ft = ft - 0.5 / 5 * (flat(ntk_tt) @ r).reshape(ft.shape)
+                gt = gt - 0.5 / 5 * (flat(ntk_st) @ r).reshape(gt.shape)
+            want_train, want_test = ft, gt
+        np.testing.assert_allclose(got_train, want_train, rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(got_test, want_test, rtol=1e-8, atol=1e-8)
+
+
+def test_bad_trace_axes_and_shapes_raise_by_name():
+    y = jnp.ones((3, 2))
+    with pytest.raises(ValueError, match=r"^trace_axes: expected \(-1,\)"):
+        predict.gradient_descent_mse(jnp.eye(3), y, trace_axes=(0,))
+    with pytest.raises(ValueError, match=r"^k_train_train: expected shape \(3, 3, 2, 2\)"):
+        predict.gradient_descent_mse(jnp.ones((3, 3, 1, 1)), y, trace_axes=())
+    fn = predict.gradient_descent_mse(
+        jnp.einsum("ij,ab->ijab", jnp.eye(3), jnp.eye(2)), y, trace_axes=()
+    )
+    with pytest.raises(ValueError, match=r"^k_test_train: expected shape \(m, 3, 2, 2\)"):
+        fn(1.0, jnp.ones((4, 3, 1, 1)))

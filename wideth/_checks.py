@@ -28,6 +28,7 @@ __all__ = [
     "is_tracer",
     "array",
     "finite",
+    "symmetric",
     "positive_int",
     "nonnegative_int",
     "integer",
@@ -178,6 +179,26 @@ def finite(name: str, x: Any) -> None:
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
 
 
+def symmetric(name: str, k: Any) -> None:
+    r"""A concrete square matrix symmetric up to rounding (traced matrices are skipped).
+
+    The tolerance is :math:`\sqrt{\epsilon}\,\max|K|` of its dtype (float32 at
+    least): rounding in a Gram matrix, not a transposed or wrong matrix.
+    """
+    if is_tracer(k) or not np.size(k):
+        return
+    with jax.ensure_compile_time_eval():
+        kf = jnp.asarray(k)
+        kf = kf.astype(jnp.result_type(kf.dtype, jnp.float32))
+        asym = float(jnp.max(jnp.abs(kf - kf.T)))
+        tol = float(jnp.sqrt(jnp.finfo(kf.dtype).eps)) * float(jnp.max(jnp.abs(kf)))
+    if asym > tol:
+        raise ValueError(
+            f"{name}: expected a symmetric matrix, got max |K - K^T| = {asym:.3g} "
+            f"(tolerance {tol:.3g})"
+        )
+
+
 def array(
     name: str,
     x: Any,
@@ -258,7 +279,10 @@ def prng_key(name: str, key: Any, *, allow_none: bool = False) -> jax.Array | No
 
 
 def tree_like(name: str, tree: Any, reference: Any, reference_name: str = "params") -> Any:
-    """A pytree with the structure, shapes and an inexact dtype like ``reference``."""
+    """A pytree with the structure, shapes and an inexact dtype like ``reference``.
+
+    ``reference`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves.
+    """
     ref_def = jax.tree.structure(reference)
     try:
         got_def = jax.tree.structure(tree)
@@ -273,10 +297,11 @@ def tree_like(name: str, tree: Any, reference: Any, reference_name: str = "param
         jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(reference), strict=True
     ):
         where = jax.tree_util.keystr(path)
-        if tuple(np.shape(a)) != tuple(np.shape(b)):
+        want = tuple(b.shape) if hasattr(b, "shape") else tuple(np.shape(b))
+        if tuple(np.shape(a)) != want:
             raise ValueError(
                 f"{name}: leaf {where} has shape {tuple(np.shape(a))}, expected "
-                f"{tuple(np.shape(b))} like {reference_name}"
+                f"{want} like {reference_name}"
             )
         dtype = jnp.result_type(a)
         if np.dtype(dtype).kind not in "fc":

@@ -155,7 +155,7 @@ def _warn_not_pd(ok: Any) -> None:
         "k_train_train: expected a positive definite kernel (K + diag_reg I), but its Cholesky "
         f"factorisation failed in {int(np.size(ok) - np.count_nonzero(ok))} of {np.size(ok)} "
         "traced kernel(s), so the posterior is NaN; pass diag_reg > 0 (under jit/vmap this "
-        "cannot raise, see gp_inference's 'Under jit' note)",
+        "cannot raise, see the note on jit in gp_inference)",
         NotPSDWarning,
         stacklevel=2,
     )
@@ -174,7 +174,7 @@ def _warn_not_psd(name: str, ok: Any, lo: Any, top: Any) -> None:
         f"{name}: expected a positive semi-definite kernel, got the eigenvalue "
         f"{lo.ravel()[worst]:.3g} (largest |eigenvalue| {top.ravel()[worst]:.3g}) in "
         f"{int(np.size(ok) - np.count_nonzero(ok))} of {np.size(ok)} traced kernel(s); "
-        "under jit/vmap this cannot raise, see the function's 'Under jit' note",
+        "under jit/vmap this cannot raise, see the function's note on jit",
         NotPSDWarning,
         stacklevel=2,
     )
@@ -328,8 +328,8 @@ def gradient_descent_mse(
       ValueError: a non-finite, non-square, non-symmetric or indefinite kernel,
         ``learning_rate <= 0``, ``diag_reg < 0``, targets of the wrong shape.
 
-    Under jit:
-      A traced kernel cannot be checked before use: eigenvalues of
+    Note:
+      Under jit/vmap, a traced kernel cannot be checked before use: eigenvalues of
       ``k_train_train + diag_reg I`` below 0 are treated as 0 (the prediction of
       the kernel's positive semi-definite part, finite, as for rounding-level
       negative eigenvalues), and an indefinite kernel beyond rounding emits a
@@ -425,9 +425,10 @@ def gradient_descent_mse_ensemble(
       :class:`Gaussian` with mean shaped like the test outputs and the
       ``(m, m)`` covariance (identical for every output dimension).
 
-    Under jit:
-      As :func:`gradient_descent_mse`: for a traced NTK, eigenvalues below 0
-      are treated as 0 and an indefinite one emits a :class:`NotPSDWarning`.
+    Note:
+      Under jit/vmap, as in :func:`gradient_descent_mse`: for a traced NTK,
+      eigenvalues below 0 are treated as 0 and an indefinite one emits a
+      :class:`NotPSDWarning`.
     """
     theta = _check_kernel("ntk_train_train", ntk_train_train, (None, None), symmetric=True)
     n = theta.shape[0]
@@ -489,9 +490,9 @@ def gp_inference(
         kernel, ``diag_reg < 0``, or a ``K + diag_reg I`` that is not positive
         definite (its Cholesky factorisation fails: pass ``diag_reg > 0``).
 
-    Under jit:
-      A traced ``k_train_train`` (under ``jit``/``vmap``, or ``diag_reg``
-      traced) cannot be checked before the factorisation: a ``K + diag_reg I``
+    Note:
+      Under jit/vmap, a traced ``k_train_train`` or ``diag_reg`` cannot be
+      checked before the factorisation: a ``K + diag_reg I``
       that is not positive definite gives a NaN ``mean`` and ``covariance``
       (the posterior does not exist), and a :class:`NotPSDWarning` from the
       host at run time says so. A concrete kernel closed over by a jitted
@@ -551,10 +552,10 @@ def max_learning_rate(
       ValueError: a non-finite, non-symmetric or indefinite kernel, one whose top
         eigenvalue is not positive, or ``momentum`` outside ``[0, 1)``.
 
-    Under jit:
-      For a traced kernel these checks cannot raise: an indefinite kernel or
-      one whose top eigenvalue is not positive gives NaN (never a negative or
-      infinite step), and an indefinite one also a :class:`NotPSDWarning` at
+    Note:
+      Under jit/vmap, for a traced kernel these checks cannot raise: an
+      indefinite kernel or one whose top eigenvalue is not positive gives NaN
+      (never a negative or infinite step), and an indefinite one also a :class:`NotPSDWarning` at
       run time.
     """
     k = _check_kernel("ntk_train_train", ntk_train_train, (None, None), symmetric=True)
@@ -644,9 +645,10 @@ def gradient_descent(
         ``[0, 1)``, ``t=None`` (no limit exists for a general loss), decreasing
         times.
 
-    Under jit:
-      A traced indefinite kernel cannot raise: the flow is integrated as given
-      (growing along negative eigendirections, possibly to inf/NaN), and a
+    Note:
+      Under jit/vmap, a traced indefinite kernel cannot raise: the flow is
+      integrated as given (growing along negative eigendirections, possibly to
+      inf/NaN), and a
       :class:`NotPSDWarning` from the host at run time says why.
 
     Examples:

@@ -2542,6 +2542,12 @@ def _predict_more() -> None:
         lambda: gd(half_mse, spd().at[0, 0].set(nan), targets()),
     )
     V(e, "k_train_train", "a non-square kernel", lambda: gd(half_mse, jnp.ones((4, 3)), targets()))
+    V(
+        e,
+        "k_train_train",
+        "an indefinite kernel (the flow ascends)",
+        lambda: gd(half_mse, jnp.diag(jnp.array([1.0, 1.0, 1.0, -0.5])), targets()),
+    )
     V(e, "y_train", "y_train with the wrong rows", lambda: gd(half_mse, spd(), jnp.ones(3)))
     V(e, "y_train", "inf in y_train", lambda: gd(half_mse, spd(), targets().at[1].set(inf)))
     V(e, "learning_rate", "negative learning_rate", lambda: gd(half_mse, spd(), targets(), -1.0))
@@ -3298,7 +3304,6 @@ def _diagnostics_more() -> None:
         "lam_max of another shape than lam_min",
         lambda: pk(jnp.ones(2), jnp.ones(3), 1.0, 1.0),
     )
-    V(e, "beta_ell", "mu_ell above beta_ell", lambda: pk(1.0, 2.0, 2.0, 1.0))
 
     pp = cond.pl_product_bound
     e = "conditioning.pl_product_bound"

@@ -56,7 +56,7 @@ def test_pl_sandwich_holds_on_real_gradients_and_fails_with_the_sum_constant():
     lo, hi = cd.pl_kernel_bounds(lo_k, hi_k, *cd.square_loss_constants(6))
     assert float(lo) * (1 - 1e-4) <= mu <= float(hi) * (1 + 1e-4)
     wrong_lo, _ = cd.pl_kernel_bounds(lo_k, hi_k, 1.0, 1.0)  # sum loss constants on a mean loss
-    _, wrong_hi = cd.pl_kernel_bounds(lo_k, hi_k, 1 / 36, 1 / 36)  # n^2 in place of n
+    _, wrong_hi = cd.pl_kernel_bounds(lo_k, hi_k, 1 / 6, 1 / 36)
     assert float(wrong_lo) > mu or float(wrong_hi) < mu
 
 

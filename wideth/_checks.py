@@ -278,10 +278,19 @@ def prng_key(name: str, key: Any, *, allow_none: bool = False) -> jax.Array | No
     raise TypeError(f"{name}: expected a PRNG key (jax.random.key(seed)), got {shape_str(key)}")
 
 
-def tree_like(name: str, tree: Any, reference: Any, reference_name: str = "params") -> Any:
+def tree_like(
+    name: str,
+    tree: Any,
+    reference: Any,
+    reference_name: str = "params",
+    *,
+    check_finite: bool = True,
+) -> Any:
     """A pytree with the structure, shapes and an inexact dtype like ``reference``.
 
-    ``reference`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves.
+    ``reference`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves. With
+    ``check_finite=False`` NaN/inf leaves pass (where the caller documents what
+    a non-finite value does, e.g. an optimizer that skips the step).
     """
     ref_def = jax.tree.structure(reference)
     try:
@@ -304,9 +313,10 @@ def tree_like(name: str, tree: Any, reference: Any, reference_name: str = "param
                 f"{want} like {reference_name}"
             )
         dtype = jnp.result_type(a)
-        if np.dtype(dtype).kind not in "fc":
+        if not jnp.issubdtype(dtype, jnp.inexact):  # bfloat16 included
             raise TypeError(f"{name}: leaf {where} has dtype {dtype}, expected a floating dtype")
-        finite(f"{name} (leaf {where})", a)
+        if check_finite:
+            finite(f"{name} (leaf {where})", a)
     return tree
 
 

@@ -298,8 +298,6 @@ def pl_kernel_bounds(
     if not _checks.is_tracer((lo, hi)) and bool(jnp.any(hi < lo)):
         bad = int(jnp.sum(jnp.broadcast_to(hi < lo, jnp.broadcast_shapes(lo.shape, hi.shape))))
         raise ValueError(f"lam_max: expected lam_max >= lam_min, got {bad} entries below lam_min")
-    if not _checks.is_tracer((mu, beta)) and float(beta) < float(mu):
-        raise ValueError(f"beta_ell: expected beta_ell >= mu_ell = {float(mu)}, got {float(beta)}")
     return lo * mu, hi * beta
 
 

@@ -3,9 +3,11 @@
 
 Shared by ``tests/test_bad_inputs.py`` (which asserts the error of every case)
 and ``tests/measure_bad_inputs.py`` (which counts, against any checkout of
-wideth on ``PYTHONPATH``, how many cases get a named error). So the cases use
-only public names that existed before the validation layer did, and build
+wideth on ``PYTHONPATH``, how many cases get a named error). The cases build
 their inputs lazily and small: every case must fail before real work starts.
+(Entry points added later, from ``_taylor`` on, do not exist in old checkouts:
+there they count as ``other-error``.) ``PENDING`` holds cases whose fix belongs
+to code being reworked elsewhere; the test does not run them.
 
 A case is *named* when calling it raises the expected ``ValueError`` or
 ``TypeError`` whose message starts with the argument's name (followed by a
@@ -2436,6 +2438,1278 @@ def _noise() -> None:
     T(e, "series", "series a string", lambda: ta("abc", 4))
 
 
+# --- entry points added after the first table: taylor, predict, optim.contrib, -------
+# --- attention models, probes, hessian structure, conditioning, CLI subcommands ------
+
+
+def mc_init(k):
+    return {
+        "w1": jax.random.normal(k, (3, 4)) / 2,
+        "w2": jax.random.normal(jax.random.fold_in(k, 1), (4, 2)) / 2,
+    }
+
+
+def mc_kernel_fn():
+    from wideth.kernels import taylor
+
+    return taylor.monte_carlo_kernel_fn(mc_init, apply, jax.random.key(0), 2)
+
+
+def half_mse(f, y):
+    return 0.5 * jnp.sum((f - y) ** 2)
+
+
+def _taylor() -> None:
+    from wideth.kernels import taylor
+
+    e = "taylor.linearize"
+    T(e, "apply_fn", "apply_fn a number", lambda: taylor.linearize(3, params()))
+    T(e, "apply_fn", "apply_fn None", lambda: taylor.linearize(None, params()))
+    T(e, "params", "params missing for a function", lambda: taylor.linearize(apply))
+    T(e, "params", "params given with a module", lambda: taylor.linearize(nnx_linear(), params()))
+    V(e, "params", "NaN in params", lambda: taylor.linearize(apply, nan_like(params())))
+    V(
+        e,
+        "params",
+        "f_lin called with a missing leaf",
+        lambda: taylor.linearize(apply, params())({"w1": params()["w1"]}, xy()[0]),
+    )
+    V(
+        e,
+        "params",
+        "f_lin called with a leaf of the wrong shape",
+        lambda: taylor.linearize(apply, params())(
+            {"w1": jnp.ones((3, 5)), "w2": params()["w2"]}, xy()[0]
+        ),
+    )
+    T(
+        e,
+        "params",
+        "f_lin called with an integer leaf",
+        lambda: taylor.linearize(apply, params())(
+            {"w1": jnp.ones((3, 4), jnp.int32), "w2": params()["w2"]}, xy()[0]
+        ),
+    )
+    T(
+        e,
+        "apply_fn",
+        "f_lin called with the wrong feature dimension",
+        lambda: taylor.linearize(apply, params())(params(), jnp.ones((8, 5))),
+    )
+    V(
+        e,
+        "x",
+        "f_lin called with NaN inputs",
+        lambda: taylor.linearize(apply, params())(params(), xy()[0].at[0, 0].set(nan)),
+    )
+
+    e = "taylor.taylor_expand"
+    V(e, "degree", "negative degree", lambda: taylor.taylor_expand(apply, params(), degree=-1))
+    T(e, "degree", "float degree", lambda: taylor.taylor_expand(apply, params(), degree=1.5))
+    T(e, "degree", "string degree", lambda: taylor.taylor_expand(apply, params(), degree="2"))
+    T(e, "degree", "bool degree", lambda: taylor.taylor_expand(apply, params(), degree=True))
+    T(e, "apply_fn", "apply_fn a string", lambda: taylor.taylor_expand("mlp", params()))
+    T(e, "params", "params missing for a function", lambda: taylor.taylor_expand(apply))
+    V(
+        e,
+        "params",
+        "f_taylor called with a missing leaf",
+        lambda: taylor.taylor_expand(apply, params(), 2)({"w2": params()["w2"]}, xy()[0]),
+    )
+    T(
+        e,
+        "apply_fn",
+        "f_taylor called with the wrong feature dimension",
+        lambda: taylor.taylor_expand(apply, params(), 2)(params(), jnp.ones((8, 2))),
+    )
+
+    mc = taylor.monte_carlo_kernel_fn
+    k0 = lambda: jax.random.key(0)
+    e = "taylor.monte_carlo_kernel_fn"
+    T(e, "init_fn", "init_fn not callable", lambda: mc(3, apply, k0(), 2))
+    T(e, "apply_fn", "apply_fn not callable", lambda: mc(mc_init, "mlp", k0(), 2))
+    T(e, "apply_fn", "apply_fn None for a params init_fn", lambda: mc(mc_init, None, k0(), 2))
+    T(e, "key", "integer key", lambda: mc(mc_init, apply, 0, 2))
+    V(e, "n_samples", "n_samples 0", lambda: mc(mc_init, apply, k0(), 0))
+    V(e, "n_samples", "negative n_samples", lambda: mc(mc_init, apply, k0(), -3))
+    T(e, "n_samples", "float n_samples", lambda: mc(mc_init, apply, k0(), 2.5))
+    V(e, "method", "unknown method", lambda: mc(mc_init, apply, k0(), 2, method="exact"))
+    e = "taylor.monte_carlo_kernel_fn kernel_fn"
+    V(e, "get", "unknown get", lambda: mc_kernel_fn()(xy()[0], get="cov"))
+    V(e, "get", "empty get", lambda: mc_kernel_fn()(xy()[0], get=()))
+    T(
+        e,
+        "return_samples",
+        "return_samples a string",
+        lambda: mc_kernel_fn()(xy()[0], return_samples="yes"),
+    )
+    V(e, "x1", "1-d x1", lambda: mc_kernel_fn()(jnp.ones(3)))
+    V(e, "x1", "NaN in x1", lambda: mc_kernel_fn()(xy()[0].at[0, 0].set(nan)))
+    T(e, "x1", "x1 a string", lambda: mc_kernel_fn()("x"))
+    V(e, "x2", "x2 with other features", lambda: mc_kernel_fn()(xy()[0], jnp.ones((2, 5))))
+    V(e, "x2", "inf in x2", lambda: mc_kernel_fn()(xy()[0], jnp.full((2, 3), inf)))
+    T(e, "apply_fn", "x1 of the wrong feature dimension", lambda: mc_kernel_fn()(jnp.ones((4, 5))))
+    V(e, "x1", "x1 without rows", lambda: mc_kernel_fn()(jnp.ones((0, 3))))
+
+
+def _predict_more() -> None:
+    from wideth.kernels import predict
+
+    gd = predict.gradient_descent
+    e = "predict.gradient_descent"
+    T(e, "loss", "loss not callable", lambda: gd("mse", spd(), targets()))
+    V(e, "loss", "a vector loss", lambda: gd(lambda f, y: (f - y) ** 2, spd(), targets()))
+    T(e, "loss", "a one-argument loss", lambda: gd(lambda f: jnp.sum(f), spd(), targets()))
+    V(
+        e,
+        "k_train_train",
+        "a non-symmetric kernel",
+        lambda: gd(half_mse, not_symmetric(), targets()),
+    )
+    V(
+        e,
+        "k_train_train",
+        "NaN in the kernel",
+        lambda: gd(half_mse, spd().at[0, 0].set(nan), targets()),
+    )
+    V(e, "k_train_train", "a non-square kernel", lambda: gd(half_mse, jnp.ones((4, 3)), targets()))
+    V(
+        e,
+        "k_train_train",
+        "an indefinite kernel (the flow ascends)",
+        lambda: gd(half_mse, jnp.diag(jnp.array([1.0, 1.0, 1.0, -0.5])), targets()),
+    )
+    V(e, "y_train", "y_train with the wrong rows", lambda: gd(half_mse, spd(), jnp.ones(3)))
+    V(e, "y_train", "inf in y_train", lambda: gd(half_mse, spd(), targets().at[1].set(inf)))
+    V(e, "learning_rate", "negative learning_rate", lambda: gd(half_mse, spd(), targets(), -1.0))
+    V(e, "learning_rate", "NaN learning_rate", lambda: gd(half_mse, spd(), targets(), nan))
+    V(e, "momentum", "momentum 1", lambda: gd(half_mse, spd(), targets(), momentum=1.0))
+    V(e, "momentum", "negative momentum", lambda: gd(half_mse, spd(), targets(), momentum=-0.5))
+    V(e, "momentum", "NaN momentum", lambda: gd(half_mse, spd(), targets(), momentum=nan))
+    T(e, "momentum", "string momentum", lambda: gd(half_mse, spd(), targets(), momentum="0.9"))
+    V(
+        e,
+        "momentum",
+        "vector momentum",
+        lambda: gd(half_mse, spd(), targets(), momentum=np.ones(2) / 2),
+    )
+    V(e, "rtol", "rtol 0", lambda: gd(half_mse, spd(), targets(), rtol=0.0))
+    V(e, "atol", "negative atol", lambda: gd(half_mse, spd(), targets(), atol=-1e-6))
+
+    pf = lambda **kw: gd(half_mse, spd(), targets(), **kw)
+    e = "predict.gradient_descent predict_fn"
+    V(e, "t", "t None (no limit for a general loss)", lambda: pf()(None))
+    V(e, "t", "negative time", lambda: pf()(-1.0))
+    V(e, "t", "NaN time", lambda: pf()(nan))
+    V(e, "t", "decreasing times", lambda: pf()(jnp.array([2.0, 1.0])))
+    V(e, "t", "a negative time in an array", lambda: pf()(jnp.array([0.5, -1.0])))
+    V(e, "t", "a 2-d array of times", lambda: pf()(jnp.ones((2, 2))))
+    T(e, "t", "string time", lambda: pf()("1"))
+    V(e, "t", "negative time with momentum", lambda: pf(momentum=0.5)(-2.0))
+    V(e, "k_test_train", "k_test_train with the wrong columns", lambda: pf()(1.0, jnp.ones((2, 3))))
+    V(e, "k_test_train", "NaN in k_test_train", lambda: pf()(1.0, jnp.full((2, 4), nan)))
+    V(e, "fx_train_0", "fx_train_0 with the wrong rows", lambda: pf()(1.0, fx_train_0=jnp.ones(3)))
+    V(e, "fx_train_0", "NaN fx_train_0", lambda: pf()(1.0, fx_train_0=jnp.full(4, nan)))
+    V(
+        e,
+        "fx_test_0",
+        "fx_test_0 with the wrong rows",
+        lambda: pf()(1.0, jnp.ones((2, 4)) / 4, fx_test_0=jnp.ones(3)),
+    )
+
+    ens = predict.ensemble
+    x, y = lambda: xy()[0][:4], lambda: targets()
+    e = "predict.ensemble"
+    T(e, "kernel_fn", "kernel_fn not callable", lambda: ens("ntk", x(), y()))
+    V(e, "x_train", "NaN in x_train", lambda: ens(kernel_fn(), x().at[0, 0].set(nan), y()))
+    V(e, "x_train", "1-d x_train", lambda: ens(kernel_fn(), jnp.ones(4), y()))
+    T(e, "x_train", "x_train a string", lambda: ens(kernel_fn(), "x", y()))
+    V(e, "y_train", "y_train with the wrong rows", lambda: ens(kernel_fn(), x(), jnp.ones(3)))
+    V(e, "y_train", "NaN in y_train", lambda: ens(kernel_fn(), x(), y().at[0].set(nan)))
+    V(
+        e,
+        "learning_rate",
+        "zero learning_rate",
+        lambda: ens(kernel_fn(), x(), y(), learning_rate=0.0),
+    )
+    V(
+        e,
+        "learning_rate",
+        "inf learning_rate",
+        lambda: ens(kernel_fn(), x(), y(), learning_rate=inf),
+    )
+    V(e, "diag_reg", "negative diag_reg", lambda: ens(kernel_fn(), x(), y(), diag_reg=-1.0))
+    V(
+        e,
+        "normalization",
+        "unknown normalization",
+        lambda: ens(kernel_fn(), x(), y(), normalization="max"),
+    )
+    V(e, "batch_size", "negative batch_size", lambda: ens(kernel_fn(), x(), y(), batch_size=-1))
+    V(e, "batch_size", "float batch_size", lambda: ens(kernel_fn(), x(), y(), batch_size=2.0))
+
+    pe = lambda: ens(kernel_fn(), x(), y())
+    e = "predict.ensemble predict_fn"
+    V(e, "get", "unknown get", lambda: pe()(get="cov"))
+    T(e, "compute_cov", "compute_cov a string", lambda: pe()(compute_cov="yes"))
+    V(e, "t", "negative time", lambda: pe()(t=-1.0))
+    V(e, "t", "NaN time", lambda: pe()(t=nan))
+    V(e, "t", "a negative time in an array", lambda: pe()(t=jnp.array([1.0, -1.0])))
+    V(e, "x_test", "x_test with other features", lambda: pe()(x_test=jnp.ones((2, 5))))
+    V(e, "x_test", "NaN in x_test", lambda: pe()(x_test=jnp.full((2, 3), nan)))
+    V(e, "t", "negative time with the covariance", lambda: pe()(t=-1.0, compute_cov=True))
+
+    e = "predict.gradient_descent_mse predict_fn (arrays of t)"
+    pm = lambda **kw: predict.gradient_descent_mse(spd(), targets(), **kw)
+    V(e, "t", "a negative time in an array", lambda: pm()(t=jnp.array([1.0, -1.0])))
+    V(e, "t", "NaN in an array of times", lambda: pm()(t=jnp.array([1.0, nan])))
+    V(e, "t", "a 2-d array of times", lambda: pm()(t=jnp.ones((2, 2))))
+    V(
+        e,
+        "t",
+        "fractional steps in an array with discrete=True",
+        lambda: pm(discrete=True)(t=jnp.array([1.0, 2.5])),
+    )
+    T(e, "t", "complex time", lambda: pm()(t=1j))
+    V(e, "t", "infinite time in an array", lambda: pm()(t=jnp.array([1.0, inf])))
+
+
+def gnm_update(**kw):
+    from wideth.optim import contrib
+
+    return update_with(contrib.gauss_newton_momentum(), **kw)
+
+
+def _optim_more() -> None:
+    from wideth import optim
+    from wideth.optim import contrib
+
+    sg = contrib.pl_adaptive_safeguarded
+    e = "optim.contrib.pl_adaptive_safeguarded"
+    V(e, "relaxation", "relaxation 0", lambda: sg(relaxation=0.0))
+    V(e, "relaxation", "relaxation 2.5", lambda: sg(relaxation=2.5))
+    V(e, "relaxation", "NaN relaxation", lambda: sg(relaxation=nan))
+    V(e, "safety", "safety 0", lambda: sg(safety=0.0))
+    V(e, "safety", "safety 1.5", lambda: sg(safety=1.5))
+    T(e, "safety", "string safety", lambda: sg(safety="0.9"))
+    V(e, "beta", "beta 1", lambda: sg(beta=1.0))
+    V(e, "beta", "negative beta", lambda: sg(beta=-0.1))
+    V(e, "eps", "negative eps", lambda: sg(eps=-1.0))
+    V(e, "eps", "NaN eps", lambda: sg(eps=nan))
+
+    sc = contrib.pl_adaptive_scheduled
+    e = "optim.contrib.pl_adaptive_scheduled"
+    V(e, "beta_max", "beta_max 1", lambda: sc(beta_max=1.0))
+    V(e, "beta_max", "negative beta_max", lambda: sc(beta_max=-0.5))
+    V(e, "beta_max", "NaN beta_max", lambda: sc(beta_max=nan))
+    T(e, "beta_max", "bool beta_max", lambda: sc(beta_max=True))
+    V(e, "tau", "tau 0", lambda: sc(tau=0.0))
+    V(e, "tau", "negative tau", lambda: sc(tau=-10.0))
+    V(e, "tau", "infinite tau", lambda: sc(tau=inf))
+    V(e, "eps", "negative eps", lambda: sc(eps=-1e-3))
+    T(e, "eps", "string eps", lambda: sc(eps="1e-10"))
+
+    e = "optim.contrib.gauss_newton_momentum"
+    V(e, "eps", "negative eps", lambda: contrib.gauss_newton_momentum(eps=-1.0))
+    V(e, "eps", "NaN eps", lambda: contrib.gauss_newton_momentum(eps=nan))
+    V(e, "eps", "infinite eps", lambda: contrib.gauss_newton_momentum(eps=inf))
+    T(e, "eps", "string eps", lambda: contrib.gauss_newton_momentum(eps="0"))
+    V(e, "eps", "vector eps", lambda: contrib.gauss_newton_momentum(eps=np.ones(2)))
+    e = "optim.contrib.gauss_newton_momentum update"
+    T(e, "outputs_fn", "missing outputs_fn", lambda: gnm_update(outputs_fn=None))
+    T(
+        e,
+        "loss_of_outputs",
+        "loss_of_outputs not callable",
+        lambda: gnm_update(loss_of_outputs="mse"),
+    )
+    V(e, "loss_of_outputs", "a vector loss", lambda: gnm_update(loss_of_outputs=lambda o: o**2))
+    T(
+        e,
+        "params",
+        "params None",
+        lambda: contrib.gauss_newton_momentum().update(
+            quad_problem()[3],
+            contrib.gauss_newton_momentum().init(quad_problem()[2]),
+            None,
+            outputs_fn=quad_problem()[0],
+            loss_of_outputs=quad_problem()[1],
+        ),
+    )
+    V(
+        e,
+        "updates",
+        "updates of another shape than params",
+        lambda: contrib.gauss_newton_momentum().update(
+            jnp.ones(4),
+            contrib.gauss_newton_momentum().init(quad_problem()[2]),
+            quad_problem()[2],
+            outputs_fn=quad_problem()[0],
+            loss_of_outputs=quad_problem()[1],
+        ),
+    )
+    e = "optim.contrib.gauss_newton_momentum_info"
+    V(
+        e,
+        "state",
+        "state of another optimizer",
+        lambda: contrib.gauss_newton_momentum_info(sgd().init(jnp.ones(3))),
+    )
+    V(e, "state", "state None", lambda: contrib.gauss_newton_momentum_info(None))
+    V(e, "state", "state a dict", lambda: contrib.gauss_newton_momentum_info({"a": 1}))
+
+    e = "optim.pl_constant_init"
+    T(e, "dtype", "integer dtype", lambda: optim.pl_constant_init(jnp.int32))
+    T(e, "dtype", "dtype a string", lambda: optim.pl_constant_init("big"))
+    T(e, "dtype", "float16 dtype", lambda: optim.pl_constant_init(jnp.float16))
+
+    pcu = optim.pl_constant_update
+    st = lambda: optim.pl_constant_init()
+    e = "optim.pl_constant_update"
+    T(e, "state", "state None", lambda: pcu(None, 1.0, 2.0))
+    T(e, "state", "state of another optimizer", lambda: pcu(sgd().init(jnp.ones(3)), 1.0, 2.0))
+    V(e, "loss_value", "NaN loss_value", lambda: pcu(st(), nan, 2.0))
+    V(e, "grad_norm_sq", "negative grad_norm_sq", lambda: pcu(st(), 1.0, -2.0))
+    T(e, "loss_value", "string loss_value", lambda: pcu(st(), "1", 2.0))
+    V(e, "decay", "decay 1.5", lambda: pcu(st(), 1.0, 2.0, decay=1.5))
+    V(e, "decay", "negative decay", lambda: pcu(st(), 1.0, 2.0, decay=-0.1))
+    V(e, "loss_star", "NaN loss_star", lambda: pcu(st(), 1.0, 2.0, loss_star=nan))
+
+
+def tokens(n=2, t=3, d=4):
+    return jax.random.normal(jax.random.key(6), (n, t, d))
+
+
+def _models_more() -> None:
+    from wideth import models
+
+    sa = lambda *a, **k: models.SelfAttention(*a, **{"rngs": rngs(), **k})
+    e = "models.SelfAttention"
+    V(e, "in_dim", "in_dim 0", lambda: sa(0, 4, 2))
+    V(e, "out_dim", "negative out_dim", lambda: sa(4, -1, 2))
+    V(e, "n_heads", "n_heads 0", lambda: sa(4, 4, 0))
+    T(e, "n_heads", "float n_heads", lambda: sa(4, 4, 2.0))
+    V(e, "key_dim", "key_dim 0", lambda: sa(4, 4, 2, key_dim=0))
+    V(e, "value_dim", "negative value_dim", lambda: sa(4, 4, 2, value_dim=-2))
+    V(e, "mechanism", "unknown mechanism", lambda: sa(4, 4, 2, mechanism="sparsemax"))
+    V(e, "W_qk_std", "negative W_qk_std", lambda: sa(4, 4, 2, W_qk_std=-1.0))
+    V(e, "W_value_std", "NaN W_value_std", lambda: sa(4, 4, 2, W_value_std=nan))
+    V(e, "W_std", "infinite W_std", lambda: sa(4, 4, 2, W_std=inf))
+    V(e, "b_std", "negative b_std", lambda: sa(4, 4, 2, b_std=-0.1))
+    T(e, "rngs", "rngs an int", lambda: sa(4, 4, 2, rngs=0))
+    tf = lambda *a, **k: models.Transformer(*a, **{"rngs": rngs(), **k})
+    e = "models.Transformer"
+    V(e, "in_dim", "in_dim 0", lambda: tf(0, 8, 1))
+    V(e, "width", "width 0", lambda: tf(4, 0, 1))
+    V(e, "depth", "negative depth", lambda: tf(4, 8, -1))
+    T(e, "depth", "float depth", lambda: tf(4, 8, 1.5))
+    V(e, "out_dim", "out_dim 0", lambda: tf(4, 8, 1, 0))
+    V(e, "n_heads", "n_heads 0", lambda: tf(4, 8, 1, 1, 0))
+    V(e, "activation", "unknown activation", lambda: tf(4, 8, 1, activation="swish2"))
+    V(e, "parameterization", "unknown parameterization", lambda: tf(4, 8, 1, parameterization="mf"))
+    V(e, "mechanism", "unknown mechanism", lambda: tf(4, 8, 1, mechanism="linear"))
+    V(e, "W_qk_std", "negative W_qk_std", lambda: tf(4, 8, 1, W_qk_std=-1.0))
+    V(e, "W_std", "NaN W_std", lambda: tf(4, 8, 1, W_std=nan))
+    V(e, "layernorm", "unknown layernorm", lambda: tf(4, 8, 1, layernorm="pre"))
+    V(e, "pool", "unknown pool", lambda: tf(4, 8, 1, pool="max"))
+    V(e, "tokens", "pool='flatten' without tokens", lambda: tf(4, 8, 1, pool="flatten"))
+    V(e, "tokens", "tokens 0", lambda: tf(4, 8, 1, pool="flatten", tokens=0))
+    T(e, "rngs", "rngs a key", lambda: tf(4, 8, 1, rngs=jax.random.key(0)))
+    e = "models.Transformer call"
+    V(e, "x", "2-d inputs", lambda: tf(4, 8, 1)(jnp.ones((2, 4))))
+    V(e, "x", "4-d inputs", lambda: tf(4, 8, 1)(jnp.ones((2, 3, 4, 1))))
+    V(e, "x", "inputs of the wrong feature dimension", lambda: tf(4, 8, 1)(tokens(d=3)))
+    V(e, "x", "NaN inputs", lambda: tf(4, 8, 1)(tokens().at[0, 0, 0].set(nan)))
+    T(e, "x", "inputs a list of strings", lambda: tf(4, 8, 1)(["a", "b"]))
+
+    e = "models.DenseLayer"
+    dl = lambda *a, **k: models.DenseLayer(*a, **{"rngs": rngs(), **k})
+    V(e, "in_dim", "in_dim 0", lambda: dl(0, 3))
+    V(e, "out_dim", "negative out_dim", lambda: dl(3, -1))
+    T(e, "in_dim", "float in_dim", lambda: dl(3.0, 2))
+    V(e, "W_std", "negative W_std", lambda: dl(3, 2, W_std=-1.0))
+    V(e, "parameterization", "unknown parameterization", lambda: dl(3, 2, parameterization="mf"))
+    V(e, "role", "unknown role", lambda: dl(3, 2, role="output"))
+
+    e = "models.ConvLayer"
+    cl = lambda *a, **k: models.ConvLayer(*a, **{"rngs": rngs(), **k})
+    V(e, "in_channels", "in_channels 0", lambda: cl(0, 3))
+    V(e, "out_channels", "negative out_channels", lambda: cl(3, -1))
+    V(e, "W_std", "NaN W_std", lambda: cl(3, 2, W_std=nan))
+    V(e, "parameterization", "unknown parameterization", lambda: cl(3, 2, parameterization="x"))
+    V(e, "padding", "unknown padding", lambda: cl(3, 2, padding="REFLECT"))
+
+    e = "models.activation_fn"
+    V(e, "name", "unknown name", lambda: models.activation_fn("swish2"))
+    V(e, "name", "name None", lambda: models.activation_fn(None))
+    V(e, "name", "name a number", lambda: models.activation_fn(3))
+    V(
+        e,
+        "name",
+        "unknown parameter of a pair",
+        lambda: models.activation_fn(("leaky_relu", {"beta": 1})),
+    )
+    V(e, "name", "a pair with NaN", lambda: models.activation_fn(("leaky_relu", {"alpha": nan})))
+
+    e = "models.mup_labels"
+    T(e, "module", "module a dict", lambda: models.mup_labels(params()))
+    T(e, "module", "module None", lambda: models.mup_labels(None))
+    V(e, "module", "a module without wideth layers", lambda: models.mup_labels(nnx_linear()))
+    T(e, "module", "module a class, not an instance", lambda: models.mup_labels(models.MLP))
+    T(e, "module", "module a string", lambda: models.mup_labels("mlp"))
+
+    mlp = lambda: models.MLP(3, 8, 1, parameterization="mup", rngs=rngs())
+    e = "models.mup_multipliers"
+    V(e, "optimizer", "unknown optimizer", lambda: models.mup_multipliers(mlp(), "lion"))
+    V(e, "optimizer", "optimizer None", lambda: models.mup_multipliers(mlp(), None))
+    V(e, "base_width", "zero base_width", lambda: models.mup_multipliers(mlp(), base_width=0))
+    V(e, "base_width", "NaN base_width", lambda: models.mup_multipliers(mlp(), base_width=nan))
+    V(e, "base_width", "infinite base_width", lambda: models.mup_multipliers(mlp(), base_width=inf))
+    T(e, "base_width", "string base_width", lambda: models.mup_multipliers(mlp(), base_width="64"))
+    V(e, "module", "a module without a width", lambda: models.mup_multipliers(nnx_linear()))
+    T(e, "module", "module a dict", lambda: models.mup_multipliers({"width": 3}))
+
+    e = "models.scale_by_multipliers"
+    V(e, "multipliers", "multipliers None", lambda: models.scale_by_multipliers(None))
+    T(e, "multipliers", "multipliers a string", lambda: models.scale_by_multipliers("mup"))
+    V(e, "multipliers", "NaN multiplier", lambda: models.scale_by_multipliers({"w": nan}))
+    V(e, "multipliers", "negative multiplier", lambda: models.scale_by_multipliers({"w": -1.0}))
+    V(e, "multipliers", "infinite multiplier", lambda: models.scale_by_multipliers([1.0, inf]))
+
+    e = "models.functional"
+    T(e, "module", "module a class, not an instance", lambda: models.functional(models.MLP))
+    T(e, "module", "module a dict", lambda: models.functional(params()))
+    T(e, "module", "module None", lambda: models.functional(None))
+    V(e, "method", "a method the module lacks", lambda: models.functional(nnx_linear(), "features"))
+    V(e, "method", "method not a string", lambda: models.functional(nnx_linear(), 3))
+
+
+def optax_empty():
+    import optax
+
+    return optax.EmptyState()
+
+
+def _train_more() -> None:
+    from wideth import train
+    from wideth.train import probes
+
+    e = "train.global_norm"
+    T(e, "tree", "a string leaf", lambda: train.global_norm({"a": "x"}))
+    T(e, "tree", "an object leaf", lambda: train.global_norm([jnp.ones(2), object()]))
+
+    e = "train.probes.distance_from_init"
+    V(e, "params0", "NaN params0", lambda: probes.distance_from_init(nan_like(params())))
+    V(e, "params0", "params0 None", lambda: probes.distance_from_init(None))
+    T(
+        e,
+        "relative",
+        "relative a string",
+        lambda: probes.distance_from_init(params(), relative="yes"),
+    )
+    T(
+        e,
+        "params0",
+        "integer params0",
+        lambda: probes.distance_from_init({"w": jnp.ones(3, jnp.int32)}),
+    )
+    T(e, "params0", "a string leaf", lambda: probes.distance_from_init({"w": "x"}))
+
+    e = "train.probes.grad_norm"
+    T(e, "model", "model a number", lambda: probes.grad_norm(3))
+    T(e, "model", "model a string", lambda: probes.grad_norm("mse"))
+    V(
+        e,
+        "data",
+        "data with mismatched rows",
+        lambda: probes.grad_norm(step(), data=(xy()[0], xy()[1][:5])),
+    )
+    T(e, "data", "data a string", lambda: probes.grad_norm(step(), data="train"))
+    V(
+        e,
+        "data",
+        "inf data",
+        lambda: probes.grad_norm(step(), data=(xy()[0], xy()[1].at[0, 0].set(inf))),
+    )
+
+    e = "train.probes.loss"
+    T(e, "model", "model None", lambda: probes.loss(None))
+    V(e, "data", "NaN data", lambda: probes.loss(step(), data=(xy()[0].at[0, 0].set(nan), xy()[1])))
+    V(
+        e,
+        "data",
+        "data with mismatched rows",
+        lambda: probes.loss(step(), data=(xy()[0][:3], xy()[1])),
+    )
+    V(e, "data", "data a number", lambda: probes.loss(step(), data=3))
+    V(
+        e,
+        "data",
+        "data without rows",
+        lambda: probes.loss(step(), data=(jnp.ones((0, 3)), jnp.ones((0, 2)))),
+    )
+
+    e = "train.probes.pl_ratio"
+    T(e, "model", "model a number", lambda: probes.pl_ratio(3))
+    V(e, "loss_star", "NaN loss_star", lambda: probes.pl_ratio(step(), loss_star=nan))
+    V(e, "loss_star", "infinite loss_star", lambda: probes.pl_ratio(step(), loss_star=-inf))
+    T(e, "loss_star", "string loss_star", lambda: probes.pl_ratio(step(), loss_star="0"))
+    V(
+        e,
+        "data",
+        "NaN data",
+        lambda: probes.pl_ratio(step(), data=(xy()[0], xy()[1].at[0, 0].set(nan))),
+    )
+
+    e = "train.probes.sharpness"
+    V(e, "num_steps", "negative num_steps", lambda: probes.sharpness(step(), num_steps=-2))
+    T(e, "num_steps", "float num_steps", lambda: probes.sharpness(step(), num_steps=2.5))
+    T(e, "model", "model None", lambda: probes.sharpness(None))
+    V(
+        e,
+        "data",
+        "data with mismatched rows",
+        lambda: probes.sharpness(step(), data=(xy()[0][:3], xy()[1])),
+    )
+    V(
+        e,
+        "data",
+        "inf data",
+        lambda: probes.sharpness(step(), data=(xy()[0].at[1, 1].set(inf), xy()[1])),
+    )
+
+    e = "train.probes.top_subspace"
+    V(e, "k", "k 0", lambda: probes.top_subspace(step(), k=0))
+    T(e, "k", "float k", lambda: probes.top_subspace(step(), k=1.5))
+    V(e, "num_steps", "num_steps 0", lambda: probes.top_subspace(step(), k=2, num_steps=0))
+    V(e, "num_steps", "num_steps below k", lambda: probes.top_subspace(step(), k=5, num_steps=3))
+    T(e, "model", "model a string", lambda: probes.top_subspace("mse", k=2))
+
+    e = "train.probes.gradient_noise"
+    T(e, "model", "model a number", lambda: probes.gradient_noise(3, xy(), 2))
+    V(e, "batch_size", "batch_size 0", lambda: probes.gradient_noise(step(), xy(), 0))
+    T(e, "batch_size", "float batch_size", lambda: probes.gradient_noise(step(), xy(), 2.5))
+    V(e, "batch_size", "batch_size above the rows", lambda: probes.gradient_noise(step(), xy(), 9))
+    V(
+        e,
+        "data",
+        "NaN data",
+        lambda: probes.gradient_noise(step(), (xy()[0].at[0, 0].set(nan), xy()[1]), 2),
+    )
+    V(
+        e,
+        "data",
+        "data with mismatched rows",
+        lambda: probes.gradient_noise(step(), (xy()[0], xy()[1][:4]), 2),
+    )
+    V(
+        e,
+        "center",
+        "center of another tree than params",
+        lambda: probes.gradient_noise(step(), xy(), 2, center={"w1": params()["w1"]})(
+            state(), None
+        ),
+    )
+    V(
+        e,
+        "center",
+        "NaN center",
+        lambda: probes.gradient_noise(step(), xy(), 2, center=nan_like(params())),
+    )
+
+    e = "train.probes.metric"
+    T(e, "apply_fn", "apply_fn a number", lambda: probes.metric(3, "mse", xy()))
+    T(e, "fn", "fn a number", lambda: probes.metric(apply, 3, xy()))
+    V(
+        e,
+        "data",
+        "NaN data",
+        lambda: probes.metric(apply, "mse", (xy()[0].at[0, 0].set(nan), xy()[1])),
+    )
+    V(
+        e,
+        "data",
+        "data with mismatched rows",
+        lambda: probes.metric(apply, "mse", (xy()[0][:2], xy()[1])),
+    )
+    T(e, "data", "data a string", lambda: probes.metric(apply, "mse", "train"))
+
+    e = "train.probes.outputs"
+    T(e, "apply_fn", "apply_fn None", lambda: probes.outputs(None, xy()[0]))
+    T(e, "x", "x a string", lambda: probes.outputs(apply, "x"))
+    V(e, "x", "x without rows", lambda: probes.outputs(apply, jnp.ones((0, 3))))
+    V(e, "x", "0-d x", lambda: probes.outputs(apply, 1.0))
+    T(e, "x", "x None", lambda: probes.outputs(apply, None))
+
+    e = "train.probes.ntk_top_eigenvalue"
+    V(e, "num_steps", "num_steps 0", lambda: probes.ntk_top_eigenvalue(apply, xy()[0], num_steps=0))
+    T(
+        e,
+        "num_steps",
+        "float num_steps",
+        lambda: probes.ntk_top_eigenvalue(apply, xy()[0], num_steps=2.0),
+    )
+    V(e, "x", "x without rows", lambda: probes.ntk_top_eigenvalue(apply, jnp.ones((0, 3))))
+    T(e, "x", "x a string", lambda: probes.ntk_top_eigenvalue(apply, "x"))
+    V(e, "x", "inf in x", lambda: probes.ntk_top_eigenvalue(apply, xy()[0].at[0, 0].set(inf)))
+
+    e = "train.probes.ntk_spectrum"
+    T(e, "apply_fn", "apply_fn a number", lambda: probes.ntk_spectrum(3, xy()[0]))
+    V(e, "method", "unknown method", lambda: probes.ntk_spectrum(apply, xy()[0], method="exact"))
+    V(e, "num_steps", "num_steps 0", lambda: probes.ntk_spectrum(apply, xy()[0], num_steps=0))
+    V(e, "x", "NaN in x", lambda: probes.ntk_spectrum(apply, xy()[0].at[0, 0].set(nan)))
+    V(e, "x", "x without rows", lambda: probes.ntk_spectrum(apply, jnp.ones((0, 3))))
+    T(e, "x", "x a string", lambda: probes.ntk_spectrum(apply, "x"))
+
+    e = "train.probes.output_hessian_norm"
+    T(e, "step", "step a function", lambda: probes.output_hessian_norm(apply))
+    T(e, "step", "step None", lambda: probes.output_hessian_norm(None))
+    V(e, "num_steps", "num_steps 0", lambda: probes.output_hessian_norm(step(), num_steps=0))
+    T(
+        e,
+        "num_steps",
+        "string num_steps",
+        lambda: probes.output_hessian_norm(step(), num_steps="20"),
+    )
+    V(
+        e,
+        "data",
+        "NaN data",
+        lambda: probes.output_hessian_norm(step(), data=(xy()[0].at[0, 0].set(nan), xy()[1])),
+    )
+
+    e = "train.probes.neural_collapse"
+    cls = lambda: (xy()[0], jnp.arange(8) % 2)
+    nc = probes.neural_collapse
+    T(e, "apply_fn", "apply_fn a number", lambda: nc(3, features, cls(), 2))
+    T(e, "features_fn", "features_fn not callable", lambda: nc(apply, "h", cls(), 2))
+    V(e, "num_classes", "num_classes 1", lambda: nc(apply, features, cls(), 1))
+    T(e, "num_classes", "float num_classes", lambda: nc(apply, features, cls(), 2.0))
+    V(
+        e,
+        "data",
+        "labels outside [0, num_classes)",
+        lambda: nc(apply, features, (xy()[0], jnp.arange(8)), 2),
+    )
+    T(e, "data", "float labels", lambda: nc(apply, features, (xy()[0], jnp.ones(8)), 2))
+    V(
+        e,
+        "data",
+        "NaN inputs",
+        lambda: nc(apply, features, (xy()[0].at[0, 0].set(nan), jnp.arange(8) % 2), 2),
+    )
+    T(
+        e,
+        "weights_fn",
+        "weights_fn not callable",
+        lambda: nc(apply, features, cls(), 2, weights_fn=3),
+    )
+
+
+def _hessian_more() -> None:
+    from wideth import hessian
+
+    cls = lambda: (xy()[0], jnp.arange(8) % 2)
+    for e, fn in (
+        ("hessian.class_gradient_means", hessian.class_gradient_means),
+        ("hessian.ggn_decomposition", hessian.ggn_decomposition),
+    ):
+        T(e, "apply_fn", "apply_fn a number", lambda fn=fn: fn(3, params(), *cls(), 2))
+        V(e, "num_classes", "num_classes 1", lambda fn=fn: fn(apply, params(), *cls(), 1))
+        T(e, "num_classes", "float num_classes", lambda fn=fn: fn(apply, params(), *cls(), 2.0))
+        V(
+            e,
+            "x",
+            "NaN in x",
+            lambda fn=fn: fn(apply, params(), xy()[0].at[0, 0].set(nan), cls()[1], 2),
+        )
+        V(
+            e,
+            "x",
+            "x without rows",
+            lambda fn=fn: fn(apply, params(), jnp.ones((0, 3)), jnp.zeros(0, int), 2),
+        )
+        V(
+            e,
+            "labels",
+            "labels with the wrong rows",
+            lambda fn=fn: fn(apply, params(), xy()[0], jnp.arange(5) % 2, 2),
+        )
+        V(
+            e,
+            "labels",
+            "labels outside [0, num_classes)",
+            lambda fn=fn: fn(apply, params(), xy()[0], jnp.arange(8), 2),
+        )
+        T(e, "labels", "float labels", lambda fn=fn: fn(apply, params(), xy()[0], jnp.ones(8), 2))
+        T(
+            e,
+            "apply_fn",
+            "apply_fn with the wrong feature dimension",
+            lambda fn=fn: fn(apply, params(), jnp.ones((8, 5)), cls()[1], 2),
+        )
+        V(e, "params", "NaN params", lambda fn=fn: fn(apply, nan_like(params()), *cls(), 2))
+        T(
+            e,
+            "dtype",
+            "integer dtype",
+            lambda fn=fn: fn(apply, params(), *cls(), 2, dtype=jnp.int32),
+        )
+
+    e = "hessian.class_spectrum"
+    T(e, "means", "means an array", lambda: hessian.class_spectrum(jnp.ones((2, 2, 3))))
+    T(e, "means", "means None", lambda: hessian.class_spectrum(None))
+    T(e, "means", "means a dict", lambda: hessian.class_spectrum({"means": jnp.ones((2, 2, 3))}))
+
+    e = "hessian.count_above"
+    V(e, "eigenvalues", "NaN eigenvalue", lambda: hessian.count_above(jnp.array([1.0, nan]), 0.5))
+    V(e, "eigenvalues", "0-d eigenvalues", lambda: hessian.count_above(1.0, 0.5))
+    T(e, "eigenvalues", "eigenvalues a string", lambda: hessian.count_above("ev", 0.5))
+    V(e, "edge", "NaN edge", lambda: hessian.count_above(jnp.ones(3), nan))
+    V(e, "edge", "vector edge", lambda: hessian.count_above(jnp.ones(3), jnp.ones(2)))
+    T(e, "edge", "edge a string", lambda: hessian.count_above(jnp.ones(3), "mp"))
+
+    e = "hessian.subspace_overlap"
+    V(e, "vector", "NaN vector", lambda: hessian.subspace_overlap(jnp.full(4, nan), jnp.eye(4)[:2]))
+    V(
+        e,
+        "basis",
+        "basis rows of another length than the vector",
+        lambda: hessian.subspace_overlap(jnp.ones(3), jnp.eye(4)[:2]),
+    )
+    V(e, "basis", "1-d basis", lambda: hessian.subspace_overlap(jnp.ones(4), jnp.ones(4)))
+    T(
+        e,
+        "basis",
+        "integer basis",
+        lambda: hessian.subspace_overlap(jnp.ones(4), jnp.eye(4, dtype=jnp.int32)),
+    )
+    V(
+        e,
+        "basis",
+        "inf in basis",
+        lambda: hessian.subspace_overlap(jnp.ones(4), jnp.eye(4).at[0, 0].set(inf)),
+    )
+
+    e = "hessian.subspace_similarity"
+    V(e, "basis_a", "1-d basis_a", lambda: hessian.subspace_similarity(jnp.ones(4), jnp.eye(4)))
+    V(
+        e,
+        "basis_b",
+        "basis_b of another dimension",
+        lambda: hessian.subspace_similarity(jnp.eye(4)[:, :2], jnp.eye(3)[:, :2]),
+    )
+    V(
+        e,
+        "basis_a",
+        "NaN basis_a",
+        lambda: hessian.subspace_similarity(jnp.full((4, 2), nan), jnp.eye(4)[:, :2]),
+    )
+    T(
+        e,
+        "basis_b",
+        "integer basis_b",
+        lambda: hessian.subspace_similarity(jnp.eye(4)[:, :2], jnp.eye(4, 2, dtype=jnp.int32)),
+    )
+    T(e, "basis_a", "basis_a a string", lambda: hessian.subspace_similarity("a", jnp.eye(4)))
+
+    e = "hessian.Operator"
+    V(e, "v", "apply with a tree missing a key", lambda: operator().apply({"w1": params()["w1"]}))
+    V(
+        e,
+        "v",
+        "apply with a leaf of the wrong shape",
+        lambda: operator().apply({"w1": jnp.ones((3, 5)), "w2": params()["w2"]}),
+    )
+    V(e, "flat", "unravel of the wrong length", lambda: operator().unravel(jnp.ones(5)))
+    V(e, "flat", "unravel of a 2-d array", lambda: operator().unravel(jnp.ones((2, 10))))
+    V(
+        e,
+        "tree",
+        "ravel with a tree missing a key",
+        lambda: operator().ravel({"w2": params()["w2"]}),
+    )
+    V(e, "v", "call with a flat vector of the wrong length", lambda: operator()(jnp.ones(5)))
+    V(e, "v", "call with NaN", lambda: operator()(jnp.full(20, nan)))
+
+    e = "hessian.curvature_matvec"
+    T(e, "loss_fn", "loss_fn a number", lambda: hessian.curvature_matvec(3, params()))
+    V(e, "params", "NaN params", lambda: hessian.curvature_matvec(loss, nan_like(params())))
+    V(
+        e,
+        "matrix",
+        "unknown matrix",
+        lambda: hessian.curvature_matvec(loss, params(), matrix="fisher"),
+    )
+    V(e, "loss_fn", "a vector loss", lambda: hessian.curvature_matvec(lambda p: p["w1"], params()))
+    T(
+        e,
+        "damping",
+        "an unknown option",
+        lambda: hessian.curvature_matvec(loss, params(), damping=1.0),
+    )
+
+
+def _diagnostics_more() -> None:
+    from wideth import diagnostics
+    from wideth.diagnostics import conditioning as cond
+
+    h = lambda: jax.random.normal(jax.random.key(7), (8, 3))
+    lab = lambda: jnp.arange(8) % 2
+    nc = diagnostics.neural_collapse
+    e = "diagnostics.neural_collapse"
+    V(e, "num_classes", "num_classes 1", lambda: nc(h(), lab(), 1))
+    T(e, "num_classes", "float num_classes", lambda: nc(h(), lab(), 2.0))
+    V(e, "features", "1-d features", lambda: nc(jnp.ones(8), lab(), 2))
+    V(e, "features", "NaN features", lambda: nc(h().at[0, 0].set(nan), lab(), 2))
+    T(e, "features", "integer features", lambda: nc(jnp.ones((8, 3), jnp.int32), lab(), 2))
+    V(e, "labels", "labels with the wrong rows", lambda: nc(h(), lab()[:5], 2))
+    V(e, "labels", "negative labels", lambda: nc(h(), -lab(), 2))
+    T(e, "labels", "float labels", lambda: nc(h(), jnp.ones(8), 2))
+    V(e, "labels", "a class without samples", lambda: nc(h(), jnp.zeros(8, int), 2))
+    V(
+        e,
+        "weights",
+        "weights of the wrong shape",
+        lambda: nc(h(), lab(), 2, weights=jnp.ones((3, 3))),
+    )
+    V(e, "logits", "logits of the wrong shape", lambda: nc(h(), lab(), 2, logits=jnp.ones((8, 3))))
+    V(e, "weights", "NaN weights", lambda: nc(h(), lab(), 2, weights=jnp.full((2, 3), nan)))
+
+    e = "conditioning.gershgorin_bound"
+    V(e, "gram", "non-square gram", lambda: cond.gershgorin_bound(jnp.ones((3, 2))))
+    V(e, "gram", "NaN gram", lambda: cond.gershgorin_bound(spd().at[0, 0].set(nan)))
+    V(e, "gram", "non-symmetric gram", lambda: cond.gershgorin_bound(not_symmetric()))
+    V(e, "gram", "1-d gram", lambda: cond.gershgorin_bound(jnp.ones(3)))
+    T(e, "gram", "gram a string", lambda: cond.gershgorin_bound("K"))
+    V(e, "gram", "empty gram", lambda: cond.gershgorin_bound(jnp.ones((0, 0))))
+
+    e = "conditioning.condition_number"
+    V(e, "gram", "non-square gram", lambda: cond.condition_number(jnp.ones((3, 2))))
+    V(e, "gram", "inf in gram", lambda: cond.condition_number(spd().at[1, 1].set(inf)))
+    V(e, "gram", "non-symmetric gram", lambda: cond.condition_number(not_symmetric()))
+    V(e, "gram", "3-d gram", lambda: cond.condition_number(jnp.ones((2, 2, 2))))
+    T(e, "gram", "complex gram", lambda: cond.condition_number(jnp.eye(2) * 1j))
+    V(e, "gram", "empty gram", lambda: cond.condition_number(jnp.ones((0, 0))))
+
+    e = "conditioning.ntk_gram"
+    T(e, "apply_fn", "apply_fn a number", lambda: cond.ntk_gram(3, params(), xy()[0]))
+    V(e, "x", "NaN in x", lambda: cond.ntk_gram(apply, params(), xy()[0].at[0, 0].set(nan)))
+    V(e, "x", "x without rows", lambda: cond.ntk_gram(apply, params(), jnp.ones((0, 3))))
+    T(
+        e,
+        "apply_fn",
+        "x of the wrong feature dimension",
+        lambda: cond.ntk_gram(apply, params(), jnp.ones((8, 5))),
+    )
+    V(e, "params", "NaN params", lambda: cond.ntk_gram(apply, nan_like(params()), xy()[0]))
+    T(e, "x", "x a string", lambda: cond.ntk_gram(apply, params(), "x"))
+
+    e = "conditioning.ntk_extreme_eigenvalues"
+    ne = cond.ntk_extreme_eigenvalues
+    V(e, "method", "unknown method", lambda: ne(apply, params(), xy()[0], method="exact"))
+    V(e, "num_steps", "num_steps 0", lambda: ne(apply, params(), xy()[0], num_steps=0))
+    T(e, "num_steps", "float num_steps", lambda: ne(apply, params(), xy()[0], num_steps=3.0))
+    T(e, "key", "integer key", lambda: ne(apply, params(), xy()[0], key=0))
+    V(e, "x", "NaN in x", lambda: ne(apply, params(), xy()[0].at[0, 0].set(nan)))
+    T(e, "apply_fn", "apply_fn None", lambda: ne(None, params(), xy()[0]))
+    V(e, "x", "x without rows", lambda: ne(apply, params(), jnp.ones((0, 3))))
+
+    e = "conditioning.square_loss_constants"
+    V(e, "n", "n 0", lambda: cond.square_loss_constants(0))
+    V(e, "n", "negative n", lambda: cond.square_loss_constants(-5))
+    T(e, "n", "float n", lambda: cond.square_loss_constants(2.5))
+    T(e, "n", "n a string", lambda: cond.square_loss_constants("10"))
+    T(e, "n", "n None", lambda: cond.square_loss_constants(None))
+
+    pk = cond.pl_kernel_bounds
+    e = "conditioning.pl_kernel_bounds"
+    V(e, "lam_max", "lam_max below lam_min", lambda: pk(2.0, 1.0, 1.0, 1.0))
+    V(e, "lam_min", "NaN lam_min", lambda: pk(nan, 2.0, 1.0, 1.0))
+    V(e, "mu_ell", "zero mu_ell", lambda: pk(1.0, 2.0, 0.0, 1.0))
+    V(e, "beta_ell", "negative beta_ell", lambda: pk(1.0, 2.0, 1.0, -1.0))
+    T(e, "mu_ell", "string mu_ell", lambda: pk(1.0, 2.0, "1", 1.0))
+    V(
+        e,
+        "lam_max",
+        "lam_max of another shape than lam_min",
+        lambda: pk(jnp.ones(2), jnp.ones(3), 1.0, 1.0),
+    )
+
+    pp = cond.pl_product_bound
+    e = "conditioning.pl_product_bound"
+    V(e, "mu", "0-d mu", lambda: pp(1.0, 1.0))
+    V(e, "mu", "NaN mu", lambda: pp(jnp.array([1.0, nan]), 1.0))
+    V(e, "mu", "negative mu", lambda: pp(jnp.array([1.0, -1.0]), 1.0))
+    V(e, "smoothness", "zero smoothness", lambda: pp(jnp.ones(3), 0.0))
+    V(e, "smoothness", "smoothness of another length than mu", lambda: pp(jnp.ones(3), jnp.ones(2)))
+    T(e, "smoothness", "smoothness a string", lambda: pp(jnp.ones(3), "L"))
+    V(e, "mu", "empty mu", lambda: pp(jnp.ones(0), 1.0))
+
+    e = "conditioning.normalised_weight_variance"
+    V(e, "activation", "unknown activation", lambda: cond.normalised_weight_variance("swish2"))
+    V(e, "activation", "activation None", lambda: cond.normalised_weight_variance(None))
+    V(e, "activation", "activation a number", lambda: cond.normalised_weight_variance(3))
+    V(
+        e,
+        "activation",
+        "an activation without a closed form",
+        lambda: cond.normalised_weight_variance("softplus"),
+    )
+
+    dk = cond.dual_kernels
+    e = "conditioning.dual_kernels"
+    V(e, "corr", "corr above 1", lambda: dk(jnp.array([[1.0, 1.5], [1.5, 1.0]]), "relu", 2))
+    V(e, "corr", "NaN corr", lambda: dk(jnp.array([[1.0, nan], [nan, 1.0]]), "relu", 2))
+    V(e, "corr", "non-square corr", lambda: dk(jnp.ones((2, 3)) / 2, "relu", 2))
+    V(e, "activation", "unknown activation", lambda: dk(jnp.eye(2), "swish2", 2))
+    V(e, "depth", "negative depth", lambda: dk(jnp.eye(2), "relu", -1))
+    T(e, "depth", "float depth", lambda: dk(jnp.eye(2), "relu", 1.5))
+    V(e, "quad", "quad too coarse", lambda: dk(jnp.eye(2), "tanh", 2, quad=(3, 3)))
+    T(e, "corr", "corr a string", lambda: dk("c", "relu", 2))
+
+
+def _misc_more() -> None:
+    from wideth import activations, functional, regions
+    from wideth.kernels import analytic
+    from wideth.kernels import meanfield as mf
+
+    qp = analytic.quadrature_points
+    e = "analytic.quadrature_points"
+    V(e, "activation", "unknown activation", lambda: qp("swish2", 1.0))
+    V(e, "max_variance", "zero max_variance", lambda: qp("tanh", 0.0))
+    V(e, "max_variance", "negative max_variance", lambda: qp("tanh", -1.0))
+    V(e, "max_variance", "NaN max_variance", lambda: qp("tanh", nan))
+    T(e, "max_variance", "string max_variance", lambda: qp("tanh", "1"))
+    V(e, "rtol", "zero rtol", lambda: qp("tanh", 1.0, rtol=0.0))
+    V(e, "rtol", "infinite rtol", lambda: qp("tanh", 1.0, rtol=inf))
+
+    vs = mf.variance_sequence
+    e = "meanfield.variance_sequence"
+    V(e, "activation", "unknown activation", lambda: vs("swish2", 1.5, 0.05, 1.0, 3))
+    V(e, "W_var", "negative W_var", lambda: vs("tanh", -1.5, 0.05, 1.0, 3))
+    V(e, "b_var", "NaN b_var", lambda: vs("tanh", 1.5, nan, 1.0, 3))
+    V(e, "q_in", "negative q_in", lambda: vs("tanh", 1.5, 0.05, -1.0, 3))
+    V(e, "depth", "depth 0", lambda: vs("tanh", 1.5, 0.05, 1.0, 0))
+    T(e, "depth", "float depth", lambda: vs("tanh", 1.5, 0.05, 1.0, 2.5))
+    V(e, "quad", "quad too coarse", lambda: vs("tanh", 1.5, 0.05, 1.0, 3, quad=(3, 3)))
+    T(e, "W_var", "string W_var", lambda: vs("tanh", "1.5", 0.05, 1.0, 3))
+
+    e = "activations.resolve"
+    V(e, "activation", "unknown name", lambda: activations.resolve("swish2"))
+    V(e, "activation", "spec None", lambda: activations.resolve(None))
+    V(
+        e,
+        "activation",
+        "a name outside allowed",
+        lambda: activations.resolve("gelu", allowed=("relu", "tanh")),
+    )
+    V(
+        e,
+        "nonlin",
+        "the caller's argument name",
+        lambda: activations.resolve("swish2", arg="nonlin"),
+    )
+    V(
+        e,
+        "activation",
+        "a pair with an unknown parameter",
+        lambda: activations.resolve(("leaky_relu", {"beta": 0.1})),
+    )
+    V(
+        e,
+        "activation",
+        "a pair with a NaN parameter",
+        lambda: activations.resolve(("leaky_relu", {"alpha": nan})),
+    )
+
+    e = "functional.param_paths"
+    V(e, "params", "params None", lambda: functional.param_paths(None))
+    V(e, "params", "params without leaves", lambda: functional.param_paths({}))
+    T(e, "params", "params a string", lambda: functional.param_paths("w"))
+
+    e = "regions.affine_layers"
+    T(e, "model", "model None", lambda: regions.affine_layers(None))
+    T(e, "model", "model a string", lambda: regions.affine_layers("mlp"))
+    V(e, "model", "an empty list of layers", lambda: regions.affine_layers([]))
+    V(
+        e,
+        "model",
+        "layers whose shapes do not chain",
+        lambda: regions.affine_layers(
+            [(np.ones((3, 4)), np.ones(4)), (np.ones((5, 2)), np.ones(2))]
+        ),
+    )
+    V(
+        e,
+        "model",
+        "NaN weights",
+        lambda: regions.affine_layers([(np.full((3, 4), nan), np.ones(4))]),
+    )
+
+
+def cli_command(argv):
+    """Parse ``wideth ARGV`` and run its command (``main`` prints its error as one line)."""
+    from wideth.__main__ import build_parser
+
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+def _cli() -> None:
+    k = str(scratch() / "k.npy")
+    for flag, argv in (
+        ("--n", ["kernel", "--n", "-3", "--out", k]),
+        ("--width", ["kernel", "--width", "0", "--out", k]),
+        ("--W-std", ["kernel", "--W-std", "-1", "--out", k]),
+        ("--W-std", ["kernel", "--W-std", "nan", "--out", k]),
+        ("--b-std", ["kernel", "--b-std", "inf", "--out", k]),
+        ("--W-std", ["kernel", "--kind", "empirical", "--W-std", "-1", "--out", k]),
+        ("--get", ["kernel", "--kind", "empirical", "--get", "nngp", "--out", k]),
+        ("--out", ["kernel", "--out", a_file() + "/k.npy"]),
+        ("--num-steps", ["spectrum", "--num-steps", "0"]),
+        ("--n", ["spectrum", "--n", "0"]),
+        ("--depth", ["spectrum", "--depth", "-1"]),
+        ("--W-std", ["spectrum", "--W-std", "nan"]),
+        ("--b-std", ["spectrum", "--b-std", "-0.5"]),
+        ("--out", ["spectrum", "--out", missing("s.json")]),
+        ("--n", ["profile", "--n", "-1"]),
+        ("--depth", ["profile", "--depth", "-2"]),
+        ("--b-std", ["profile", "--b-std", "-1"]),
+        ("--W-std", ["profile", "--W-std", "inf"]),
+        ("--out", ["profile", "--out", str(scratch())]),
+        ("--n", ["profile", "--data", "synthetic", "--n", "0"]),
+    ):
+        V(f"cli {argv[0]}", flag, " ".join(argv[1:]), functools.partial(cli_command, argv))
+
+
+def dl_data():
+    """2 points in 4 input dimensions (P < n0), targets not all zero."""
+    x = jax.random.normal(jax.random.key(8), (2, 4))
+    return x, jnp.array([1.0, -0.5])
+
+
+def _deep_linear() -> None:
+    from wideth.kernels import deep_linear as dl
+
+    k0 = lambda: jax.random.key(0)
+    x, y = lambda: dl_data()[0], lambda: dl_data()[1]
+    e = "deep_linear.interpolant"
+    V(
+        e,
+        "x",
+        "more points than input dimensions",
+        lambda: dl.interpolant(jnp.ones((5, 2)), jnp.ones(5)),
+    )
+    V(e, "x", "NaN in x", lambda: dl.interpolant(x().at[0, 0].set(nan), y()))
+    V(e, "x", "1-d x", lambda: dl.interpolant(jnp.ones(4), y()))
+    V(e, "x", "linearly dependent rows", lambda: dl.interpolant(jnp.ones((2, 4)), y()))
+    V(e, "y", "y with the wrong rows", lambda: dl.interpolant(x(), jnp.ones(3)))
+    V(e, "y", "all-zero y", lambda: dl.interpolant(x(), jnp.zeros(2)))
+    T(e, "x", "integer x", lambda: dl.interpolant(jnp.ones((2, 4), jnp.int32), y()))
+
+    e = "deep_linear.effective_depth"
+    V(e, "num_points", "num_points 0", lambda: dl.effective_depth(0, [8, 8]))
+    T(e, "num_points", "float num_points", lambda: dl.effective_depth(2.5, [8]))
+    V(e, "widths", "a zero width", lambda: dl.effective_depth(2, [8, 0]))
+    T(e, "widths", "widths a string", lambda: dl.effective_depth(2, "88"))
+    T(e, "widths", "fractional widths", lambda: dl.effective_depth(2, [8.5]))
+
+    e = "deep_linear.shallow_evidence_max_sigma2"
+    V(e, "x", "NaN in x", lambda: dl.shallow_evidence_max_sigma2(x().at[1, 1].set(nan), y()))
+    V(e, "y", "inf in y", lambda: dl.shallow_evidence_max_sigma2(x(), y().at[0].set(inf)))
+    V(
+        e,
+        "x",
+        "more points than input dimensions",
+        lambda: dl.shallow_evidence_max_sigma2(jnp.ones((5, 2)), jnp.ones(5)),
+    )
+    V(e, "y", "2-d y of two columns", lambda: dl.shallow_evidence_max_sigma2(x(), jnp.ones((2, 2))))
+    T(e, "x", "x a string", lambda: dl.shallow_evidence_max_sigma2("x", y()))
+
+    e = "deep_linear.prior_log_scale"
+    T(e, "key", "integer key", lambda: dl.prior_log_scale(0, [8], 4))
+    V(e, "input_dim", "input_dim 0", lambda: dl.prior_log_scale(k0(), [8], 0))
+    V(e, "sigma2", "negative sigma2", lambda: dl.prior_log_scale(k0(), [8], 4, sigma2=-1.0))
+    V(e, "sigma2", "NaN sigma2", lambda: dl.prior_log_scale(k0(), [8], 4, sigma2=nan))
+    V(e, "num_samples", "num_samples 0", lambda: dl.prior_log_scale(k0(), [8], 4, num_samples=0))
+    T(e, "dtype", "integer dtype", lambda: dl.prior_log_scale(k0(), [8], 4, dtype=jnp.int32))
+
+    for e, fn in (
+        ("deep_linear.posterior_log_scale", dl.posterior_log_scale),
+        ("deep_linear.posterior_theta", dl.posterior_theta),
+        ("deep_linear.posterior_perp_norm", dl.posterior_perp_norm),
+    ):
+        T(e, "key", "integer key", lambda fn=fn: fn(0, x(), y(), [8]))
+        V(e, "x", "NaN in x", lambda fn=fn: fn(k0(), x().at[0, 0].set(nan), y(), [8]))
+        V(e, "y", "y with the wrong rows", lambda fn=fn: fn(k0(), x(), jnp.ones(3), [8]))
+        V(e, "widths", "a negative width", lambda fn=fn: fn(k0(), x(), y(), [8, -1]))
+        V(e, "sigma2", "zero sigma2", lambda fn=fn: fn(k0(), x(), y(), [8], sigma2=0.0))
+        V(e, "num_samples", "num_samples 0", lambda fn=fn: fn(k0(), x(), y(), [8], num_samples=0))
+    e = "deep_linear.posterior_log_scale"
+    V(
+        e,
+        "oversample",
+        "oversample 0",
+        lambda: dl.posterior_log_scale(k0(), x(), y(), [8], oversample=0),
+    )
+    V(
+        e,
+        "max_rounds",
+        "max_rounds 0",
+        lambda: dl.posterior_log_scale(k0(), x(), y(), [8], max_rounds=0),
+    )
+    T(
+        e,
+        "return_acceptance",
+        "return_acceptance a string",
+        lambda: dl.posterior_log_scale(k0(), x(), y(), [8], return_acceptance="yes"),
+    )
+
+    e = "deep_linear.predictive"
+    xt = lambda: jnp.ones((3, 4))
+    T(e, "key", "integer key", lambda: dl.predictive(0, x(), y(), xt(), [8]))
+    V(
+        e,
+        "x_test",
+        "x_test with other features",
+        lambda: dl.predictive(k0(), x(), y(), jnp.ones((3, 5)), [8]),
+    )
+    V(
+        e,
+        "x_test",
+        "NaN in x_test",
+        lambda: dl.predictive(k0(), x(), y(), xt().at[0, 0].set(nan), [8]),
+    )
+    V(e, "x_test", "1-d x_test", lambda: dl.predictive(k0(), x(), y(), jnp.ones(4), [8]))
+    V(e, "sigma2", "infinite sigma2", lambda: dl.predictive(k0(), x(), y(), xt(), [8], sigma2=inf))
+
+    e = "deep_linear.predictive_normal"
+    V(
+        e,
+        "perp_norm",
+        "negative perp_norm",
+        lambda: dl.predictive_normal(x(), y(), xt(), jnp.array([-1.0])),
+    )
+    V(
+        e,
+        "perp_norm",
+        "NaN perp_norm",
+        lambda: dl.predictive_normal(x(), y(), xt(), jnp.array([nan])),
+    )
+    T(e, "perp_norm", "perp_norm a string", lambda: dl.predictive_normal(x(), y(), xt(), "r"))
+    V(
+        e,
+        "x_test",
+        "x_test with other features",
+        lambda: dl.predictive_normal(x(), y(), jnp.ones((3, 2)), jnp.ones(4)),
+    )
+    V(e, "y", "all-zero y", lambda: dl.predictive_normal(x(), jnp.zeros(2), xt(), jnp.ones(4)))
+
+    lwp = dl.large_width_posterior
+    e = "deep_linear.large_width_posterior"
+    V(e, "num_points", "num_points 0", lambda: lwp(0, 4, 1.0, 0.5))
+    V(e, "input_dim", "negative input_dim", lambda: lwp(2, -4, 1.0, 0.5))
+    V(e, "par_sq_norm", "zero par_sq_norm", lambda: lwp(2, 4, 0.0, 0.5))
+    V(e, "par_sq_norm", "NaN par_sq_norm", lambda: lwp(2, 4, nan, 0.5))
+    V(e, "lam", "negative lam", lambda: lwp(2, 4, 1.0, -0.5))
+    V(e, "sigma2_total", "zero sigma2_total", lambda: lwp(2, 4, 1.0, 0.5, sigma2_total=0.0))
+    V(e, "num_grid", "num_grid 10", lambda: lwp(2, 4, 1.0, 0.5, num_grid=10))
+
+    fwc = dl.finite_width_correction
+    lim = lambda: lwp(2, 4, 1.0, 0.5)
+    e = "deep_linear.finite_width_correction"
+    V(e, "widths", "no widths", lambda: fwc(lim(), [], 2, 4))
+    V(e, "widths", "a zero width", lambda: fwc(lim(), [8, 0], 2, 4))
+    V(e, "num_points", "num_points 0", lambda: fwc(lim(), [8], 0, 4))
+    V(e, "input_dim", "input_dim 0", lambda: fwc(lim(), [8], 2, 0))
+    V(e, "sigma2_total", "negative sigma2_total", lambda: fwc(lim(), [8], 2, 4, sigma2_total=-1.0))
+
+
+# Bad inputs whose fixes belong to code being reworked elsewhere (wideth/optim/adler.py,
+# wideth/optim/outer_product.py and the forward passes of wideth/models.py): kept out of
+# CASES until then, so that test_bad_inputs stays green; measured with ``--pending``.
+PENDING: list[Case] = []
+
+
+def _pending() -> None:
+    from wideth import models, optim
+
+    n = len(CASES)
+    e = "optim.pl_adaptive_info"
+    V(
+        e,
+        "state",
+        "state of another optimizer",
+        lambda: optim.pl_adaptive_info(sgd().init(jnp.ones(3))),
+    )
+    V(e, "state", "state None", lambda: optim.pl_adaptive_info(None))
+    V(e, "state", "state a number", lambda: optim.pl_adaptive_info(3))
+    e = "optim.outer_product_adaptive_info"
+    V(
+        e,
+        "state",
+        "state of another optimizer",
+        lambda: optim.outer_product_adaptive_info(sgd().init(jnp.ones(3))),
+    )
+    V(e, "state", "state None", lambda: optim.outer_product_adaptive_info(None))
+    V(e, "state", "state a string", lambda: optim.outer_product_adaptive_info("state"))
+
+    gnc = optim.gauss_newton_curvature
+    f, ell, w, _ = quad_problem()
+    e = "optim.gauss_newton_curvature"
+    T(e, "outputs_fn", "outputs_fn not callable", lambda: gnc(3, ell, w, w))
+    T(e, "loss_of_outputs", "loss_of_outputs not callable", lambda: gnc(f, "mse", w, w))
+    V(e, "loss_of_outputs", "a vector loss", lambda: gnc(f, lambda o: o**2, w, w))
+    V(e, "direction", "direction of another shape", lambda: gnc(f, ell, w, jnp.ones(4)))
+    T(e, "direction", "integer direction", lambda: gnc(f, ell, w, jnp.ones(3, jnp.int32)))
+    V(e, "direction", "NaN direction", lambda: gnc(f, ell, w, jnp.full(3, nan)))
+    V(e, "params", "NaN params", lambda: gnc(f, ell, jnp.full(3, nan), w))
+    V(
+        e,
+        "outputs_fn",
+        "outputs_fn failing on params",
+        lambda: gnc(lambda p: jnp.ones((2, 2)) @ p, ell, w, w),
+    )
+
+    sa = lambda *a, **k: models.SelfAttention(*a, **{"rngs": rngs(), **k})
+    e = "models.SelfAttention call"
+    V(e, "x", "2-d tokens", lambda: sa(4, 4, 2)(jnp.ones((3, 4))))
+    V(e, "x", "tokens of the wrong feature dimension", lambda: sa(4, 4, 2)(tokens(d=5)))
+    V(e, "x", "NaN tokens", lambda: sa(4, 4, 2)(tokens().at[0, 0, 0].set(nan)))
+    T(e, "x", "tokens a string", lambda: sa(4, 4, 2)("x"))
+    T(e, "x", "integer tokens", lambda: sa(4, 4, 2)(jnp.ones((2, 3, 4), jnp.int32)))
+
+    tf = lambda *a, **k: models.Transformer(*a, **{"rngs": rngs(), **k})
+    e = "models.Transformer call"
+    V(
+        e,
+        "x",
+        "sequence length other than tokens with pool='flatten'",
+        lambda: tf(4, 8, 1, pool="flatten", tokens=3)(tokens(t=5)),
+    )
+
+    e = "models.scale_by_multipliers"
+    V(
+        e,
+        "multipliers",
+        "update with another tree than the multipliers",
+        lambda: models.scale_by_multipliers({"w1": 1.0}).update(params(), optax_empty()),
+    )
+
+    from wideth.kernels import deep_linear as dl
+
+    e = "deep_linear.finite_width_correction"
+    T(
+        e,
+        "limit",
+        "limit not a LargeWidthPosterior",
+        lambda: dl.finite_width_correction({"a": 1}, [8], 2, 4),
+    )
+    PENDING.extend(CASES[n:])
+    del CASES[n:]
+
+
 # Build the shared arrays now, outside any trace (a cached value first built inside
 # jax.eval_shape would be a tracer).
 xy()
@@ -2460,6 +3734,17 @@ for _build in (
     _regions,
     _activations,
     _noise,
+    _taylor,
+    _predict_more,
+    _optim_more,
+    _models_more,
+    _train_more,
+    _hessian_more,
+    _diagnostics_more,
+    _misc_more,
+    _cli,
+    _deep_linear,
+    _pending,
 ):
     _build()
 

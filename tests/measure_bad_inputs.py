@@ -98,6 +98,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write every case's outcome here")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per case")
     parser.add_argument("--verbose", action="store_true", help="list every case not named")
+    parser.add_argument(
+        "--pending", action="store_true", help="measure bad_input_cases.PENDING instead"
+    )
     args = parser.parse_args(argv)
 
     import experiments
@@ -109,7 +112,8 @@ def main(argv=None) -> int:
     ]
     print(f"wideth from {dirs[0]}")
     outcomes, t0 = [], time.perf_counter()
-    for case in bic.CASES:
+    cases = bic.PENDING if args.pending else bic.CASES
+    for case in cases:
         kind, detail = classify(case, dirs, args.timeout)
         outcomes.append(
             {
@@ -125,7 +129,7 @@ def main(argv=None) -> int:
     counts = collections.Counter(o["outcome"] for o in outcomes)
     n = len(outcomes)
     print(
-        f"{n} bad inputs over {len({c.entry for c in bic.CASES})} entry points, "
+        f"{n} bad inputs over {len({c.entry for c in cases})} entry points, "
         f"{time.perf_counter() - t0:.0f} s"
     )
     for kind in (

@@ -71,6 +71,12 @@ def test_case_list_covers_every_entry_point_with_enough_cases():
         "io.ensure_dir",
         "experiments._common.Sizes",
         "experiments._common.execute",
+        "conditioning.normalised_weight_variance",
+        "functional.param_paths",
+        "hessian.class_spectrum",
+        "optim.contrib.gauss_newton_momentum_info",
+        "optim.pl_constant_init",
+        "train.global_norm",
     }
     assert set(few) <= small_apis, few
 
@@ -504,3 +510,87 @@ def test_validated_functions_still_trace_under_jit_and_vmap():
     x = bic.xy()[0]
     ntk = jax.jit(lambda p, a: empirical.ntk(bic.apply, p, a))(bic.params(), x)
     np.testing.assert_allclose(ntk, empirical.ntk(bic.apply, bic.params(), x), rtol=1e-5)
+
+
+# --- a kernel traced under jit cannot raise: documented results and a run-time warning ---
+
+
+def _indefinite():
+    """Symmetric, eigenvalues (2, 1, 0.5, -0.5) in a random basis."""
+    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(11), (4, 4)))
+    return q, (q * jnp.array([2.0, 1.0, 0.5, -0.5])) @ q.T
+
+
+def _traced_warnings(fn, *args):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = jax.block_until_ready(fn(*args))
+        jax.effects_barrier()
+    return out, [w for w in caught if issubclass(w.category, predict_warning())]
+
+
+def predict_warning():
+    from wideth.kernels import predict
+
+    return predict.NotPSDWarning
+
+
+def test_traced_indefinite_kernel_gp_is_nan_with_a_warning_and_concrete_raises():
+    from wideth.kernels import predict
+
+    _, k = _indefinite()
+    y, kt = bic.targets(), jnp.ones((2, 4)) / 4
+    gp = jax.jit(lambda a: predict.gp_inference(a, y, kt, kt @ kt.T + jnp.eye(2)))
+    out, warned = _traced_warnings(gp, k)
+    assert np.all(np.isnan(out.mean)) and np.all(np.isnan(out.covariance))
+    assert len(warned) == 1 and str(warned[0].message).startswith("k_train_train: ")
+    assert "diag_reg" in str(warned[0].message)
+    # the same kernel closed over by the jitted function is concrete: it raises
+    with pytest.raises(ValueError, match="^k_train_train: expected a positive definite"):
+        jax.jit(lambda: predict.gp_inference(k, y, kt).mean)()
+    # a positive definite traced kernel: no warning, the eager posterior
+    ok, warned = _traced_warnings(jax.jit(lambda a: predict.gp_inference(a, y, kt).mean), bic.spd())
+    assert warned == []
+    np.testing.assert_allclose(ok, predict.gp_inference(bic.spd(), y, kt).mean, rtol=1e-5)
+
+
+def test_traced_indefinite_kernel_max_learning_rate_is_nan_never_negative():
+    from wideth.kernels import predict
+
+    batch = jnp.stack([bic.spd(), -jnp.eye(4), _indefinite()[1]])
+    lr, warned = _traced_warnings(jax.vmap(predict.max_learning_rate), batch)
+    assert lr[0] == pytest.approx(float(predict.max_learning_rate(bic.spd())), rel=1e-6)
+    assert np.isnan(lr[1]) and np.isnan(lr[2])  # eagerly: -2n and a step for a wrong kernel
+    assert len(warned) == 2 and all(str(w.message).startswith("ntk_train_train: ") for w in warned)
+    assert "-0.5" in str(warned[1].message)
+    with pytest.raises(ValueError, match="^ntk_train_train: expected a positive semi-definite"):
+        predict.max_learning_rate(-jnp.eye(4))
+
+
+def test_traced_indefinite_kernel_gd_predicts_its_psd_part_with_a_warning():
+    """Negative eigenvalues count as 0 under jit: the prediction of the kernel with the
+    eigenvalue -0.5 replaced by 0, which is PSD and checked eagerly (an independent route)."""
+    from wideth.kernels import predict
+
+    q, k = _indefinite()
+    clipped = (q * jnp.array([2.0, 1.0, 0.5, 0.0])) @ q.T
+    y, kt = bic.targets(), jnp.ones((2, 4)) / 4
+
+    def gd(a):
+        train, test = predict.gradient_descent_mse(a, y)(t=jnp.array([1.0, 30.0]), k_test_train=kt)
+        return train, test
+
+    (train, test), warned = _traced_warnings(jax.jit(gd), k)
+    ref_train, ref_test = gd(clipped)
+    assert np.all(np.isfinite(train)) and np.all(np.isfinite(test))
+    np.testing.assert_allclose(train, ref_train, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(test, ref_test, rtol=1e-4, atol=1e-5)
+    assert len(warned) == 1 and str(warned[0].message).startswith("k_train_train: ")
+    with pytest.raises(ValueError, match="^k_train_train: expected a positive semi-definite"):
+        gd(k)
+    # the general-loss flow checks the same eagerly (it would ascend along -0.5)
+    mse = lambda f, t: 0.5 * jnp.mean(jnp.sum((f - t) ** 2))
+    with pytest.raises(ValueError, match="^k_train_train: expected a positive semi-definite"):
+        predict.gradient_descent(mse, k, y)

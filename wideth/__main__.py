@@ -57,6 +57,14 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
         _checks.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
 
 
+def _stds(args: argparse.Namespace) -> None:
+    """``--W-std`` and ``--b-std``: finite and >= 0, checked before any data is loaded."""
+    from wideth import _checks
+
+    _checks.scalar("--W-std", args.W_std, 0.0)
+    _checks.scalar("--b-std", args.b_std, 0.0)
+
+
 def _load(args: argparse.Namespace):
     """(x, y) arrays for the chosen dataset, ``args.n`` rows."""
     import jax
@@ -109,9 +117,12 @@ def _out_path(args: argparse.Namespace, suffix: str | None = None) -> Path | Non
 def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
     """Analytic or empirical kernel of a dataset, saved as .npy."""
     _positive(args, "depth", "width", "n")
+    _stds(args)
     from wideth import _checks
 
     _checks.nonnegative_int("--batch-size", args.batch_size)
+    if args.kind == "empirical" and args.get != "ntk":
+        raise ValueError("--get: nngp is only available with --kind analytic")
     out = _out_path(args, ".npy")
     import jax
     import numpy as np
@@ -134,8 +145,6 @@ def cmd_kernel(args: argparse.Namespace) -> dict[str, Any]:
     else:
         from wideth import models
 
-        if args.get != "ntk":
-            raise ValueError("--get: nngp is only available with --kind analytic")
         net = models.MLP(
             x.shape[1],
             args.width,
@@ -199,6 +208,7 @@ def _mlp_loss(args: argparse.Namespace):
 def cmd_spectrum(args: argparse.Namespace) -> dict[str, Any]:
     """Top Hessian eigenvalues (Lanczos) and an SLQ density of a fresh MLP."""
     _positive(args, "depth", "width", "n", "k", "num_steps", "num_probes")
+    _stds(args)
     out_path = _out_path(args)
     import jax
     import numpy as np
@@ -225,6 +235,7 @@ def cmd_spectrum(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
     """Profile certificate (library / tame / wild) of an MLP on data."""
     _positive(args, "depth", "width", "n")
+    _stds(args)
     out_path = _out_path(args)
     import jax
 

@@ -28,6 +28,7 @@ __all__ = [
     "is_tracer",
     "array",
     "finite",
+    "symmetric",
     "positive_int",
     "nonnegative_int",
     "integer",
@@ -181,6 +182,26 @@ def finite(name: str, x: Any) -> None:
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
 
 
+def symmetric(name: str, k: Any) -> None:
+    r"""A concrete square matrix symmetric up to rounding (traced matrices are skipped).
+
+    The tolerance is :math:`\sqrt{\epsilon}\,\max|K|` of its dtype (float32 at
+    least): rounding in a Gram matrix, not a transposed or wrong matrix.
+    """
+    if is_tracer(k) or not np.size(k):
+        return
+    with jax.ensure_compile_time_eval():
+        kf = jnp.asarray(k)
+        kf = kf.astype(jnp.result_type(kf.dtype, jnp.float32))
+        asym = float(jnp.max(jnp.abs(kf - kf.T)))
+        tol = float(jnp.sqrt(jnp.finfo(kf.dtype).eps)) * float(jnp.max(jnp.abs(kf)))
+    if asym > tol:
+        raise ValueError(
+            f"{name}: expected a symmetric matrix, got max |K - K^T| = {asym:.3g} "
+            f"(tolerance {tol:.3g})"
+        )
+
+
 def array(
     name: str,
     x: Any,
@@ -260,8 +281,20 @@ def prng_key(name: str, key: Any, *, allow_none: bool = False) -> jax.Array | No
     raise TypeError(f"{name}: expected a PRNG key (jax.random.key(seed)), got {shape_str(key)}")
 
 
-def tree_like(name: str, tree: Any, reference: Any, reference_name: str = "params") -> Any:
-    """A pytree with the structure, shapes and an inexact dtype like ``reference``."""
+def tree_like(
+    name: str,
+    tree: Any,
+    reference: Any,
+    reference_name: str = "params",
+    *,
+    check_finite: bool = True,
+) -> Any:
+    """A pytree with the structure, shapes and an inexact dtype like ``reference``.
+
+    ``reference`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves. With
+    ``check_finite=False`` NaN/inf leaves pass (where the caller documents what
+    a non-finite value does, e.g. an optimizer that skips the step).
+    """
     ref_def = jax.tree.structure(reference)
     try:
         got_def = jax.tree.structure(tree)
@@ -276,15 +309,17 @@ def tree_like(name: str, tree: Any, reference: Any, reference_name: str = "param
         jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(reference), strict=True
     ):
         where = jax.tree_util.keystr(path)
-        if tuple(np.shape(a)) != tuple(np.shape(b)):
+        want = tuple(b.shape) if hasattr(b, "shape") else tuple(np.shape(b))
+        if tuple(np.shape(a)) != want:
             raise ValueError(
                 f"{name}: leaf {where} has shape {tuple(np.shape(a))}, expected "
-                f"{tuple(np.shape(b))} like {reference_name}"
+                f"{want} like {reference_name}"
             )
         dtype = jnp.result_type(a)
-        if np.dtype(dtype).kind not in "fc":
+        if not jnp.issubdtype(dtype, jnp.inexact):  # bfloat16 included
             raise TypeError(f"{name}: leaf {where} has dtype {dtype}, expected a floating dtype")
-        finite(f"{name} (leaf {where})", a)
+        if check_finite:
+            finite(f"{name} (leaf {where})", a)
     return tree
 
 

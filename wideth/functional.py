@@ -27,6 +27,8 @@ from typing import Any
 import jax
 from flax import nnx
 
+from wideth import _checks
+
 __all__ = ["ModuleApply", "as_apply", "functional", "features", "centred", "param_paths"]
 
 ApplyFn = Callable[..., Any]
@@ -231,7 +233,11 @@ def param_paths(params: Any) -> list[str]:
     Examples:
       >>> param_paths({"dense": {"w": 1.0, "b": 2.0}, "out": [3.0]})
       ['dense/b', 'dense/w', 'out/0']
+
+    Raises:
+      ValueError / TypeError: no leaves, or a leaf that is not a floating array.
     """
+    _checks.params_tree("params", params)
     out = []
     for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
         parts = []

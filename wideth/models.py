@@ -101,7 +101,7 @@ def activation_fn(name: Any) -> Callable[[jax.Array], jax.Array]:
     Raises:
       ValueError: unknown name.
     """
-    return activations.get(name)
+    return activations.resolve(name, arg="name").fn
 
 
 def _activation_spec(activation: Any) -> Any:
@@ -116,7 +116,7 @@ def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 def _check_common(
     activation: str, W_std: float, b_std: float, parameterization: str, rngs: Any = None
 ) -> None:
-    activation_fn(activation)
+    activations.resolve(activation)
     _checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
     _checks.scalar("W_std", W_std, 0.0)
     if b_std is not None:
@@ -189,9 +189,10 @@ class DenseLayer(nnx.Module):
         role: str = "hidden",
         rngs: nnx.Rngs,
     ):
-        _check_common("identity", W_std, b_std, parameterization)
+        _check_common("identity", W_std, b_std, parameterization, rngs)
         in_dim = _check_positive_int("in_dim", in_dim)
         out_dim = _check_positive_int("out_dim", out_dim)
+        _checks.choice("role", role, ("input", "hidden", "readout"))
         w_std, self.w_mult, bs, self.b_mult = _scales(
             in_dim, W_std, b_std, parameterization, readout
         )
@@ -249,9 +250,10 @@ class ConvLayer(nnx.Module):
         role: str = "hidden",
         rngs: nnx.Rngs,
     ):
-        _check_common("identity", W_std, b_std, parameterization)
+        _check_common("identity", W_std, b_std, parameterization, rngs)
         in_channels = _check_positive_int("in_channels", in_channels)
-        out_channels = _check_positive_int("channels", out_channels)
+        out_channels = _check_positive_int("out_channels", out_channels)
+        _checks.choice("role", role, ("input", "hidden", "readout"))
         self.filter_shape = tuple(_check_positive_int("filter_shape", f) for f in filter_shape)
         nd = len(self.filter_shape)
         self.strides = (1,) * nd if strides is None else _checks.int_sequence("strides", strides)
@@ -845,6 +847,7 @@ class SelfAttention(nnx.Module):
             _checks.scalar("W_value_std", W_value_std, 0.0)
         )
         self.b_std = None if b_std is None else float(_checks.scalar("b_std", b_std, 0.0))
+        _check_common("identity", 1.0, None, "ntk", rngs)
         k_k, k_v, k_o, k_b = jax.random.split(rngs.params(), 4)
         normal = lambda k, s: nnx.Param(jax.random.normal(k, s, jnp.float32))
         self.key = normal(k_k, (self.n_heads, self.in_dim, self.key_dim))
@@ -1078,6 +1081,8 @@ def mup_multipliers(
     References:
       Yang et al., Tensor Programs V, 2021 (Table 3 and Appendix B).
     """
+    if not isinstance(module, nnx.Module):
+        raise TypeError(f"module: expected an nnx.Module, got {type(module).__name__}")
     if optimizer not in _MUP_POWERS:
         raise ValueError(f"optimizer must be one of {tuple(_MUP_POWERS)}, got {optimizer!r}")
     width = getattr(module, "width", None)
@@ -1087,9 +1092,11 @@ def mup_multipliers(
         raise ValueError(
             f"module: muP multipliers need one hidden width, got per-layer widths {width}"
         )
-    base = 1.0 if base_width is None else float(base_width)
-    if not base > 0:
-        raise ValueError(f"base_width must be positive, got {base_width!r}")
+    base = (
+        1.0
+        if base_width is None
+        else float(_checks.scalar("base_width", base_width, 0.0, low_open=True))
+    )
     ratio = width / base
     powers = _MUP_POWERS[optimizer]
     return jax.tree.map(lambda r: float(ratio ** powers[r]), mup_labels(module))
@@ -1104,7 +1111,14 @@ def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
 
     Returns:
       A stateless ``optax.GradientTransformation``.
+
+    Raises:
+      TypeError / ValueError: ``multipliers`` without leaves, with non-numeric,
+        non-finite or negative leaves (a negative rate would ascend).
     """
+    _checks.arrays_tree("multipliers", multipliers)
+    for leaf in jax.tree.leaves(multipliers):
+        _checks.in_range("multipliers", leaf, 0.0)
 
     def init_fn(params: Any) -> optax.EmptyState:
         del params

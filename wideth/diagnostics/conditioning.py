@@ -106,6 +106,7 @@ def _square(name: str, gram: Any) -> jax.Array:
     k = _checks.array(name, gram, ndim=2, kind="real")
     if k.shape[0] != k.shape[1] or k.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty square matrix, got {_checks.shape_str(k)}")
+    _checks.symmetric(name, k)
     return k
 
 
@@ -277,7 +278,7 @@ def pl_kernel_bounds(
 
     Args:
       lam_min: :math:`\lambda_{\min}(K)` (any shape; broadcasts).
-      lam_max: :math:`\lambda_{\max}(K)`.
+      lam_max: :math:`\lambda_{\max}(K) \ge \lambda_{\min}(K)`.
       mu_ell: output-space PL constant :math:`\mu_\ell > 0`.
       beta_ell: output-space smoothness :math:`\beta_\ell \ge \mu_\ell`.
 
@@ -294,6 +295,9 @@ def pl_kernel_bounds(
         raise ValueError(
             f"lam_max: expected a shape that broadcasts with lam_min {lo.shape}, got {hi.shape}"
         ) from None
+    if not _checks.is_tracer((lo, hi)) and bool(jnp.any(hi < lo)):
+        bad = int(jnp.sum(jnp.broadcast_to(hi < lo, jnp.broadcast_shapes(lo.shape, hi.shape))))
+        raise ValueError(f"lam_max: expected lam_max >= lam_min, got {bad} entries below lam_min")
     return lo * mu, hi * beta
 
 
@@ -313,13 +317,15 @@ def pl_product_bound(mu: jax.Array, smoothness: jax.Array | float) -> jax.Array:
     violates the hypothesis).
 
     Args:
-      mu: ``(T,)`` local PL ratios :math:`\mu(\theta_0), \dots, \mu(\theta_{T-1})`.
+      mu: ``(T,)``, ``T >= 1``, local PL ratios
+        :math:`\mu(\theta_0), \dots, \mu(\theta_{T-1}) \ge 0`.
       smoothness: :math:`L > 0` (scalar, or ``(T,)`` per step).
 
     Returns:
       ``(T + 1,)`` bounds :math:`b_0, \dots, b_T`.
     """
-    m = _checks.array("mu", mu, ndim=1, kind="real")
+    m = _checks.array("mu", mu, ndim=1, min_rows=1, kind="real")
+    _checks.in_range("mu", m, 0.0)  # PL ratios are >= 0
     lip = _checks.array("smoothness", smoothness, ndim=(0, 1), kind="real")
     _checks.in_range("smoothness", lip, 0.0, low_open=True)
     if lip.ndim == 1 and lip.shape != m.shape:

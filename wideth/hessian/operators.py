@@ -111,21 +111,43 @@ class Operator:
         """dtype of the flat vectors."""
         return self.space.dtype
 
+    def _check_tree(self, name: str, tree: PyTree) -> None:
+        layout = [
+            jax.ShapeDtypeStruct(s, d)
+            for s, d in zip(self.space.shapes, self.space.dtypes, strict=True)
+        ]
+        _checks.tree_like(name, tree, jax.tree.unflatten(self.space.treedef, layout), "the space")
+
+    def _check_flat(self, name: str, flat: Any) -> jax.Array:
+        return _checks.array(name, flat, shape=(self.size,), kind="real")
+
     def unravel(self, flat: jax.Array) -> PyTree:
-        """Flat vector -> pytree (parameters, or outputs for the NTK)."""
-        return self.space.unravel(flat)
+        """Flat vector -> pytree (parameters, or outputs for the NTK).
+
+        Raises:
+          ValueError: ``flat`` not of shape ``(size,)`` or with NaN/inf (concrete values).
+        """
+        return self.space.unravel(self._check_flat("flat", flat))
 
     def ravel(self, tree: PyTree) -> jax.Array:
-        """Pytree -> flat vector."""
+        """Pytree -> flat vector.
+
+        Raises:
+          ValueError / TypeError: ``tree`` not laid out like the space (structure,
+            shapes, a floating dtype), or with NaN/inf.
+        """
+        self._check_tree("tree", tree)
         return self.space.ravel(tree)
 
     def apply(self, v: PyTree) -> PyTree:
-        """:math:`Av` on a pytree ``v`` laid out like the space."""
+        """:math:`Av` on a pytree ``v`` laid out like the space (checked as in :meth:`ravel`)."""
+        self._check_tree("v", v)
         return self.kernel(self.args, v)
 
     def __call__(self, v: jax.Array) -> jax.Array:
-        """:math:`Av` on a flat vector."""
-        return self.ravel(self.kernel(self.args, self.unravel(v)))
+        """:math:`Av` on a flat vector of shape ``(size,)`` (finite when concrete)."""
+        v = self._check_flat("v", v)
+        return self.space.ravel(self.kernel(self.args, self.space.unravel(v)))
 
     def linearized(self) -> Callable[[jax.Array], jax.Array]:
         """A flat matvec that reuses one linearisation (``jax.linearize``) when possible.
@@ -137,7 +159,7 @@ class Operator:
         if lin is None:
             return self
         tangent = lin(self.args)
-        return lambda v: self.ravel(tangent(self.unravel(v)))
+        return lambda v: self.space.ravel(tangent(self.space.unravel(v)))
 
     def __repr__(self) -> str:
         return f"Operator({type(self.kernel).__name__}, size={self.size}, dtype={self.dtype})"

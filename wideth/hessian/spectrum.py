@@ -450,6 +450,8 @@ def curvature_matvec(
         DeprecationWarning,
         stacklevel=2,
     )
+    if loss_fn is not None and not isinstance(loss_fn, Operator):
+        _checks.callable_("loss_fn", loss_fn, "a loss_fn(params) -> scalar or an Operator")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         op = _operator("curvature_matvec", loss_fn, params, dict(options))

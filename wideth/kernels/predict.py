@@ -33,7 +33,9 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -51,6 +53,7 @@ __all__ = [
     "gradient_descent_mse_ensemble",
     "gp_inference",
     "max_learning_rate",
+    "NotPSDWarning",
 ]
 
 Normalization = Literal["mean", "sum"]
@@ -93,38 +96,88 @@ def _check_kernel_values(name: str, k: jax.Array, symmetric: bool) -> None:
     if not bool(jnp.all(jnp.isfinite(k))):
         bad = int(jnp.size(k) - jnp.count_nonzero(jnp.isfinite(k)))
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
-    if symmetric and k.size:
-        kf = k.astype(jnp.result_type(k.dtype, jnp.float32))
-        asym = float(jnp.max(jnp.abs(kf - kf.T)))
-        tol = _symmetry_rtol(kf.dtype) * float(jnp.max(jnp.abs(kf)))
-        if asym > tol:
-            raise ValueError(
-                f"{name}: expected a symmetric kernel, got max |K - K^T| = {asym:.3g} "
-                f"(tolerance {tol:.3g})"
-            )
+    if symmetric:
+        _checks.symmetric(name, k)
 
 
-def _symmetry_rtol(dtype: Any) -> float:
-    """Relative asymmetry allowed in a kernel: sqrt(eps) of its dtype (rounding, not a bug)."""
-    return float(jnp.sqrt(jnp.finfo(dtype).eps))
+def _eager_if_concrete(*arrays: Any) -> Any:
+    """Run the factorisation of concrete inputs eagerly even inside a ``jit`` trace.
+
+    A kernel closed over by a jitted function is a constant: its eigenvalues or
+    Cholesky factor are then concrete, so an indefinite kernel raises there too.
+    """
+    if _checks.is_tracer(arrays):
+        return contextlib.nullcontext()
+    return jax.ensure_compile_time_eval()
 
 
-def _check_psd(name: str, evals: jax.Array) -> None:
+def _psd_tolerance(evals: jax.Array) -> jax.Array:
+    r""":math:`100\,n\,\epsilon\,\max|\lambda|`: how negative rounding leaves a Gram matrix."""
+    return 100 * evals.shape[0] * jnp.finfo(evals.dtype).eps * jnp.max(jnp.abs(evals))
+
+
+def _check_psd(name: str, evals: jax.Array) -> jax.Array | bool:
     r"""Reject a kernel with an eigenvalue below :math:`-100\,n\,\epsilon\,\max|\lambda|`.
 
     A kernel (Gram matrix) is positive semi-definite; rounding leaves negative
     eigenvalues of order :math:`n\epsilon\|K\|`, a sign error or a wrong matrix
     far larger ones.
+
+    A traced kernel (under ``jit``/``vmap``) cannot raise: the test runs on the
+    device and returns the traced ``ok`` flag, and a kernel that fails it emits
+    a :class:`RuntimeWarning` from the host at run time (``jax.debug.callback``)
+    naming the argument, so that the result that follows (documented by each
+    caller) never comes without an explanation. Returns ``True`` when concrete.
     """
-    if _checks.is_tracer(evals) or evals.size == 0:
-        return
-    lo, top = float(evals[0]), float(jnp.max(jnp.abs(evals)))
-    tol = 100 * evals.shape[0] * float(jnp.finfo(evals.dtype).eps) * top
+    if evals.size == 0:
+        return True
+    if _checks.is_tracer(evals):
+        ok = evals[0] >= -_psd_tolerance(evals)
+        warn = functools.partial(_warn_not_psd, name)
+        jax.debug.callback(warn, ok, evals[0], jnp.max(jnp.abs(evals)))
+        return ok
+    host = np.asarray(evals)  # concrete (also inside a trace): checked on the host
+    lo, top = float(host[0]), float(np.max(np.abs(host)))
+    tol = 100 * host.shape[0] * float(np.finfo(host.dtype).eps) * top
     if lo < -tol:
         raise ValueError(
             f"{name}: expected a positive semi-definite kernel, got the eigenvalue {lo:.3g} "
             f"(largest |eigenvalue| {top:.3g})"
         )
+    return True
+
+
+def _warn_not_pd(ok: Any) -> None:
+    ok = np.asarray(ok)
+    if np.all(ok):
+        return
+    warnings.warn(
+        "k_train_train: expected a positive definite kernel (K + diag_reg I), but its Cholesky "
+        f"factorisation failed in {int(np.size(ok) - np.count_nonzero(ok))} of {np.size(ok)} "
+        "traced kernel(s), so the posterior is NaN; pass diag_reg > 0 (under jit/vmap this "
+        "cannot raise, see the note on jit in gp_inference)",
+        NotPSDWarning,
+        stacklevel=2,
+    )
+
+
+class NotPSDWarning(RuntimeWarning):
+    """A kernel traced under ``jit``/``vmap`` turned out not positive semi-definite at run time."""
+
+
+def _warn_not_psd(name: str, ok: Any, lo: Any, top: Any) -> None:
+    ok, lo, top = np.asarray(ok), np.asarray(lo), np.asarray(top)
+    if np.all(ok):
+        return
+    worst = int(np.argmin(np.where(ok, np.inf, lo)))
+    warnings.warn(
+        f"{name}: expected a positive semi-definite kernel, got the eigenvalue "
+        f"{lo.ravel()[worst]:.3g} (largest |eigenvalue| {top.ravel()[worst]:.3g}) in "
+        f"{int(np.size(ok) - np.count_nonzero(ok))} of {np.size(ok)} traced kernel(s); "
+        "under jit/vmap this cannot raise, see the function's note on jit",
+        NotPSDWarning,
+        stacklevel=2,
+    )
 
 
 def _check_targets(y_train: Any, n: int) -> tuple[jax.Array, bool]:
@@ -337,6 +390,13 @@ def gradient_descent_mse(
       ValueError: a non-finite, non-square, non-symmetric or indefinite kernel,
         ``learning_rate <= 0``, ``diag_reg < 0``, targets of the wrong shape.
 
+    Note:
+      Under jit/vmap, a traced kernel cannot be checked before use: eigenvalues of
+      ``k_train_train + diag_reg I`` below 0 are treated as 0 (the prediction of
+      the kernel's positive semi-definite part, finite, as for rounding-level
+      negative eigenvalues), and an indefinite kernel beyond rounding emits a
+      :class:`NotPSDWarning` from the host at run time.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> k = jnp.array([[2.0, 0.5], [0.5, 1.0]])
@@ -358,8 +418,9 @@ def gradient_descent_mse(
     discrete = _checks.boolean("discrete", discrete)
     if batch_size is not None:
         batch_size = _checks.positive_int("batch_size", batch_size)
-    k = k + diag_reg * jnp.eye(n, dtype=k.dtype)
-    evals, evecs = jnp.linalg.eigh(k)
+    with _eager_if_concrete(k, diag_reg):
+        k = k + diag_reg * jnp.eye(n, dtype=k.dtype)
+        evals, evecs = jnp.linalg.eigh(k)
     _check_psd("k_train_train", evals)
     y = y.astype(evals.dtype)
 
@@ -374,7 +435,8 @@ def gradient_descent_mse(
 
         def at(time):
             g = _filter(evals, learning_rate, time, scale, discrete)
-            train = y + evecs @ ((1.0 - evals[:, None] * g[:, None]) * coef)
+            lam = jnp.maximum(evals, 0.0)[:, None]  # as in _filter: the PSD part under jit
+            train = y + evecs @ ((1.0 - lam * g[:, None]) * coef)
             if kt is None:
                 return _squeeze(train, squeeze), None
             alpha = evecs @ (g[:, None] * coef)
@@ -428,6 +490,11 @@ def gradient_descent_mse_ensemble(
     Returns:
       :class:`Gaussian` with mean shaped like the test outputs and the
       ``(m, m)`` covariance (identical for every output dimension).
+
+    Note:
+      Under jit/vmap, as in :func:`gradient_descent_mse`: for a traced NTK,
+      eigenvalues below 0 are treated as 0 and an indefinite one emits a
+      :class:`NotPSDWarning`.
     """
     theta = _check_kernel("ntk_train_train", ntk_train_train, (None, None), symmetric=True)
     n = theta.shape[0]
@@ -441,7 +508,8 @@ def gradient_descent_mse_ensemble(
     learning_rate = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
     diag_reg = _checks.scalar("diag_reg", diag_reg, 0.0)
     scale = _time_scale(n, normalization)
-    evals, evecs = jnp.linalg.eigh(theta + diag_reg * jnp.eye(n, dtype=theta.dtype))
+    with _eager_if_concrete(theta, diag_reg):
+        evals, evecs = jnp.linalg.eigh(theta + diag_reg * jnp.eye(n, dtype=theta.dtype))
     _check_psd("ntk_train_train", evals)
     y = y.astype(evals.dtype)
 
@@ -487,6 +555,14 @@ def gp_inference(
       ValueError: non-finite or mis-shaped kernels or targets, a non-symmetric
         kernel, ``diag_reg < 0``, or a ``K + diag_reg I`` that is not positive
         definite (its Cholesky factorisation fails: pass ``diag_reg > 0``).
+
+    Note:
+      Under jit/vmap, a traced ``k_train_train`` or ``diag_reg`` cannot be
+      checked before the factorisation: a ``K + diag_reg I``
+      that is not positive definite gives a NaN ``mean`` and ``covariance``
+      (the posterior does not exist), and a :class:`NotPSDWarning` from the
+      host at run time says so. A concrete kernel closed over by a jitted
+      function is still checked and raises.
     """
     k = _check_kernel("k_train_train", k_train_train, (None, None), symmetric=True)
     n = k.shape[0]
@@ -496,8 +572,11 @@ def gp_inference(
     ktt = None
     if k_test_test is not None:
         ktt = _check_kernel("k_test_test", k_test_test, (kt.shape[0], kt.shape[0]), symmetric=True)
-    chol = jax.scipy.linalg.cho_factor(k + diag_reg * jnp.eye(n, dtype=k.dtype), lower=True)
-    if not _checks.is_tracer(chol[0]) and not bool(jnp.all(jnp.isfinite(chol[0]))):
+    with _eager_if_concrete(k, diag_reg):
+        chol = jax.scipy.linalg.cho_factor(k + diag_reg * jnp.eye(n, dtype=k.dtype), lower=True)
+    if _checks.is_tracer(chol[0]):
+        jax.debug.callback(_warn_not_pd, jnp.all(jnp.isfinite(chol[0])))
+    elif not np.all(np.isfinite(np.asarray(chol[0]))):
         raise ValueError(
             f"k_train_train: expected a positive definite kernel (K + diag_reg I), but its "
             f"Cholesky factorisation failed with diag_reg={diag_reg!r}: the kernel is "
@@ -538,18 +617,29 @@ def max_learning_rate(
     Raises:
       ValueError: a non-finite, non-symmetric or indefinite kernel, one whose top
         eigenvalue is not positive, or ``momentum`` outside ``[0, 1)``.
+
+    Note:
+      Under jit/vmap, for a traced kernel these checks cannot raise: an
+      indefinite kernel or one whose top eigenvalue is not positive gives NaN
+      (never a negative or infinite step), and an indefinite one also a :class:`NotPSDWarning` at
+      run time.
     """
     k = _check_kernel("ntk_train_train", ntk_train_train, (None, None), symmetric=True)
     scale = _time_scale(k.shape[0], normalization)
     momentum = _checks.scalar("momentum", momentum, 0.0, 1.0, high_open=True)
-    evals = jnp.linalg.eigvalsh(k)
-    _check_psd("ntk_train_train", evals)
-    lam = evals[-1]
-    if not _checks.is_tracer(lam) and not float(lam) > 0:
+    with _eager_if_concrete(k):
+        evals = jnp.linalg.eigvalsh(k)
+    ok = _check_psd("ntk_train_train", evals)
+    if _checks.is_tracer(evals):  # no error possible: NaN, never a negative or infinite step
+        lam = evals[-1]
+        valid = ok & (lam > 0)
+        return jnp.where(valid, 2.0 * (1.0 + momentum) * scale / jnp.where(valid, lam, 1), jnp.nan)
+    top = float(np.asarray(evals)[-1])
+    if not top > 0:
         raise ValueError(
-            f"ntk_train_train: expected a kernel with a positive top eigenvalue, got {float(lam)!r}"
+            f"ntk_train_train: expected a kernel with a positive top eigenvalue, got {top!r}"
         )
-    return 2.0 * (1.0 + momentum) * scale / lam
+    return 2.0 * (1.0 + momentum) * scale / evals[-1]
 
 
 def gradient_descent(
@@ -615,10 +705,17 @@ def gradient_descent(
       jittable.
 
     Raises:
-      ValueError: a non-finite, non-square or non-symmetric kernel, a loss that
+      ValueError: a non-finite, non-square, non-symmetric or indefinite kernel
+        (a negative eigenvalue makes the flow ascend the loss), a loss that
         does not return a scalar, ``learning_rate <= 0``, ``momentum`` outside
         ``[0, 1)``, ``t=None`` (no limit exists for a general loss), decreasing
         times.
+
+    Note:
+      Under jit/vmap, a traced indefinite kernel cannot raise: the flow is
+      integrated as given (growing along negative eigendirections, possibly to
+      inf/NaN), and a
+      :class:`NotPSDWarning` from the host at run time says why.
 
     Examples:
       Mean squared error gives back the closed form:
@@ -636,6 +733,8 @@ def gradient_descent(
 
     _checks.callable_("loss", loss, "a function loss(fx_train, y_train) -> scalar")
     k = _check_kernel("k_train_train", k_train_train, (None, None), symmetric=True)
+    with _eager_if_concrete(k):
+        _check_psd("k_train_train", jnp.linalg.eigvalsh(k))
     n = k.shape[0]
     y, squeeze = _check_targets(y_train, n)
     learning_rate = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
@@ -739,6 +838,7 @@ def ensemble(
     learning_rate = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
     diag_reg = _checks.scalar("diag_reg", diag_reg, 0.0)
     _time_scale(1, normalization)
+    x_train = _checks.array("x_train", x_train, min_ndim=2, min_rows=1, kind="real")
     train = dict(
         zip(
             ("nngp", "ntk"),
@@ -759,6 +859,12 @@ def ensemble(
         if x_test is None:
             cross, test = train, (train["nngp"] if compute_cov else None)
         else:
+            x_test = _checks.array("x_test", x_test, min_ndim=2, min_rows=1, kind="real")
+            if x_test.shape[1:] != x_train.shape[1:]:
+                raise ValueError(
+                    f"x_test: expected the feature shape of x_train {tuple(x_train.shape[1:])}, "
+                    f"got {_checks.shape_str(x_test)}"
+                )
             kk = analytic.kernel(kernel_fn, x_test, x_train, ("nngp", "ntk"), batch_size=batch_size)
             cross = dict(zip(("nngp", "ntk"), kk, strict=True))
             test = None

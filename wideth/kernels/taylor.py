@@ -40,6 +40,27 @@ def _tree_sub(a: Any, b: Any) -> Any:
     return jax.tree.map(lambda u, v: u - v, a, b)
 
 
+def _expansion_point(apply_fn: Any, params: Any) -> tuple[Callable[..., Any], Any]:
+    """``as_apply`` plus a finite floating expansion point (NaN there is NaN everywhere)."""
+    fn, params0 = as_apply(apply_fn, params)
+    _checks.params_tree("params", params0)
+    return fn, params0
+
+
+def _check_call(fn: Callable[..., Any], params0: Any, params: Any, x: Any, args, kwargs) -> None:
+    """Shapes of ``params`` like the expansion point, finite ``x``, and ``fn`` evaluable on it
+    (abstractly: a wrong feature dimension is one error naming ``apply_fn``, not a jvp trace)."""
+    _checks.tree_like("params", params, params0, "the expansion point")
+    _checks.arrays_tree("x", x)
+    _checks.evaluate_shape(
+        "apply_fn",
+        lambda p, xx: fn(p, xx, *args, **kwargs),
+        params0,
+        x,
+        what="apply_fn(params, x)",
+    )
+
+
 def linearize(apply_fn: Any, params: Any = None) -> Callable[..., Any]:
     r"""First-order Taylor model of ``apply_fn`` around ``params``.
 
@@ -64,12 +85,15 @@ def linearize(apply_fn: Any, params: Any = None) -> Callable[..., Any]:
 
     Raises:
       TypeError: ``apply_fn`` neither a callable nor a module; ``params``
-        missing or given with a module.
+        missing or given with a module; ``apply_fn`` failing on ``x`` (e.g. a
+        wrong feature dimension, checked abstractly on each call).
+      ValueError: NaN/inf in :math:`\theta_0` or in a concrete ``x``; ``params``
+        of ``f_lin`` not shaped like :math:`\theta_0`.
     """
-    fn, params0 = as_apply(apply_fn, params)
+    fn, params0 = _expansion_point(apply_fn, params)
 
     def f_lin(params: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-        _checks.tree_like("params", params, params0, "the expansion point")
+        _check_call(fn, params0, params, x, args, kwargs)
         f0, df = jax.jvp(
             lambda p: fn(p, x, *args, **kwargs), (params0,), (_tree_sub(params, params0),)
         )
@@ -121,10 +145,10 @@ def taylor_expand(apply_fn: Any, params: Any = None, degree: int = 1) -> Callabl
       TypeError / ValueError: as :func:`linearize`; ``degree`` not an integer ``>= 0``.
     """
     degree = _checks.nonnegative_int("degree", degree)
-    fn, params0 = as_apply(apply_fn, params)
+    fn, params0 = _expansion_point(apply_fn, params)
 
     def f_taylor(params: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-        _checks.tree_like("params", params, params0, "the expansion point")
+        _check_call(fn, params0, params, x, args, kwargs)
         delta = _tree_sub(params, params0)
         dtype = jnp.result_type(*jax.tree.leaves(params0))
 
@@ -220,6 +244,7 @@ def monte_carlo_kernel_fn(
                     f"x2: expected the feature shape of x1 {tuple(x1.shape[1:])}, got "
                     f"{_checks.shape_str(x2)}"
                 )
+
         def one(k):
             p = init(k)
             out = []

@@ -199,6 +199,7 @@ def gauss_newton_momentum(eps: float = 1e-10) -> optax.GradientTransformationExt
     def update_fn(updates, state, params=None, *, outputs_fn=None, loss_of_outputs=None, **extra):
         del extra
         _check_extra_args(outputs_fn, loss_of_outputs, params)
+        _checks.tree_like("updates", updates, params, check_finite=False)  # NaN: step skipped
         dtype = state.last_eta.dtype
         d = state.previous
         outputs, push = jax.linearize(outputs_fn, params)

@@ -114,7 +114,11 @@ class PLConstantState(NamedTuple):
 
 
 def pl_constant_init(dtype: Any = jnp.float32) -> PLConstantState:
-    """Empty :class:`PLConstantState` in ``dtype``."""
+    r"""Empty :class:`PLConstantState` in ``dtype`` (``float32`` or ``float64``).
+
+    Its ``minimum`` starts at :math:`+\infty` and ``last`` at NaN: no ratio yet.
+    """
+    dtype = _checks.float_dtype("dtype", dtype)
     z = jnp.zeros([], dtype)
     return PLConstantState(
         jnp.zeros([], jnp.int32), jnp.full([], jnp.inf, dtype), z, z, jnp.full([], jnp.nan, dtype)
@@ -144,12 +148,17 @@ def pl_constant_update(
         loss_value: :math:`f(\theta_k)`.
         grad_norm_sq: :math:`\|\nabla f(\theta_k)\|^2`.
         loss_star: :math:`f^\star`.
-        decay: discount :math:`\gamma` of the geometric running mean.
+        decay: discount :math:`\gamma \in [0, 1]` of the geometric running mean.
 
     Returns:
         The new state; ``state.minimum`` is the PL constant on the visited
         points, ``state.mean`` the smoothed current value.
     """
+    if not isinstance(state, PLConstantState):
+        raise TypeError(
+            f"state: expected a PLConstantState (from pl_constant_init), got {type(state).__name__}"
+        )
+    decay = _checks.scalar("decay", decay, 0.0, 1.0)
     dtype = state.minimum.dtype
     mu = pl_constant(loss_value, grad_norm_sq, loss_star).astype(dtype)
     ok = jnp.isfinite(mu) & (mu > 0)

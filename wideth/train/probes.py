@@ -50,8 +50,15 @@ def _objective(model: Any) -> Callable[[Any, Any], jax.Array]:
 
 
 def _check_data(data: Any) -> Any:
+    """A fixed batch: numeric, finite, and its arrays (0-d leaves aside) with the same rows >= 1."""
     if data is not None:
         _checks.arrays_tree("data", data)
+        shapes = [tuple(jax.numpy.shape(a)) for a in jax.tree.leaves(data)]
+        rows = {s[0] for s in shapes if s}
+        if len(rows) != 1 or rows == {0}:
+            raise ValueError(
+                f"data: expected arrays with the same number (>= 1) of rows, got shapes {shapes}"
+            )
     return data
 
 
@@ -182,7 +189,7 @@ def metric(apply_fn: Any, fn: str | LossFn, data: Any) -> Probe:
     f = METRICS[fn] if isinstance(fn, str) and fn in METRICS else get_loss(fn, "fn")
     if not (isinstance(data, tuple | list) and len(data) == 2):
         raise TypeError(f"data: expected a pair (x, y), got {type(data).__name__}")
-    _checks.arrays_tree("data", data)
+    _check_data(data)
     x, y = data
     return lambda state, batch: f(apply_fn(state.params, x), y)
 
@@ -209,6 +216,8 @@ def gradient_noise(
     fn = _objective(model)
     _check_data(data)
     noise_factor(int(jax.numpy.shape(data[0])[0]), batch_size)  # validates batch_size
+    if center is not None:  # its layout is checked against the parameters when probed
+        _checks.params_tree("center", center)
     return lambda state, batch: minibatch_noise(fn, state.params, data, batch_size, center=center)
 
 
@@ -254,8 +263,8 @@ def top_subspace(
         b = batch if data is None else data
         op = hessian.hessian(fn, state.params, b)
         evals, evecs = hessian.top_eigenpairs(op, k=k, num_steps=num_steps, key=_probe_key(state))
-        basis = jax.vmap(op.ravel)(evecs)
-        g = op.ravel(jax.grad(fn)(state.params, b))
+        basis = jax.vmap(op.space.ravel)(evecs)
+        g = op.space.ravel(jax.grad(fn)(state.params, b))
         return {
             "eigenvalues": evals,
             "basis": basis,

@@ -40,7 +40,16 @@ Batch = Any
 
 
 def global_norm(tree: Any) -> jax.Array:
-    r""":math:`\|g\| = (\sum_\ell \sum |g_\ell|^2)^{1/2}` over every leaf (complex-safe)."""
+    r""":math:`\|g\| = (\sum_\ell \sum |g_\ell|^2)^{1/2}` over every leaf (complex-safe).
+
+    A tree without leaves has norm 0; a NaN/inf leaf gives a NaN/inf norm (so a
+    diverged gradient stays visible in the metrics instead of stopping the step).
+
+    Raises:
+      TypeError: a leaf that is not a numeric array (a string, an object).
+    """
+    if jax.tree.leaves(tree):
+        _checks.arrays_tree("tree", tree, check_finite=False)
     return optax.tree.norm(tree)
 
 

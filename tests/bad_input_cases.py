@@ -3480,7 +3480,9 @@ def _cli() -> None:
         ("--out", ["profile", "--out", str(scratch())]),
         ("--n", ["profile", "--data", "synthetic", "--n", "0"]),
     ):
-        V(f"cli {argv[0]}", flag, " ".join(argv[1:]), functools.partial(cli_command, argv))
+        # The id must not name the scratch folder: pytest-xdist workers collect separately.
+        what = " ".join(argv[1:]).replace(str(scratch()), "<tmp>")
+        V(f"cli {argv[0]}", flag, what, functools.partial(cli_command, argv))
 
 
 def dl_data():

@@ -251,22 +251,9 @@ def plot(rows: list[dict[str, Any]], tanh: dict[str, Any], ntk_rows: list[dict[s
     grid = np.linspace(0, b.max() * 1.05, 50)
     axes[0].plot(grid, grid, "k-", lw=1, label="β (variance)")
     axes[0].plot(grid, -grid / 2, "k--", lw=1, label="−β/2 (mean)")
-    axes[0].errorbar(
-        b,
-        [r["var"] for r in rows],
-        yerr=[r["var_se"] for r in rows],
-        fmt="o",
-        capsize=2,
-        label="MC variance of log",
-    )
-    axes[0].errorbar(
-        b,
-        [r["mean"] for r in rows],
-        yerr=[r["mean_se"] for r in rows],
-        fmt="s",
-        capsize=2,
-        label="MC mean of log",
-    )
+    for key, fmt, label in (("var", "o", "MC variance of log"), ("mean", "s", "MC mean of log")):
+        y, se = [r[key] for r in rows], [r[key + "_se"] for r in rows]
+        axes[0].errorbar(b, y, yerr=se, fmt=fmt, capsize=2, label=label)
     axes[0].set(xlabel="β = 5 Σ 1/n_l", ylabel="log ||J u||²", title="ReLU Jacobian is log-normal")
     axes[0].legend(fontsize=8)
     l = np.arange(1, len(tanh["q_inf"]) + 1)

@@ -72,38 +72,31 @@ from scipy.special import digamma as _digamma
 from experiments._common import Config, Result, Sizes, check, cli, save_figure
 from wideth.kernels import deep_linear as dl
 
+#: Sizes the two modes share: the tiny network, the data of the pairs and the sweep.
+_BOTH = dict(tiny_n0=4, tiny_p=2, tiny_widths=(3, 2), n0=400, p=200, sweep_rho=4.0)
 SIZES = Sizes(
     quick=dict(
-        tiny_n0=4,
-        tiny_p=2,
-        tiny_widths=(3, 2),
+        _BOTH,
         tiny_beta=200.0,
         tiny_draws=2_000_000,
         tiny_chunk=200_000,
         tiny_samples=30_000,
         tiny_is=1_000_000,
-        n0=400,
-        p=200,
         pairs=(
             (1.0, (200, 200), (800,) * 8),
             (4.0, (400,) * 4, (1600,) * 16),
         ),
         pair_samples=30_000,
         sweep=((1600,) * 4, (400,) * 4, (100,) * 4, (25,) * 4, (12,) * 8),
-        sweep_rho=4.0,
         sweep_samples=30_000,
     ),
     full=dict(
-        tiny_n0=4,
-        tiny_p=2,
-        tiny_widths=(3, 2),
+        _BOTH,
         tiny_beta=10_000.0,
         tiny_draws=200_000_000,
         tiny_chunk=1_000_000,
         tiny_samples=1_000_000,
         tiny_is=10_000_000,
-        n0=400,
-        p=200,
         pairs=(
             (1.0, (200, 200), (800,) * 8),
             (1.0, (100,), (1000,) * 10),
@@ -112,7 +105,6 @@ SIZES = Sizes(
         ),
         pair_samples=1_000_000,
         sweep=((1600,) * 4, (400,) * 4, (100,) * 4, (25,) * 4, (12,) * 8, (6,) * 16),
-        sweep_rho=4.0,
         sweep_samples=200_000,
     ),
 )

@@ -90,16 +90,8 @@ import numpy as np
 import optax
 
 from experiments._common import Config, Result, Sizes, check, check_max_z, cli, save_figure
+from wideth import activations
 from wideth.kernels import meanfield as mf
-
-_PHI = {"tanh": jnp.tanh, "relu": jax.nn.relu}
-
-
-def _phi_prime(activation: str, h: jax.Array) -> jax.Array:
-    if activation == "tanh":
-        return 1.0 - jnp.tanh(h) ** 2
-    return (h > 0).astype(h.dtype)
-
 
 # ------------------------------------------------------------------ signal propagation
 
@@ -129,13 +121,13 @@ def propagate(
     h = jnp.sqrt(W_var / d) * x @ jax.random.normal(kw, (d, width)) + jnp.sqrt(
         b_var
     ) * jax.random.normal(kb, (width,))
-    phi = _PHI[activation]
+    phi = activations.get(activation)
 
     def stats(h):
         n2 = jnp.sum(h * h, axis=1)
         q = jnp.mean(n2) / width
         c = jnp.sum(h[0] * h[1]) / jnp.sqrt(n2[0] * n2[1])
-        chi = W_var * jnp.mean(_phi_prime(activation, h[0]) ** 2)
+        chi = W_var * jnp.mean(mf.derivative(activation, h[0]) ** 2)
         return q, c, chi
 
     def layer(h, k):
@@ -339,7 +331,7 @@ def stacked_apply(
     ``depth`` may be traced and vmapped. Equals ``wideth.models.MLP(...,
     parameterization="standard")`` with the same weights.
     """
-    phi = _PHI[activation]
+    phi = activations.get(activation)
     a = phi(x @ params["w_in"] + params["b_in"])
 
     def layer(a, lwb):

@@ -72,7 +72,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments._common import Config, Result, Sizes, check, cli, save_figure
 
@@ -102,8 +101,13 @@ SIZES = Sizes(
 )
 
 
-def _ensemble(n0: int, width: int, depth: int, num: int, key: jax.Array, **kw: Any):
-    """``(apply_fn, params)`` of ``num`` MLPs with a leading ensemble axis on ``params``."""
+def _ensemble(
+    n0: int, width: int, depth: int, num: int, key: jax.Array, method: str = "features", **kw: Any
+):
+    """``(apply_fn, params)`` of ``num`` MLPs with a leading ensemble axis on ``params``.
+
+    ``method="features"`` gives the per-layer post-activations, ``"__call__"`` the output.
+    """
     from flax import nnx
 
     from wideth import functional, models
@@ -112,9 +116,7 @@ def _ensemble(n0: int, width: int, depth: int, num: int, key: jax.Array, **kw: A
         net = models.MLP(n0, width, depth, rngs=nnx.Rngs(params=k), **kw)
         return nnx.split(net, nnx.Param)[1]
 
-    fn, _ = functional.as_apply(
-        models.MLP(n0, width, depth, rngs=nnx.Rngs(0), **kw), method="features"
-    )
+    fn, _ = functional.as_apply(models.MLP(n0, width, depth, rngs=nnx.Rngs(0), **kw), method=method)
     return fn, jax.jit(jax.vmap(init))(jax.random.split(key, num))
 
 
@@ -127,13 +129,20 @@ def _input(key: jax.Array, n0: int) -> tuple[jax.Array, jax.Array]:
 
 
 def log_jacobian(n0: int, width: int, depth: int, num: int, key: jax.Array) -> np.ndarray:
-    r""":math:`\log(n_0 G_L)` of ``num`` random He ReLU MLPs (one JVP each, ``vmap`` over nets)."""
+    r""":math:`\log(n_0 G_L)` of ``num`` random He ReLU MLPs (``vmap`` over nets).
+
+    :math:`G_L = \|J_L u\|^2/n_L` is the empirical NTK (mean over the :math:`n_L`
+    features) of :math:`s \mapsto \phi(h^L(x + s u))` with respect to the scalar
+    :math:`s` at :math:`s = 0` (:func:`wideth.kernels.empirical.ntk`).
+    """
+    from wideth.kernels import empirical
+
     fn, params = _ensemble(n0, width, depth, num, key)
     x, u = _input(jax.random.fold_in(key, 1), n0)
 
     def one(p):
-        _, t = jax.jvp(lambda z: fn(p, z[None])[-1][0], (x,), (u,))
-        return jnp.log(jnp.sum(t**2) * n0 / width)
+        along_u = lambda s, z: fn(p, z + s * u)[-1]
+        return jnp.log(empirical.ntk(along_u, jnp.zeros(()), x[None], method="jvp")[0, 0] * n0)
 
     return np.asarray(jax.jit(jax.vmap(one))(params), np.float64)
 
@@ -155,24 +164,14 @@ def exact_log_moments(width: int, depth: int) -> tuple[float, float]:
 def ntk_diagonal(n0: int, width: int, depth: int, num: int, key: jax.Array) -> np.ndarray:
     r""":math:`\Theta(x,x) = \|\nabla_\theta f(x)\|^2` of ``num`` bias-free He ReLU MLPs.
 
-    ``x`` has :math:`\|x\|^2 = n_0`, so the theory value is :math:`2(L+1)`.
+    :func:`wideth.kernels.empirical.ntk` under ``vmap`` over the ensemble. ``x`` has
+    :math:`\|x\|^2 = n_0`, so the theory value is :math:`2(L+1)`.
     """
-    from flax import nnx
+    from wideth.kernels import empirical
 
-    from wideth import functional, models
-
-    def init(k):
-        net = models.MLP(n0, width, depth, rngs=nnx.Rngs(params=k), b_std=0.0)
-        return nnx.split(net, nnx.Param)[1]
-
-    fn, _ = functional.as_apply(models.MLP(n0, width, depth, rngs=nnx.Rngs(0), b_std=0.0))
-    params = jax.jit(jax.vmap(init))(jax.random.split(key, num))
+    fn, params = _ensemble(n0, width, depth, num, key, method="__call__", b_std=0.0)
     x, _ = _input(jax.random.fold_in(key, 3), n0)
-
-    def one(p):
-        g = jax.grad(lambda q: fn(q, x[None])[0, 0])(p)
-        return optax.tree.norm(g, squared=True)
-
+    one = lambda p: empirical.ntk(fn, p, x[None], method="jvp")[0, 0]
     return np.asarray(jax.jit(jax.vmap(one))(params), np.float64)
 
 
@@ -252,22 +251,9 @@ def plot(rows: list[dict[str, Any]], tanh: dict[str, Any], ntk_rows: list[dict[s
     grid = np.linspace(0, b.max() * 1.05, 50)
     axes[0].plot(grid, grid, "k-", lw=1, label="β (variance)")
     axes[0].plot(grid, -grid / 2, "k--", lw=1, label="−β/2 (mean)")
-    axes[0].errorbar(
-        b,
-        [r["var"] for r in rows],
-        yerr=[r["var_se"] for r in rows],
-        fmt="o",
-        capsize=2,
-        label="MC variance of log",
-    )
-    axes[0].errorbar(
-        b,
-        [r["mean"] for r in rows],
-        yerr=[r["mean_se"] for r in rows],
-        fmt="s",
-        capsize=2,
-        label="MC mean of log",
-    )
+    for key, fmt, label in (("var", "o", "MC variance of log"), ("mean", "s", "MC mean of log")):
+        y, se = [r[key] for r in rows], [r[key + "_se"] for r in rows]
+        axes[0].errorbar(b, y, yerr=se, fmt=fmt, capsize=2, label=label)
     axes[0].set(xlabel="β = 5 Σ 1/n_l", ylabel="log ||J u||²", title="ReLU Jacobian is log-normal")
     axes[0].legend(fontsize=8)
     l = np.arange(1, len(tanh["q_inf"]) + 1)

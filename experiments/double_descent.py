@@ -881,6 +881,12 @@ def ntk_checks(s: dict[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- figures
 
 
+def _se_bars(ax, x, mean, sem, label: str, fmt: str = "o", se: bool = True, **kw: Any):
+    """Error bars of ``K_SE`` standard errors; ``se`` appends "(±K_SE SE)" to ``label``."""
+    label = f"{label} (±{K_SE:g} SE)" if se else label
+    ax.errorbar(x, mean, yerr=K_SE * np.asarray(sem), fmt=fmt, capsize=2, label=label, **kw)
+
+
 def plot_hastie(h: dict[str, Any], n: int, r2: float = R2, sigma2: float = SIGMA2):
     """Figure: Monte Carlo min-norm risk (error bars = the check's 3 SE) vs exact and limit."""
     import matplotlib.pyplot as plt
@@ -894,15 +900,7 @@ def plot_hastie(h: dict[str, Any], n: int, r2: float = R2, sigma2: float = SIGMA
     for side in (g < 1, g > 1):
         ax.plot(g[side], fin[side], "k-", lw=1.3, label=f"exact, n = {n}" if side[0] else None)
         ax.plot(g[side], asym[side], "k:", lw=1.0, label="Hastie et al. limit" if side[0] else None)
-    ax.errorbar(
-        h["gamma"],
-        h["mean"],
-        yerr=K_SE * h["sem"],
-        fmt="o",
-        ms=4,
-        capsize=2,
-        label=f"min-norm LS, {h['num_seeds']} seeds (±{K_SE:g} SE)",
-    )
+    _se_bars(ax, h["gamma"], h["mean"], h["sem"], f"min-norm LS, {h['num_seeds']} seeds", ms=4)
     chk = [int(np.argmin(np.abs(h["gamma"] - c))) for c in CHECKED_GAMMAS]
     ax.plot(h["gamma"][chk], h["mean"][chk], "rs", mfc="none", ms=9, label="checked")
     ax.axhline(r2, color="gray", ls="--", lw=0.8, label="null risk r²")
@@ -917,29 +915,14 @@ def plot_random_features(rf: dict[str, Any], n: int, dataset: str):
 
     fig, ax = plt.subplots(figsize=(5.8, 3.9))
     nf = rf["num_features"]
-    ax.errorbar(
-        nf,
-        rf["min_norm"],
-        yerr=K_SE * rf["min_norm_sem"],
-        fmt="o-",
-        ms=3,
-        capsize=2,
-        label=f"min-norm (ridge → 0), ±{K_SE:g} SE",
-    )
+    label = f"min-norm (ridge → 0), ±{K_SE:g} SE"
+    _se_bars(ax, nf, rf["min_norm"], rf["min_norm_sem"], label, "o-", se=False, ms=3)
     mean = np.asarray(rf["errors"]).mean(0)
     for lam_i in range(1, len(rf["ridges"]), max(1, len(rf["ridges"]) // 4)):
         ax.plot(
             nf, mean[:, lam_i], "-", lw=0.8, alpha=0.6, label=f"ridge {rf['ridges'][lam_i]:.0e}"
         )
-    ax.errorbar(
-        nf,
-        rf["optimal"],
-        yerr=K_SE * rf["optimal_sem"],
-        fmt="k^-",
-        ms=4,
-        capsize=2,
-        label="test-optimal ridge",
-    )
+    _se_bars(ax, nf, rf["optimal"], rf["optimal_sem"], "test-optimal ridge", "k^-", ms=4, se=False)
     ax.axvline(n, color="gray", ls="--", lw=0.8, label="N = n (interpolation)")
     ax.set(
         xscale="log",
@@ -983,15 +966,7 @@ def plot_filters(rg: dict[str, Any], gd: dict[str, Any]):
     t = gd["times"]
     axes[2].plot(t, gd["gd_exact"], "k-", label="discrete-GD filter (exact)")
     axes[2].plot(t, gd["flow_exact"], "k:", label="gradient-flow filter (exact)")
-    axes[2].errorbar(
-        t,
-        gd["gd_mean"],
-        yerr=K_SE * gd["gd_sem"],
-        fmt="o",
-        ms=3,
-        capsize=2,
-        label=f"trained GD, {gd['num_draws']} draws (±{K_SE:g} SE)",
-    )
+    _se_bars(axes[2], t, gd["gd_mean"], gd["gd_sem"], f"trained GD, {gd['num_draws']} draws", ms=3)
     axes[2].set(xscale="log", xlabel="t = steps × η", ylabel="Bayes risk", title="GD vs filter")
     axes[2].legend(fontsize=7)
     fig.tight_layout()
@@ -1004,13 +979,12 @@ def plot_ntk(nt: dict[str, Any], s: dict[str, Any]):
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.7))
     w = np.asarray(nt["widths"], np.float64)
-    axes[0].errorbar(
+    _se_bars(
+        axes[0],
         1 / w,
         nt["err_finite"],
-        yerr=K_SE * np.asarray(nt["err_finite_sem"]),
-        fmt="o",
-        capsize=2,
-        label=f"trained MLP, {nt['num_seeds']} seeds (±{K_SE:g} SE)",
+        nt["err_finite_sem"],
+        f"trained MLP, {nt['num_seeds']} seeds",
     )
     u = np.linspace(0, 1 / s["fit_widths"].min(), 50)
     axes[0].plot(
@@ -1024,14 +998,7 @@ def plot_ntk(nt: dict[str, Any], s: dict[str, Any]):
     axes[0].plot([0], [nt["err_inf"]], "r*", ms=11, label="infinite-width NTK (checked)")
     axes[0].set(xlabel="1 / width", ylabel="test MSE", title="Test error vs 1/width")
     axes[0].legend(fontsize=7)
-    axes[1].errorbar(
-        w,
-        nt["rel_dist"],
-        yerr=K_SE * np.asarray(nt["rel_dist_sem"]),
-        fmt="o",
-        capsize=2,
-        label="measured",
-    )
+    _se_bars(axes[1], w, nt["rel_dist"], nt["rel_dist_sem"], "measured", se=False)
     ref = s["slope_widths"]
     i0 = int(np.flatnonzero(w == ref[0])[0])
     axes[1].plot(ref, nt["rel_dist"][i0] * (ref / ref[0]) ** -0.5, "r--", label="∝ width^(−1/2)")

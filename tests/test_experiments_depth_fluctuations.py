@@ -73,6 +73,29 @@ def test_mean_ntk_diagonal_is_two_per_weight_layer_and_a_layer_too_few_fails():
     assert not dfl.ntk_checks([dict(row, depth=2)])[0]["pass"]
 
 
+def test_kernel_routes_match_a_direct_jvp_and_gradient_of_each_network():
+    # log_jacobian and ntk_diagonal read empirical NTKs; a plain JVP of the input
+    # Jacobian along u and the squared parameter-gradient norm of each member agree.
+    import optax
+
+    n0, width, depth, num, key = 8, 16, 3, 5, jax.random.key(11)
+    fn, params = dfl._ensemble(n0, width, depth, num, key)
+    x, u = dfl._input(jax.random.fold_in(key, 1), n0)
+    lg = dfl.log_jacobian(n0, width, depth, num, key)
+    for i in range(num):
+        p = jax.tree.map(lambda a: a[i], params)
+        _, t = jax.jvp(lambda z: fn(p, z[None])[-1][0], (x,), (u,))
+        direct = np.log(float(np.sum(np.asarray(t, np.float64) ** 2)) * n0 / width)
+        assert lg[i] == pytest.approx(direct, abs=1e-5)
+    fn, params = dfl._ensemble(n0, width, depth, num, key, method="__call__", b_std=0.0)
+    x, _ = dfl._input(jax.random.fold_in(key, 3), n0)
+    theta = dfl.ntk_diagonal(n0, width, depth, num, key)
+    for i in range(num):
+        p = jax.tree.map(lambda a: a[i], params)
+        g = jax.grad(lambda q: fn(q, x[None])[0, 0])(p)
+        assert theta[i] == pytest.approx(float(optax.tree.norm(g, squared=True)), rel=1e-5)
+
+
 def test_extrapolation_recovers_the_intercept():
     w = np.array([64.0, 128.0, 256.0])
     a, se, b = dfl.extrapolate(w, 0.05 - 0.8 / w, np.full(3, 1e-4))

@@ -4,11 +4,13 @@ References: Poole et al. 2016; Schoenholz et al. 2017 (tanh with sigma_b^2 = 0.0
 critical at sigma_w^2 = 1.7610 with q* = 0.5700).
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import integrate, optimize, special
 
+from wideth import activations
 from wideth.kernels import meanfield as mf
 
 _PHI = {
@@ -206,3 +208,17 @@ def test_jittable():
     g = jax.vmap(lambda q: mf.variance_map(q, "erf", 1.5, 0.1))
     assert jnp.isfinite(f(1.5))
     assert g(jnp.array([0.5, 1.0])).shape == (2,)
+
+
+@pytest.mark.parametrize("activation", mf.ACTIVATIONS)
+def test_derivative_matches_the_closed_form_and_autodiff(activation):
+    x = np.linspace(-3.0, 3.0, 61) + 0.01  # away from relu's kink
+    got = np.asarray(mf.derivative(activation, jnp.asarray(x, jnp.float32)))
+    np.testing.assert_allclose(got, _PHI[activation][1](x), rtol=2e-6, atol=1e-6)
+    auto = jax.vmap(jax.grad(activations.get(activation)))(jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(got, auto, rtol=2e-6, atol=1e-6)
+
+
+def test_derivative_rejects_an_activation_outside_the_module():
+    with pytest.raises(ValueError, match="^activation"):
+        mf.derivative("gelu", 1.0)

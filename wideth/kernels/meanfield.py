@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -100,6 +101,7 @@ __all__ = [
     "correlation_map",
     "critical_W_var",
     "depth_scales",
+    "derivative",
     "fixed_point",
     "nngp_diag_variance",
     "variance_map",
@@ -192,6 +194,31 @@ def _dphi(activation: str, x):
     if activation == "erf":
         return 2.0 / _SQRT_PI * jnp.exp(-(x**2))
     return jnp.ones_like(x)
+
+
+def derivative(activation: str, x: Any) -> jax.Array:
+    r"""The derivative :math:`\phi'(x)` of one of :data:`ACTIVATIONS`, elementwise.
+
+    .. math::
+
+        \mathrm{relu}'(x) = 1\{x > 0\},\quad \tanh'(x) = 1 - \tanh^2 x,\quad
+        \mathrm{erf}'(x) = \tfrac{2}{\sqrt\pi} e^{-x^2},\quad \mathrm{identity}'(x) = 1
+
+    (the closed forms inside :math:`\chi_1 = \sigma_w^2 E[\phi'(\sqrt{q^*} z)^2]`;
+    relu's value at 0 is taken as 0, as ``jax.nn.relu``'s gradient). Traceable.
+
+    Args:
+      activation: a name in :data:`ACTIVATIONS`.
+      x: pre-activations (any shape).
+
+    Raises:
+      ValueError: an activation outside :data:`ACTIVATIONS`.
+
+    Examples:
+      >>> float(derivative("tanh", 0.0)), float(derivative("relu", -1.0))
+      (1.0, 0.0)
+    """
+    return _dphi(_check_activation(activation), jnp.asarray(x))
 
 
 def _d2phi(activation: str, x):

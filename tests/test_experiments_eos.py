@@ -120,3 +120,17 @@ def test_main_quick_smoke(tmp_path):
     res = eos.main(["--quick", "--quiet", "--out", str(tmp_path)])
     assert (tmp_path / "metrics.json").exists()
     assert all(c["pass"] for c in res.checks), [c for c in res.checks if not c["pass"]]
+
+
+def test_late_decline_check_passes_on_a_decline_and_fails_without_it():
+    eta, t = 0.5, np.arange(180)
+    loss = np.linspace(2.3, 0.01, 9000)
+    ramp = np.minimum(0.3 + t / 10, 1.0)
+    wiggle = 1 + 0.05 * np.sin(t)
+    declining = 4 * ramp * wiggle * np.where(t > 140, 0.6, 1.0)
+    flat = 4 * ramp * wiggle
+    ok = eos.xent_checks(eos.xent_summary(declining, loss, eta), 3.0, late=True)
+    assert len(ok) == 4 and all(c["pass"] for c in ok), ok
+    bad = eos.xent_checks(eos.xent_summary(flat, loss, eta), 3.0, late=True)
+    assert not bad[3]["pass"] and all(c["pass"] for c in bad[:3])
+    assert len(eos.xent_checks(eos.xent_summary(flat, loss, eta), 3.0)) == 3  # quick mode

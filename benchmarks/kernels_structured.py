@@ -7,7 +7,10 @@ every route, one run, so the ratios are side by side on the same machine load):
 * CNN: 3 conv 3x3 layers of 32 channels, global average pooling, dense readout,
   64 inputs of 16x16x3;
 * ConvResNet: conv embedding + 3 residual conv blocks of 32 channels, pooling,
-  dense readout, 64 inputs of 16x16x3.
+  dense readout, 64 inputs of 16x16x3;
+* Transformer: dense embedding, 2 blocks of 4-head softmax self-attention and a
+  dense sublayer of width 64 with post layer norm, token-mean pooling, dense
+  readout, 64 sequences of 16 tokens of 16 features.
 
 Routes: ``wideth structured`` / ``jacobian`` / ``auto``; neural-tangents
 ``empirical_ntk_fn`` implementation 2 (1 in ``--quick`` too; ``vmap_axes=0``, ``trace_axes=(-1,)``,
@@ -16,6 +19,9 @@ of a one-row ``jax.jacrev``, flattened, contracted by ``jnp.einsum``). Time: med
 after a compiling warm-up. FLOPs: XLA's ``cost_analysis`` of the compiled call
 (loops are counted once per body, so blocked routes are undercounted) and, for
 wideth, our cost model's estimate (multiply-adds, ``empirical._method_costs``).
+Peak memory: XLA's ``memory_analysis`` of the same compiled call (arguments +
+outputs + temporaries, an estimate from the compiled program; also available for
+routes that then run out of memory).
 
 Run: ``python -m benchmarks.kernels_structured [--quick]``; writes the
 "kernels_structured" section of BENCHMARKS.md (not with ``--quick``).
@@ -38,9 +44,11 @@ from wideth.kernels import empirical
 def _networks(quick: bool):
     r = nnx.Rngs(0)
     n_mlp, n_img, w, ch, hw = (64, 8, 64, 8, 8) if quick else (512, 64, 512, 32, 16)
-    kx = jax.random.split(jax.random.PRNGKey(1), 2)
+    n_seq, tokens, d_tok, w_tok = (16, 6, 4, 16) if quick else (64, 16, 16, 64)
+    kx = jax.random.split(jax.random.PRNGKey(1), 3)
     x_mlp = jax.random.normal(kx[0], (n_mlp, 32), jnp.float32)
     x_img = jax.random.normal(kx[1], (n_img, hw, hw, 3), jnp.float32)
+    x_seq = jax.random.normal(kx[2], (n_seq, tokens, d_tok), jnp.float32)
     return [
         (
             f"MLP 32-{w}x5-10 + biases, {n_mlp} inputs",
@@ -57,6 +65,14 @@ def _networks(quick: bool):
             models.ConvResNet(3, ch, 10, depth=3, b_std=0.1, rngs=r),
             x_img,
         ),
+        (
+            f"Transformer 2 blocks width {w_tok} (4 heads) + post-LN + dense(10), "
+            f"{n_seq} x {tokens} tokens x {d_tok}",
+            models.Transformer(
+                d_tok, w_tok, 2, out_dim=10, n_heads=4, b_std=0.1, layernorm="post", rngs=r
+            ),
+            x_seq,
+        ),
     ]
 
 
@@ -68,13 +84,25 @@ def _time(fn, quick):
     return timeit(fn, repeats=repeats, warmup=0), out
 
 
-def _flops(jitted, *args) -> float:
+def _compiled(jitted, *args) -> tuple[float, float]:
+    """XLA's FLOPs and peak bytes (arguments + outputs + temporaries) of one compile."""
+    flops = peak = float("nan")
     try:
-        analysis = jitted.lower(*args).compile().cost_analysis()
-        analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-        return float(analysis.get("flops", float("nan")))
+        compiled = jitted.lower(*args).compile()
     except Exception:  # noqa: BLE001 -- a missing estimate is reported as nan
-        return float("nan")
+        return flops, peak
+    try:
+        analysis = compiled.cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+        flops = float(analysis.get("flops", float("nan")))
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        mem = compiled.memory_analysis()
+        peak = float(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes)
+    except Exception:  # noqa: BLE001
+        pass
+    return flops, peak
 
 
 def _jacrev_einsum(apply_fn):
@@ -97,48 +125,65 @@ def _bench(name, module, x, quick):
     plan = empirical._structured_plan(apply_fn, params, x.shape[1:], x.dtype)
     model = empirical._method_costs(plan, params, n, n, False, True)
     auto = empirical._choose(apply_fn, params, x, n)
-    results, failures = {}, {}
+    results, failures, stats = {}, {}, {}
     for impl in (1, 2) if quick else (2,):  # impl 1: ~3x slower than 2 on MLPs (DESIGN.md)
         label = f"neural-tangents impl {impl}"
         try:
             fn = nt_empirical_ntk(apply_fn, impl)
+            stats[label] = _compiled(fn, x, None, params)
             t, k = _time(lambda fn=fn: fn(x, None, params), quick)
-            results[label] = (t, k, _flops(fn, x, None, params), float("nan"))
+            results[label] = (t, k, float("nan"))
         except Exception as e:  # noqa: BLE001 -- record why a peer implementation fails
             failures[label] = failure(e, 120)
         print(f"{name}: {label} done", flush=True)
     jr = _jacrev_einsum(apply_fn)
+    stats["jax.jacrev + einsum"] = _compiled(jr, params, x)
     try:
         t, k = _time(lambda: jr(params, x), quick)
-        results["jax.jacrev + einsum"] = (t, k, _flops(jr, params, x), float("nan"))
+        results["jax.jacrev + einsum"] = (t, k, float("nan"))
     except Exception as e:  # noqa: BLE001 -- the full Jacobian may not fit in memory
         failures["jax.jacrev + einsum"] = failure(e, 120)
     print(f"{name}: jacrev done", flush=True)
     for method in ("structured", "jacobian"):
         run = lambda m=method: empirical.ntk(apply_fn, params, x, method=m)
+        args = (apply_fn, params, x, x, method, None, False, True)
+        stats[f"wideth {method}"] = _compiled(empirical._ntk_jit, *args)
         try:
             t, k = _time(run, quick)
         except Exception as e:  # noqa: BLE001 -- the full Jacobian may not fit in memory
             failures[f"wideth {method}"] = failure(e, 120)
             continue
-        fl = _flops(empirical._ntk_jit, apply_fn, params, x, x, method, None, False, True)
-        results[f"wideth {method}"] = (t, k, fl, 2 * model[method])
+        results[f"wideth {method}"] = (t, k, 2 * model[method])
         print(f"{name}: wideth {method} done", flush=True)
     peers = [k for k in results if k.startswith("neural")] or ["wideth structured"]
     nt_best = min(peers, key=lambda k: results[k][0])
     t_ref, k_ref = results[nt_best][:2]
+    nan2 = (float("nan"), float("nan"))
+    gb = lambda label: stats.get(label, nan2)[1] / 1e9
     rows = [
-        [name, label, t, t_ref / t, fl, est, float(np.max(np.abs(k - k_ref)))]
-        for label, (t, k, fl, est) in results.items()
+        [name, label, t, t_ref / t, stats.get(label, nan2)[0], est, gb(label)]
+        + [float(np.max(np.abs(k - k_ref)))]
+        for label, (t, k, est) in results.items()
     ]
-    rows += [[name, label, "fails", "-", "-", "-", err] for label, err in failures.items()]
+    rows += [
+        [name, label, "fails", "-", "-", "-", gb(label), err] for label, err in failures.items()
+    ]
     ours = results["wideth structured"][0]
     timed = lambda label: results[label][0] if label in results else float("inf")
     best_ours = min(("structured", "jacobian"), key=lambda m: timed(f"wideth {m}"))
+    jr_label = "jax.jacrev + einsum"
+    versus = [
+        f"{t_ref / ours:.3g}x faster than {nt_best}"
+        if nt_best != "wideth structured"
+        else "every neural-tangents implementation fails (see its rows)",
+        f"{timed(jr_label) / ours:.3g}x faster than jacrev + einsum"
+        if jr_label in results
+        else "jacrev + einsum fails (see its row)",
+    ]
     summary = (
-        f"{name}: structured {ours:.3g} s is {t_ref / ours:.3g}x faster than {nt_best} and "
-        f"{timed('jax.jacrev + einsum') / ours:.3g}x faster than jacrev + einsum "
-        f"(inf: that one ran out of memory); `auto` picks `{auto}` (fastest measured here: "
+        f"{name}: structured {ours:.3g} s ({gb('wideth structured'):.3g} GB peak): "
+        + "; ".join(versus)
+        + f"; `auto` picks `{auto}` (fastest measured here: "
         f"`{best_ours}`, auto/fastest time "
         f"{timed(f'wideth {auto}') / timed(f'wideth {best_ours}'):.2f}); "
         f"max |K| = {float(np.max(np.abs(k_ref))):.3g}."
@@ -153,7 +198,9 @@ _INTRO = (
     "cores shared with other jobs (absolute times vary with load; compare within a "
     "network). Speed-up: the best neural-tangents time / this row's time. XLA FLOPs: "
     "`cost_analysis()` of the compiled call. Model FLOPs: our cost model "
-    "(2 x multiply-adds) that `auto` uses. Max abs diff: to the reference kernel."
+    "(2 x multiply-adds) that `auto` uses. Peak memory: `memory_analysis()` of the "
+    "compiled call (arguments + outputs + temporaries; also for routes that then fail). "
+    "Max abs diff: to the reference kernel."
 )
 _HEADER = [
     "network",
@@ -162,6 +209,7 @@ _HEADER = [
     "speed-up vs NT best",
     "XLA FLOPs",
     "model FLOPs",
+    "peak memory [GB]",
     "max abs diff / error",
 ]
 

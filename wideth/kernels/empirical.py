@@ -51,8 +51,16 @@ Three methods compute the same kernel:
   dense layers), or ``jacobian``, the site's per-row Jacobian formed from the same
   factors (cost :math:`n T k D O + n^2 k D O`, best for convolutions with many
   positions). Residual paths need nothing: cotangents flow through them. All
-  other parameters (norm scales, shared or gated weights) go through per-row
-  ``jax.jacrev``. Factors are computed in blocks of rows that fit in 512 MiB.
+  other parameters (shared or gated weights) go through per-row ``jax.jacrev``
+  of that leaf alone, in the same backward pass as the sites' cotangents: the
+  fallback is per leaf, never for the whole network. This includes LayerNorm and
+  BatchNorm (eval) scales and biases, :math:`y_{tf} = \gamma_f \hat z_{tf} +
+  \beta_f`: their Jacobian :math:`\partial f_k / \partial \gamma_f = \sum_t
+  \hat z_{tf} \delta_{ktf}` (:math:`\sum_t \delta_{ktf}` for :math:`\beta`) is
+  already the contracted Gram factor, ``F`` numbers per output, so the per-leaf
+  route is their cheapest exact one (cost :math:`n T k F + n^2 k F`; a Gram route
+  would pay :math:`n^2 T^2 F (1 + k)`) and they need no site of their own.
+  Factors are computed in blocks of rows that fit in 512 MiB.
   This is the idea of neural-tangents' "structured derivatives"
   (implementation 3), for the products that dominate the parameter count.
 
@@ -659,8 +667,10 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
     (:math:`\\sum_{t,t'} \\langle a_t, a'_{t'}\\rangle \\langle \\delta_t,
     \\delta'_{t'}\\rangle`, cost :math:`n^2 T^2 (D + kO)`) or ``"jacobian"`` (the
     site's per-row Jacobian :math:`\\sum_t \\delta_t a_t^\\top` from the same
-    factors, cost :math:`n T k D O + n^2 k D O`). Every other parameter leaf is
-    differentiated by ``jax.jacrev`` per row.
+    factors, cost :math:`n T k D O + n^2 k D O`). Every other parameter leaf
+    (e.g. LayerNorm / BatchNorm scales and biases, whose per-feature Jacobian
+    :math:`\\sum_t \\hat z_{tf} \\delta_{ktf}` is already their Gram factor) is
+    differentiated by ``jax.jacrev`` per row and listed in ``rest_paths``.
 
     Args:
       apply_fn: ``apply_fn(params, x) -> (n, k)`` or an ``nnx.Module``.

@@ -75,6 +75,8 @@ def test_case_list_covers_every_entry_point_with_enough_cases():
         "functional.param_paths",
         "hessian.class_spectrum",
         "optim.contrib.gauss_newton_momentum_info",
+        "optim.pl_adaptive_info",
+        "optim.outer_product_adaptive_info",
         "optim.pl_constant_init",
         "train.global_norm",
     }

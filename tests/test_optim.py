@@ -274,6 +274,28 @@ def test_nan_gradient_leaves_params_unchanged(x64):
         assert bool(jnp.isnan(s1.last_eta)) and s1.eta_hat == s.eta_hat and int(s1.count) == 2
 
 
+def test_gauss_newton_curvature_checks_concrete_values_only(x64):
+    """Eager NaN inputs are named; under jit only shapes are checked, so NaN propagates
+    and a jitted pl_adaptive update with a NaN gradient still skips the step."""
+    x, y, f, ell = _least_squares()
+    w = jnp.ones(x.shape[1], jnp.float64)
+    g = _grad(f, ell, w)
+    with pytest.raises(ValueError, match=r"^direction: expected finite values, got 1 NaN"):
+        gauss_newton_curvature(f, ell, w, g.at[0].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"^params: expected finite values, got 1 NaN"):
+        gauss_newton_curvature(f, ell, w.at[0].set(jnp.nan), g)
+    curv = jax.jit(lambda p, d: gauss_newton_curvature(f, ell, p, d)[0])
+    # Closed form of the least-squares Gauss-Newton curvature: |X g|^2 / n.
+    np.testing.assert_allclose(curv(w, g), jnp.sum((x @ g) ** 2) / x.shape[0], rtol=1e-12)
+    assert bool(jnp.isnan(curv(w, g.at[0].set(jnp.nan))))
+    tx = pl_adaptive()
+    _, s = tx.update(g, tx.init(w), w, outputs_fn=f, loss_of_outputs=ell)
+    step = jax.jit(lambda g, s, p: tx.update(g, s, p, outputs_fn=f, loss_of_outputs=ell))
+    u, s1 = step(g.at[0].set(jnp.nan), s, w)
+    np.testing.assert_array_equal(u, jnp.zeros_like(w))
+    assert bool(jnp.isnan(s1.last_eta)) and s1.eta_hat == s.eta_hat and int(s1.count) == 2
+
+
 def test_inject_hyperparams_matches_plain_and_does_not_recompile():
     x, labels, params = _classification(n=8)
     f = lambda p: _tiny_apply(p, x)

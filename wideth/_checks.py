@@ -309,17 +309,18 @@ def tree_like(
         jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(reference), strict=True
     ):
         where = jax.tree_util.keystr(path)
+        leaf = f"leaf {where}" if where else "the array"  # a bare array is its own root leaf
         want = tuple(b.shape) if hasattr(b, "shape") else tuple(np.shape(b))
         if tuple(np.shape(a)) != want:
             raise ValueError(
-                f"{name}: leaf {where} has shape {tuple(np.shape(a))}, expected "
+                f"{name}: {leaf} has shape {tuple(np.shape(a))}, expected "
                 f"{want} like {reference_name}"
             )
         dtype = jnp.result_type(a)
         if not jnp.issubdtype(dtype, jnp.inexact):  # bfloat16 included
-            raise TypeError(f"{name}: leaf {where} has dtype {dtype}, expected a floating dtype")
+            raise TypeError(f"{name}: {leaf} has dtype {dtype}, expected a floating dtype")
         if check_finite:
-            finite(f"{name} (leaf {where})", a)
+            finite(f"{name} (leaf {where})" if where else name, a)
     return tree
 
 

@@ -668,7 +668,18 @@ def finite_width_correction(
     :math:`n_0 = 400`): it predicts the exact mean to within 3e-4 for
     :math:`\lambda = 2` at every depth and to 2e-3 for one layer with
     :math:`a/P = 4/n_0`, where the correction itself is 0.12.
+
+    Raises:
+        TypeError: ``limit`` is not a :class:`LargeWidthPosterior`.
+        ValueError: no widths, a width, ``num_points`` or ``input_dim`` below 1,
+            ``sigma2_total`` not positive, or widths whose effective depth is
+            not the limit's.
     """
+    if not isinstance(limit, LargeWidthPosterior):
+        raise TypeError(
+            f"limit: expected a LargeWidthPosterior (from large_width_posterior), got "
+            f"{type(limit).__name__}"
+        )
     w = _widths(widths)
     if not w:
         raise ValueError("widths: expected at least one hidden layer, got ()")

@@ -89,8 +89,12 @@ def decoupled_step(
     return jax.tree.map(leaf, updates, params)
 
 
-def info(state: Any, state_type: type, caller: str, builder: str) -> dict[str, jax.Array]:
-    """``eta_hat``, ``last_eta``, ``count``, ``weight`` of the first ``state_type`` in ``state``."""
+def info(state: Any, state_type: type, builder: str) -> dict[str, jax.Array]:
+    """``eta_hat``, ``last_eta``, ``count``, ``weight`` of the first ``state_type`` in ``state``.
+
+    Raises:
+        ValueError: ``state`` holds no ``state_type`` (message starting ``state:``).
+    """
     found = [
         s
         for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, state_type))
@@ -98,8 +102,18 @@ def info(state: Any, state_type: type, caller: str, builder: str) -> dict[str, j
     ]
     if not found:
         raise ValueError(
-            f"{caller}: `state` contains no {state_type.__name__}; pass the optimizer state "
-            f"returned by a transform built with wideth.optim.{builder}."
+            f"state: expected an optimizer state that contains {state_type.__name__} (from a "
+            f"transform built with wideth.optim.{builder}), got {_describe(state)}"
         )
     s = found[0]
     return {"eta_hat": s.eta_hat, "last_eta": s.last_eta, "count": s.count, "weight": s.weight}
+
+
+def _describe(state: Any) -> str:
+    """What a state holds, for an error: its type and the names of the states inside it."""
+    if state is None or isinstance(state, str | int | float | bool):
+        return repr(state)
+    inner = jax.tree.leaves(state, is_leaf=lambda x: hasattr(x, "_fields"))
+    names = sorted({type(x).__name__ for x in inner if hasattr(x, "_fields")})
+    held = f" holding {', '.join(names)}" if names else " with no optimizer state in it"
+    return f"a {type(state).__name__}{held}"

@@ -110,6 +110,32 @@ def gauss_newton_curvature(
 
     Returns:
         ``(vQv, outputs)``: the scalar curvature and the outputs at ``params``.
+
+    Raises:
+        TypeError: a non-callable ``outputs_fn`` or ``loss_of_outputs``; a
+            ``params`` or ``direction`` leaf that is not floating; an
+            ``outputs_fn`` that fails with a type error on ``params``.
+        ValueError: a ``direction`` whose structure or shapes differ from
+            ``params``; NaN/inf in concrete ``params`` or ``direction``; a
+            ``loss_of_outputs`` whose output is not a real scalar. Both
+            functions are traced abstractly first (under ``jit`` at trace time,
+            where the values, and so NaN, are not checked).
+    """
+    _checks.params_tree("params", params)
+    _checks.tree_like("direction", direction, params)
+    _check_functions(outputs_fn, loss_of_outputs, params)
+    return _curvature(outputs_fn, loss_of_outputs, params, direction)
+
+
+def _curvature(
+    outputs_fn: Callable[[Any], Any],
+    loss_of_outputs: Callable[[Any], jax.Array],
+    params: Any,
+    direction: Any,
+) -> tuple[jax.Array, Any]:
+    """:func:`gauss_newton_curvature` without the checks (a NaN direction gives NaN).
+
+    ``pl_adaptive`` calls this one: a NaN gradient there is documented to skip the step.
     """
     outputs, v = jax.jvp(outputs_fn, (params,), (direction,))
     _, qv = jax.jvp(jax.grad(loss_of_outputs), (outputs,), (v,))
@@ -242,7 +268,7 @@ def pl_adaptive(
         del extra_args
         _check_extra_args(outputs_fn, loss_of_outputs, params)
         dtype = state.log_sum.dtype
-        vqv, _ = gauss_newton_curvature(outputs_fn, loss_of_outputs, params, updates)
+        vqv, _ = _curvature(outputs_fn, loss_of_outputs, params, updates)
         gg = optax.tree.norm(updates, squared=True)
         vqv, gg = vqv.astype(dtype), gg.astype(dtype)
         e = jnp.asarray(eps, dtype)
@@ -271,6 +297,14 @@ def _check_extra_args(outputs_fn: Any, loss_of_outputs: Any, params: Any) -> Non
     ):
         if value is None:
             raise TypeError(f"{name}: missing; {_MISSING_ARGS}")
+    _check_functions(outputs_fn, loss_of_outputs, params)
+
+
+def _check_functions(outputs_fn: Any, loss_of_outputs: Any, params: Any) -> None:
+    """Two callables, ``outputs_fn(params)`` traceable and ``loss_of_outputs`` of it a real scalar.
+
+    Traced abstractly (``jax.eval_shape``): no compute.
+    """
     _checks.callable_("outputs_fn", outputs_fn, "a callable outputs_fn(params) -> outputs")
     _checks.callable_("loss_of_outputs", loss_of_outputs, "a callable loss_of_outputs(outputs)")
     out = _checks.evaluate_shape("outputs_fn", outputs_fn, params, what="outputs_fn(params)")
@@ -296,6 +330,7 @@ def pl_adaptive_info(state: Any) -> dict[str, jax.Array]:
         arrays (batched if the state was ``vmap``-ed).
 
     Raises:
-        ValueError: if ``state`` contains no ``PLAdaptiveState``.
+        ValueError: if ``state`` contains no ``PLAdaptiveState`` (the message
+            starts with ``state:``).
     """
-    return _averaged.info(state, PLAdaptiveState, "pl_adaptive_info", "pl_adaptive")
+    return _averaged.info(state, PLAdaptiveState, "pl_adaptive")

@@ -152,6 +152,4 @@ def outer_product_adaptive_info(state: Any) -> dict[str, jax.Array]:
     Raises:
         ValueError: if ``state`` contains no ``OuterProductState``.
     """
-    return _averaged.info(
-        state, OuterProductState, "outer_product_adaptive_info", "outer_product_adaptive"
-    )
+    return _averaged.info(state, OuterProductState, "outer_product_adaptive")

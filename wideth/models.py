@@ -858,6 +858,12 @@ class SelfAttention(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``(n, T, in_dim) -> (n, T, out_dim)``."""
+        x = _checks.array("x", x, ndim=3, kind="float")
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(
+                f"x: expected shape (n, T, in_dim) with last dimension {self.in_dim}, "
+                f"got {tuple(x.shape)}"
+            )
         keys = jnp.einsum("nti,hik->hntk", x, self.key[...])
         values = jnp.einsum("nti,hiv->hntv", x, self.value[...])
         logits = keys @ jnp.swapaxes(keys, -1, -2) * (self.qk / (self.in_dim * self.key_dim))
@@ -977,6 +983,13 @@ class Transformer(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``."""
+        if self.pool == "flatten":
+            _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+            if x.shape[1] != self.tokens:
+                raise ValueError(
+                    f"x: expected sequences of length tokens={self.tokens} with "
+                    f"pool='flatten', got shape {tuple(x.shape)}"
+                )
         h = self.features(x)[-1]
         h = jnp.mean(h, axis=1) if self.pool == "global" else h.reshape(h.shape[0], -1)
         return self.readout(h)
@@ -1114,7 +1127,8 @@ def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
 
     Raises:
       TypeError / ValueError: ``multipliers`` without leaves, with non-numeric,
-        non-finite or negative leaves (a negative rate would ascend).
+        non-finite or negative leaves (a negative rate would ascend); the
+        update raises ``ValueError`` for updates whose tree differs from it.
     """
     _checks.arrays_tree("multipliers", multipliers)
     for leaf in jax.tree.leaves(multipliers):
@@ -1126,6 +1140,16 @@ def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         del params
+        want = jax.tree.structure(multipliers)
+        try:
+            got = jax.tree.structure(updates)
+        except Exception:  # noqa: BLE001
+            got = None
+        if got != want:
+            raise ValueError(
+                f"multipliers: the updates must have the structure of the multipliers "
+                f"({want}), got {got}"
+            )
         return jax.tree.map(lambda m, u: jnp.asarray(m, u.dtype) * u, multipliers, updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -2828,12 +2828,16 @@ def _models_more() -> None:
         lambda: tf(4, 8, 1, pool="flatten", tokens=3)(tokens(t=5)),
     )
 
+    V(e, "mask", "mask of another shape", lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 4), bool)))
+    T(e, "mask", "float mask", lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 3))))
+
     e = "models.SelfAttention call"
     V(e, "x", "2-d tokens", lambda: sa(4, 4, 2)(jnp.ones((3, 4))))
     V(e, "x", "tokens of the wrong feature dimension", lambda: sa(4, 4, 2)(tokens(d=5)))
     V(e, "x", "NaN tokens", lambda: sa(4, 4, 2)(tokens().at[0, 0, 0].set(nan)))
     T(e, "x", "tokens a string", lambda: sa(4, 4, 2)("x"))
     T(e, "x", "integer tokens", lambda: sa(4, 4, 2)(jnp.ones((2, 3, 4), jnp.int32)))
+    V(e, "mask", "mask of another shape", lambda: sa(4, 4, 2)(tokens(), jnp.zeros((3, 3), bool)))
 
     e = "models.DenseLayer"
     dl = lambda *a, **k: models.DenseLayer(*a, **{"rngs": rngs(), **k})

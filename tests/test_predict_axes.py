@@ -6,7 +6,11 @@ that keep the ``(k, k)`` output axes).
 * the empirical ``(n, n, k, k)`` NTK of a small MLP gives neural-tangents'
   ``predict.gradient_descent_mse(..., trace_axes=())`` (NT normalises the loss by
   ``y_train.size = n k``, so its rate is ``k`` times ours), float64, 1e-8;
-* ``t`` may be an array of times (a leading time axis).
+* ``t`` may be an array of times (a leading time axis);
+* ``gp_inference(..., trace_axes=())``: block-diagonal kernels give the
+  per-output posterior (1e-10); the joint posterior of an empirical
+  ``(n, n, k, k)`` NTK equals dense Gaussian conditioning by ``np.linalg.solve``
+  and neural-tangents' mean (``diag_reg_absolute_scale=True``), 1e-8.
 """
 
 from __future__ import annotations
@@ -83,3 +87,63 @@ def test_bad_trace_axes_and_shapes_raise_by_name():
     )
     with pytest.raises(ValueError, match=r"^k_test_train: expected shape \(m, 3, 2, 2\)"):
         fn(1.0, jnp.ones((4, 3, 1, 1)))
+
+
+# ----------------------------------------------------------------------------- gp_inference
+
+
+def test_gp_inference_block_diagonal_kernel_gives_the_per_output_posterior(x64):
+    n, m, k = 5, 3, 2
+    a = jax.random.normal(jax.random.PRNGKey(5), (n + m, 6))
+    kern = a @ a.T
+    block = lambda c: jnp.einsum("ij,ab->ijab", c, jnp.eye(k))
+    y = jax.random.normal(jax.random.PRNGKey(6), (n, k))
+    per = predict.gp_inference(kern[:n, :n], y, kern[n:, :n], kern[n:, n:], diag_reg=0.01)
+    joint = predict.gp_inference(
+        block(kern[:n, :n]), y, block(kern[n:, :n]), block(kern[n:, n:]), 0.01, trace_axes=()
+    )
+    assert joint.mean.shape == (m, k) and joint.covariance.shape == (m, m, k, k)
+    np.testing.assert_allclose(joint.mean, per.mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(joint.covariance, block(per.covariance), rtol=1e-10, atol=1e-12)
+
+
+def test_gp_inference_joint_outputs_match_dense_conditioning_and_neural_tangents(x64):
+    apply_fn, params, x_train, x_test, y = _problem()
+    n, k = y.shape
+    m = x_test.shape[0]
+    kxx = empirical.ntk(apply_fn, params, x_train, trace_axes=())
+    ktx = empirical.ntk(apply_fn, params, x_test, x_train, trace_axes=())
+    ktt = empirical.ntk(apply_fn, params, x_test, trace_axes=())
+    got = predict.gp_inference(kxx, y, ktx, ktt, 1e-3, trace_axes=())
+    # dense Gaussian conditioning of the (i, a)-indexed joint covariance, by np.linalg.solve
+    joint = lambda c: np.asarray(c).transpose(0, 2, 1, 3).reshape(c.shape[0] * k, -1)
+    a = joint(kxx) + 1e-3 * np.eye(n * k)
+    mean = joint(ktx) @ np.linalg.solve(a, np.asarray(y).reshape(-1))
+    cov = joint(ktt) - joint(ktx) @ np.linalg.solve(a, joint(ktx).T)
+    np.testing.assert_allclose(got.mean, mean.reshape(m, k), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        got.covariance, cov.reshape(m, k, m, k).transpose(0, 2, 1, 3), rtol=1e-8, atol=1e-10
+    )
+    # the output couplings matter: the per-output posterior of the traced kernel differs
+    traced = predict.gp_inference(
+        jnp.trace(kxx, axis1=2, axis2=3) / k, y, jnp.trace(ktx, axis1=2, axis2=3) / k, None, 1e-3
+    )
+    assert np.max(np.abs(traced.mean - got.mean)) > 1e-3
+    nt = neural_tangents().predict.gp_inference(
+        kxx, y, diag_reg=1e-3, diag_reg_absolute_scale=True, trace_axes=()
+    )
+    nt_mean = nt("ntk", ktx)
+    np.testing.assert_allclose(got.mean, nt_mean, rtol=1e-8, atol=1e-10)
+
+
+def test_gp_inference_trace_axes_bad_shapes_raise_by_name():
+    y = jnp.ones((3, 2))
+    k4 = jnp.einsum("ij,ab->ijab", jnp.eye(3), jnp.eye(2))
+    with pytest.raises(ValueError, match=r"^trace_axes: expected \(-1,\)"):
+        predict.gp_inference(jnp.eye(3), y, jnp.ones((1, 3)), trace_axes=(0, 1))
+    with pytest.raises(ValueError, match=r"^k_train_train: expected shape \(3, 3, 2, 2\)"):
+        predict.gp_inference(jnp.ones((3, 3, 1, 1)), y, jnp.ones((1, 3, 2, 2)), trace_axes=())
+    with pytest.raises(ValueError, match=r"^k_test_train: expected shape \(m, 3, 2, 2\)"):
+        predict.gp_inference(k4, y, jnp.ones((1, 3, 1, 1)), trace_axes=())
+    with pytest.raises(ValueError, match=r"^k_test_test: expected shape \(1, 1, 2, 2\)"):
+        predict.gp_inference(k4, y, jnp.ones((1, 3, 2, 2)), jnp.ones((2, 2, 2, 2)), trace_axes=())

@@ -113,3 +113,18 @@ def test_bad_inputs_are_named():
         regions.line_regions([(w, b), (np.ones((4, 2)), np.zeros(2))], [0.0, 0.0], [1.0, 0.0])
     with pytest.raises(ValueError, match="^box"):
         regions.slice_regions([(w, b)], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0], (1, 0, 0, 1))
+
+
+def test_per_layer_relu_tuple_is_a_relu_network():
+    """activation=("relu",)*D is the network of "relu" (same breakpoints); a tanh entry is not."""
+    rng = np.random.default_rng(3)
+    x0, u = rng.normal(size=4), rng.normal(size=4)
+    plain = models.MLP(4, 12, 3, rngs=nnx.Rngs(1), b_std=0.5)
+    tupled = models.MLP(4, 12, 3, activation=("relu",) * 3, rngs=nnx.Rngs(1), b_std=0.5)
+    ref = regions.line_regions(plain, x0, u, (-2.0, 2.0))
+    res = regions.line_regions(tupled, x0, u, (-2.0, 2.0))
+    assert res.num_regions == ref.num_regions > 3
+    np.testing.assert_allclose(res.breakpoints, ref.breakpoints, rtol=1e-12)
+    mixed = models.MLP(4, 12, 3, activation=("relu", "tanh", "relu"), rngs=nnx.Rngs(1))
+    with pytest.raises(ValueError, match="^model: expected a ReLU network"):
+        regions.line_regions(mixed, x0, u, (-2.0, 2.0))

@@ -795,6 +795,16 @@ class ConvResNet(nnx.Module):
         return self.readout(jnp.mean(h, axis=tuple(range(1, h.ndim - 1))))
 
 
+def _check_mask(mask: Any, shape: tuple[int, ...]) -> jax.Array | None:
+    """A boolean ``(n, T)`` token mask for inputs of shape ``(n, T, d)``, or ``None``."""
+    if mask is None:
+        return None
+    mask = _checks.array("mask", mask, shape=shape[:2], kind="any", check_finite=False)
+    if mask.dtype != jnp.bool_:
+        raise TypeError(f"mask: expected a boolean array, got dtype {mask.dtype}")
+    return mask
+
+
 class SelfAttention(nnx.Module):
     r"""Multi-head self-attention with tied queries and keys, NT's ``GlobalSelfAttention``.
 
@@ -856,11 +866,30 @@ class SelfAttention(nnx.Module):
         self.b = None if b_std is None else normal(k_b, (self.out_dim,))
         self.role = "hidden"
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """``(n, T, in_dim) -> (n, T, out_dim)``."""
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """``(n, T, in_dim) -> (n, T, out_dim)``.
+
+        ``mask``: optional boolean ``(n, T)``, ``True`` for tokens to ignore
+        (padding), neural-tangents' masking: masked inputs are zeroed and masked
+        tokens are never attended to (softmax logits :math:`-10^{20}`, other
+        mechanisms: weight 0). Their own outputs are not zeroed (a following
+        layer does that, as in ``stax``).
+        """
+        x = _checks.array("x", x, ndim=3, kind="float")
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(
+                f"x: expected shape (n, T, in_dim) with last dimension {self.in_dim}, "
+                f"got {tuple(x.shape)}"
+            )
+        mask = _check_mask(mask, x.shape)
+        if mask is not None:
+            x = jnp.where(mask[..., None], jnp.zeros((), x.dtype), x)
         keys = jnp.einsum("nti,hik->hntk", x, self.key[...])
         values = jnp.einsum("nti,hiv->hntv", x, self.value[...])
         logits = keys @ jnp.swapaxes(keys, -1, -2) * (self.qk / (self.in_dim * self.key_dim))
+        if mask is not None:  # mask the keys: (n, T) -> (1, n, 1, T)
+            fill = -1e20 if self.mechanism == "softmax" else 0.0
+            logits = jnp.where(mask[None, :, None, :], jnp.asarray(fill, logits.dtype), logits)
         weights = {
             "softmax": lambda g: jax.nn.softmax(g, axis=-1),
             "identity": lambda g: g,
@@ -962,23 +991,52 @@ class Transformer(nnx.Module):
         fan_in = self.width * (1 if pool == "global" else self.tokens)
         self.readout = DenseLayer(fan_in, self.out_dim, readout=True, role="readout", **kw)
 
-    def features(self, x: jax.Array) -> list[jax.Array]:
-        """The residual stream after the embedding and after each block, ``(n, T, width)``."""
+    def features(self, x: jax.Array, mask: jax.Array | None = None) -> list[jax.Array]:
+        """The residual stream after the embedding and after each block, ``(n, T, width)``.
+
+        With a ``mask`` (boolean ``(n, T)``, ``True`` = padding) every layer sees
+        zeros at masked tokens and attention ignores them (neural-tangents'
+        ``mask_constant`` semantics); the returned features are zero there.
+        """
         _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+        mask = _check_mask(mask, x.shape)
+        if mask is None:
+            zero = lambda z: z
+        else:
+            zero = lambda z: jnp.where(mask[..., None], jnp.zeros((), z.dtype), z)
         phi = activation_fn(self.activation)
         norm = _layer_norm if self.layernorm else (lambda z: z)
-        h = self.embed(x)
+        h = zero(self.embed(zero(x)))
         feats = [h]
         for attention, dense in zip(self.attention, self.mlp, strict=True):
-            g = norm(h + attention(h))
-            h = norm(g + dense(phi(g)))
+            g = zero(norm(h + zero(attention(h, mask))))
+            h = zero(norm(g + zero(dense(zero(phi(g))))))
             feats.append(h)
         return feats
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``."""
-        h = self.features(x)[-1]
-        h = jnp.mean(h, axis=1) if self.pool == "global" else h.reshape(h.shape[0], -1)
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``.
+
+        ``mask``: optional boolean ``(n, T)``, ``True`` for padding tokens, as
+        neural-tangents' ``apply_fn(..., mask_constant=c)`` and
+        ``kernel_fn(..., mask_constant=c)`` with the masked tokens filled with
+        ``c``: they are zeroed before every layer, never attended to, and
+        ``pool="global"`` averages over the unmasked tokens only.
+        """
+        if self.pool == "flatten":
+            _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+            if x.shape[1] != self.tokens:
+                raise ValueError(
+                    f"x: expected sequences of length tokens={self.tokens} with "
+                    f"pool='flatten', got shape {tuple(x.shape)}"
+                )
+        h = self.features(x, mask)[-1]
+        if self.pool == "flatten":
+            h = h.reshape(h.shape[0], -1)
+        elif mask is None:
+            h = jnp.mean(h, axis=1)
+        else:  # masked tokens are zero in h
+            h = jnp.sum(h, axis=1) / jnp.sum(~mask, axis=1, keepdims=True).astype(h.dtype)
         return self.readout(h)
 
 
@@ -1114,7 +1172,8 @@ def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
 
     Raises:
       TypeError / ValueError: ``multipliers`` without leaves, with non-numeric,
-        non-finite or negative leaves (a negative rate would ascend).
+        non-finite or negative leaves (a negative rate would ascend); the
+        update raises ``ValueError`` for updates whose tree differs from it.
     """
     _checks.arrays_tree("multipliers", multipliers)
     for leaf in jax.tree.leaves(multipliers):
@@ -1126,6 +1185,16 @@ def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         del params
+        want = jax.tree.structure(multipliers)
+        try:
+            got = jax.tree.structure(updates)
+        except Exception:  # noqa: BLE001
+            got = None
+        if got != want:
+            raise ValueError(
+                f"multipliers: the updates must have the structure of the multipliers "
+                f"({want}), got {got}"
+            )
         return jax.tree.map(lambda m, u: jnp.asarray(m, u.dtype) * u, multipliers, updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)

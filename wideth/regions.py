@@ -65,7 +65,8 @@ def affine_layers(model: Any) -> list[tuple[np.ndarray, np.ndarray]]:
     r"""The hidden affine maps :math:`(W_l, b_l)` of a ReLU network, as float64 arrays.
 
     Args:
-      model: a :class:`wideth.models.MLP` with ``activation="relu"`` (its
+      model: a :class:`wideth.models.MLP` with ``activation="relu"`` (or a
+        per-layer tuple of ``"relu"``; its
         parameterisation multipliers are folded into :math:`W_l, b_l`), or a
         sequence of ``(W, b)`` with ``W`` of shape ``(n_in, n_out)``.
 
@@ -77,7 +78,8 @@ def affine_layers(model: Any) -> list[tuple[np.ndarray, np.ndarray]]:
       TypeError / ValueError: not a ReLU MLP, or mismatched shapes.
     """
     if hasattr(model, "hidden") and hasattr(model, "activation"):
-        if model.activation != "relu":
+        per_layer = model.activation if isinstance(model.activation, tuple) else (model.activation,)
+        if any(str(a) != "relu" for a in per_layer):
             raise ValueError(f"model: expected a ReLU network, got activation {model.activation!r}")
         layers = [
             (

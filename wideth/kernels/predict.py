@@ -523,12 +523,41 @@ def gradient_descent_mse_ensemble(
     return _over_times(at, t)
 
 
+def _joint_outputs_gp(k_train_train, y_train, k_test_train, k_test_test, diag_reg) -> Gaussian:
+    """:func:`gp_inference` with ``trace_axes=()``: ``(n, n, k, k)`` kernels flattened
+    to ``(n k, n k)`` (row ``(i, a)`` at ``i k + a``)."""
+    y = _checks.array("y_train", y_train, ndim=2, kind="real")
+    n, k = y.shape
+
+    def four(name, a, rows, cols):
+        a = _checks.array(name, a, ndim=4, kind="real")
+        if a.shape[1:] != (cols, k, k) or (rows is not None and a.shape[0] != rows):
+            want = f"({'m' if rows is None else rows}, {cols}, {k}, {k})"
+            raise ValueError(
+                f"{name}: expected shape {want} with trace_axes=() and y_train {y.shape}, "
+                f"got {a.shape}"
+            )
+        return jnp.transpose(a, (0, 2, 1, 3)).reshape(a.shape[0] * k, a.shape[1] * k)
+
+    kxx = four("k_train_train", k_train_train, n, n)
+    kt4 = four("k_test_train", k_test_train, None, n)
+    m = kt4.shape[0] // k
+    ktt = None if k_test_test is None else four("k_test_test", k_test_test, m, m)
+    g = gp_inference(kxx, y.reshape(n * k), kt4, ktt, diag_reg)
+    cov = None
+    if g.covariance is not None:
+        cov = jnp.transpose(g.covariance.reshape(m, k, m, k), (0, 2, 1, 3))
+    return Gaussian(g.mean.reshape(m, k), cov)
+
+
 def gp_inference(
     k_train_train: jax.Array,
     y_train: jax.Array,
     k_test_train: jax.Array,
     k_test_test: jax.Array | None = None,
     diag_reg: float = 0.0,
+    *,
+    trace_axes: int | tuple[int, ...] = (-1,),
 ) -> Gaussian:
     r"""Exact Gaussian-process posterior (NNGP or NTK kernel).
 
@@ -547,6 +576,13 @@ def gp_inference(
       k_test_train: ``(m, n)`` kernel between test and train inputs.
       k_test_test: ``(m, m)`` kernel on test inputs; ``None`` skips the covariance.
       diag_reg: observation noise variance :math:`\sigma^2`.
+      trace_axes: neural-tangents' ``trace_axes``: ``(-1,)`` (default), one
+        kernel shared by the outputs, as above; ``()``, kernels with the output
+        axes, ``k_train_train`` ``(n, n, k, k)``, ``k_test_train`` ``(m, n, k,
+        k)``, ``k_test_test`` ``(m, m, k, k)`` and ``y_train`` ``(n, k)``: the
+        same formulas on the ``(n k, n k)`` joint covariance of all outputs
+        (row ``(i, a)`` at ``i k + a``; ``diag_reg`` on its diagonal). Then
+        ``mean`` is ``(m, k)`` and ``covariance`` ``(m, m, k, k)``.
 
     Returns:
       :class:`Gaussian`; ``covariance`` is ``None`` without ``k_test_test``.
@@ -564,6 +600,8 @@ def gp_inference(
       host at run time says so. A concrete kernel closed over by a jitted
       function is still checked and raises.
     """
+    if not _per_output(trace_axes):
+        return _joint_outputs_gp(k_train_train, y_train, k_test_train, k_test_test, diag_reg)
     k = _check_kernel("k_train_train", k_train_train, (None, None), symmetric=True)
     n = k.shape[0]
     kt = _check_kernel("k_test_train", k_test_train, (None, n))

@@ -41,12 +41,19 @@ Three methods compute the same kernel:
   :math:`\sum_t c\,\delta_t`: it is one more input column of constant value
   :math:`c`. The network's jaxpr is traced once; every ``dot_general`` or
   ``conv_general_dilated`` whose weight operand is a parameter (optionally scaled by
-  a parameter-free scalar, transposed or cast) used nowhere else is such a *site*;
-  :math:`a` is recorded in the forward pass and :math:`\delta` is the derivative
-  with respect to a zero perturbation added to the site's output (after its bias),
-  so the backward passes compute no weight gradient. Each site then takes the
-  cheaper of two exact routes (``structured_report`` lists them with parameter
-  paths): ``gram``, the double sum above as Gram products
+  a parameter-free scalar, transposed or cast) used nowhere else is such a *site*.
+  A weight with several contracted or free dimensions -- an attention projection
+  :math:`K \in \mathbb R^{H \times n \times n_k}` applied per token by
+  ``einsum("nti,hik->hntk")`` -- is the same product with :math:`W` flattened to
+  ``(D, O) = (n, H n_k)``: :math:`D` is the product of the contracted sizes,
+  :math:`O` of the weight's free sizes. A bias may reach the add through a
+  ``broadcast_in_dim`` or a ``reshape`` that only inserts unit dimensions (as
+  ``nnx.Linear`` adds it) over exactly the site's output feature dimensions.
+  For every site :math:`a` is recorded in the forward pass and :math:`\delta` is
+  the derivative with respect to a zero perturbation added to the site's output
+  (after its bias), so the backward passes compute no weight gradient. Each site
+  then takes the cheaper of two exact routes (``structured_report`` lists them with
+  parameter paths): ``gram``, the double sum above as Gram products
   :math:`(A A'^\top) \circ (B B'^\top)` (cost :math:`n^2 T^2 (D + kO)`, best for
   dense layers), or ``jacobian``, the site's per-row Jacobian formed from the same
   factors (cost :math:`n T k D O + n^2 k D O`, best for convolutions with many
@@ -271,18 +278,24 @@ class _Site:
     :math:`\\delta`: the product itself, or the ``add`` of a bias folded into the site.
     Then ``out_scalars`` are the parameter-free scalars between product and add, and
     the bias leaf ``bias_leaf`` (times ``bias_scalars``) is broadcast over every
-    dimension but the output feature dimension ``feature_dim``: its Jacobian is the
+    dimension but the output feature dimensions ``feature_dims``: its Jacobian is the
     cotangent summed over positions, one more input column of constant value.
+
+    A dense weight may have several contracted and several free dimensions (an
+    attention projection ``(heads, in, key)`` applied by ``einsum``): the contracted
+    dimensions ``contract_dims`` of the activation operand are flattened into ``D``
+    and the output dimensions produced by the weight's free dimensions into ``O``,
+    so the product is :math:`y = a W` with :math:`W` of shape ``(D, O)``.
     """
 
-    def __init__(self, kind, eqn_index, leaf, weight_side, scalars, contract_dim, feature_dim):
+    def __init__(self, kind, eqn_index, leaf, weight_side, scalars, contract_dims, feature_dims):
         self.kind = kind  # "dense" or "conv"
         self.eqn_index = eqn_index
         self.leaf = leaf
         self.weight_side = weight_side  # 0: W is lhs, 1: W is rhs
         self.scalars = scalars  # refs of parameter-free scalars multiplying W
-        self.contract_dim = contract_dim  # dense: contracted dim of the activation operand
-        self.feature_dim = feature_dim  # output feature dimension of the product
+        self.contract_dims = contract_dims  # dense: contracted dims of the activation operand
+        self.feature_dims = feature_dims  # output feature dimensions of the product
         self.out_index = eqn_index
         self.out_scalars: list = []
         self.bias_leaf: int | None = None
@@ -331,17 +344,18 @@ class _Graph:
             return None
         return s, 1 - scalar[0]
 
-    def leaf_chain(self, ref, allow_transpose=False, bias_size=None):
-        """Follow ``ref`` back through scalar muls, casts (and 2-d transposes, or for a
-        bias of ``bias_size`` one ``broadcast_in_dim``) to a single-use leaf.
+    def leaf_chain(self, ref, allow_transpose=False, bias_shape=None):
+        """Follow ``ref`` back through scalar muls, casts (and transposes, or for a
+        bias of shape ``bias_shape`` one ``broadcast_in_dim`` or one ``reshape`` that
+        only inserts unit dimensions) to a single-use leaf.
 
-        Returns ``(leaf, scalars, broadcast_axis)`` or None.
+        Returns ``(leaf, scalars, broadcast_axes)`` or None.
         """
         scalars, axis = [], None
         while self.single_use(ref):
             if ref in self.leaf_of:
                 leaf = self.leaf_of[ref]
-                if bias_size is not None and tuple(self.leaf_avals[leaf].shape) != (bias_size,):
+                if bias_shape is not None and tuple(self.leaf_avals[leaf].shape) != bias_shape:
                     return None
                 return leaf, scalars, axis
             if ref not in self.producer:
@@ -350,25 +364,52 @@ class _Graph:
             name = eqn.primitive.name
             found = self.scalar_factor(eqn, ins)
             if name in ("convert_element_type", "copy", "copy_p") or (
-                allow_transpose
-                and name == "transpose"
-                and tuple(eqn.params["permutation"]) == (1, 0)
+                allow_transpose and name == "transpose"
             ):
                 ref = ins[0]
             elif found is not None:
                 scalars.append(found[0])
                 ref = ins[found[1]]
             elif (
-                bias_size is not None
+                bias_shape is not None
                 and axis is None
                 and name == "broadcast_in_dim"
-                and tuple(eqn.invars[0].aval.shape) == (bias_size,)
+                and tuple(eqn.invars[0].aval.shape) == bias_shape
             ):
                 axis = tuple(eqn.params["broadcast_dimensions"])
+                ref = ins[0]
+            elif (
+                bias_shape is not None
+                and axis is None
+                and name == "reshape"
+                and tuple(eqn.invars[0].aval.shape) == bias_shape
+                and eqn.params.get("dimensions") is None
+            ):
+                # (F1, F2) -> (1, F1, 1, F2): the non-unit pattern must be the bias shape
+                axis = _unit_reshape_axes(bias_shape, tuple(eqn.outvars[0].aval.shape))
+                if axis is None:
+                    return None
                 ref = ins[0]
             else:
                 return None
         return None
+
+
+def _unit_reshape_axes(shape, new_shape):
+    """Axes of ``new_shape`` that hold ``shape`` when the reshape only inserts unit
+    dimensions (the non-unit axes of ``new_shape``; unit axes of ``shape`` are matched
+    to the first unit axes available), else None."""
+    axes, j = [], 0
+    for size in shape:
+        while j < len(new_shape) and new_shape[j] != size and new_shape[j] == 1:
+            j += 1
+        if j == len(new_shape) or new_shape[j] != size:
+            return None
+        axes.append(j)
+        j += 1
+    if any(new_shape[i] != 1 for i in range(len(new_shape)) if i not in axes):
+        return None
+    return tuple(axes)
 
 
 def _find_sites(graph):
@@ -378,22 +419,24 @@ def _find_sites(graph):
         name = eqn.primitive.name
         if name == "dot_general":
             (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
-            if lb or rb or len(lc) != 1:
+            if lb or rb or not lc:
                 continue
             for side in (1, 0):
-                if eqn.invars[side].aval.ndim != 2:
+                w = eqn.invars[side].aval
+                n_free = w.ndim - len(lc)
+                if w.ndim < 2 or n_free < 1:
                     continue
                 found = graph.leaf_chain(ins[side], allow_transpose=True)
                 if found is None or found[0] in claimed:
                     continue
                 act = eqn.invars[1 - side].aval
-                act_contract = (lc, rc)[1 - side][0]
+                act_contract = tuple((lc, rc)[1 - side])
                 out_ndim = eqn.outvars[0].aval.ndim
-                site = _Site(
-                    "dense", i, found[0], side, found[1], act_contract, out_ndim - 1 if side else 0
-                )
-                d = act.shape[act_contract]
-                o = eqn.invars[side].aval.shape[1 - (lc, rc)[side][0]]
+                # dot_general output: lhs free dims, then rhs free dims
+                feature = tuple(range(out_ndim - n_free, out_ndim) if side else range(n_free))
+                site = _Site("dense", i, found[0], side, found[1], act_contract, feature)
+                d = math.prod(act.shape[c] for c in act_contract)
+                o = math.prod(w.shape) // d
                 site.shape = (math.prod(act.shape) // d, d, o)
                 sites.append(site)
                 claimed.add(found[0])
@@ -406,7 +449,7 @@ def _find_sites(graph):
             if found is None or found[0] in claimed:
                 continue
             lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
-            site = _Site("conv", i, found[0], 1, found[1], None, out_spec[1])
+            site = _Site("conv", i, found[0], 1, found[1], None, (out_spec[1],))
             lhs, rhs, out = eqn.invars[0].aval, eqn.invars[1].aval, eqn.outvars[0].aval
             o = rhs.shape[rhs_spec[0]]
             d = lhs.shape[lhs_spec[1]] * math.prod(rhs.shape[s] for s in rhs_spec[2:])
@@ -436,12 +479,13 @@ def _fold_biases(graph, sites, claimed):
                 ref = outs[0]
             elif eqn.primitive.name == "add" and (ins[0] is ref) != (ins[1] is ref):
                 other = ins[1] if ins[0] is ref else ins[0]
-                bias = graph.leaf_chain(other, bias_size=aval.shape[site.feature_dim])
+                bias_shape = tuple(aval.shape[f] for f in site.feature_dims)
+                bias = graph.leaf_chain(other, bias_shape=bias_shape)
                 other_aval = eqn.invars[1 if ins[0] is ref else 0].aval
                 ok = (
                     bias is not None
                     and bias[0] not in claimed
-                    and bias[2] == (site.feature_dim,)
+                    and bias[2] == site.feature_dims
                     and other_aval.ndim == aval.ndim
                 )
                 if ok:
@@ -559,10 +603,12 @@ def _site_input(site, eqn, invals, read):
     """Per-row input factor ``(T, D)`` of a site: activations (dense) or patches (conv),
     times the weight and output scalars, with a constant bias column."""
     if site.kind == "dense":
-        a = jnp.moveaxis(invals[1 - site.weight_side], site.contract_dim, -1)
+        c = site.contract_dims
+        a = jnp.moveaxis(invals[1 - site.weight_side], c, range(-len(c), 0))
+        a = a.reshape(-1, site.shape[1] - (site.bias_leaf is not None))
     else:
         a = _patches(eqn.params, invals[0], invals[1].shape)
-    a = a.reshape(-1, a.shape[-1])
+        a = a.reshape(-1, a.shape[-1])
     for s in (*site.scalars, *site.out_scalars):
         a = a * read(s)
     if site.bias_leaf is not None:
@@ -620,7 +666,8 @@ def _structured_factors(apply_fn, params, x, plan, routes):
                     d, (0, *(1 + i for i in (out_spec[0], *out_spec[2:], out_spec[1])))
                 )
             else:
-                d = jnp.moveaxis(d, 1 + site.feature_dim, -1)
+                f = site.feature_dims
+                d = jnp.moveaxis(d, [1 + j for j in f], range(-len(f), 0))
             d = d.reshape(k, -1, site.shape[2])
             if route == "gram":
                 gram_a.append(a)
@@ -659,10 +706,12 @@ def _structured_contract(f1, f2, full):
 def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any]:
     """Describe how the ``"structured"`` method splits the parameters.
 
-    Every weight product -- a ``dot_general`` (dense layer, per-token projection)
+    Every weight product -- a ``dot_general`` (dense layer, per-token projection,
+    attention projection with several free dimensions, flattened into ``outputs``)
     or a ``conv_general_dilated`` whose weight operand is a parameter leaf, possibly
-    cast or scaled by a parameter-free scalar -- is a *site*; a bias added right
-    after it (possibly scaled) is folded into it. Each site takes the route of least
+    cast, transposed or scaled by a parameter-free scalar -- is a *site*; a bias
+    added right after it (possibly scaled, broadcast or reshaped to the output's
+    feature dimensions) is folded into it. Each site takes the route of least
     estimated cost for an ``n x n`` kernel with ``n = x.shape[0]``: ``"gram"``
     (:math:`\\sum_{t,t'} \\langle a_t, a'_{t'}\\rangle \\langle \\delta_t,
     \\delta'_{t'}\\rangle`, cost :math:`n^2 T^2 (D + kO)`) or ``"jacobian"`` (the

@@ -10,9 +10,9 @@ one ``jax.jacrev`` of the whole batch output contracted as ``J1 J2^T``, and
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax import nnx
+from ntk_reference import dense_ntk, f64_functional, rel_err
 
 from wideth import models
 from wideth.kernels import empirical
@@ -20,28 +20,15 @@ from wideth.kernels import empirical
 TOL = 1e-10
 
 
-def _explicit(apply_fn, params, x1, x2):
-    """Theta_kl(x1_i, x2_j) = sum_p J1[i,k,p] J2[j,l,p] from whole-batch Jacobians."""
-
-    def flat(x):
-        jac = jax.jacrev(lambda p: apply_fn(p, x).reshape(x.shape[0], -1))(params)
-        n, k = x.shape[0], jax.tree.leaves(jac)[0].shape[1]
-        return jnp.concatenate([j.reshape(n, k, -1) for j in jax.tree.leaves(jac)], -1)
-
-    return jnp.einsum("ikp,jlp->ijkl", flat(x1), flat(x2))
+_explicit = dense_ntk
 
 
 def _close(a, ref):
-    a, ref = np.asarray(a), np.asarray(ref)
-    assert a.shape == ref.shape
-    err = np.max(np.abs(a - ref)) / np.max(np.abs(ref))
+    err = rel_err(a, ref)
     assert err < TOL, err
 
 
-def _functional(module):
-    module = jax.tree.map(lambda a: a.astype(jnp.float64), module)
-    graphdef, params = nnx.split(module, nnx.Param)
-    return (lambda p, x: nnx.merge(graphdef, p)(x)), params
+_functional = f64_functional
 
 
 class _Pooled(nnx.Module):

@@ -12,9 +12,9 @@ and one whole-batch ``jax.jacrev`` contracted over parameters, in float64.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax import nnx
+from ntk_reference import dense_ntk, rel_err
 
 from wideth import functional, models
 from wideth.kernels import empirical
@@ -28,21 +28,10 @@ def _f64(module):
 
 
 def _explicit(module, x1, x2):
-    """Theta_kl(x1_i, x2_j) = sum_p J1[i,k,p] J2[j,l,p] from whole-batch Jacobians."""
-    apply_fn, params = functional.functional(module)
-
-    def flat(x):
-        jac = jax.jacrev(lambda p: apply_fn(p, x).reshape(x.shape[0], -1))(params)
-        n, k = x.shape[0], jax.tree.leaves(jac)[0].shape[1]
-        return jnp.concatenate([j.reshape(n, k, -1) for j in jax.tree.leaves(jac)], -1)
-
-    return jnp.einsum("ikp,jlp->ijkl", flat(x1), flat(x2))
+    return dense_ntk(*functional.functional(module), x1, x2)
 
 
-def _err(a, ref):
-    a, ref = np.asarray(a), np.asarray(ref)
-    assert a.shape == ref.shape
-    return float(np.max(np.abs(a - ref)) / np.max(np.abs(ref)))
+_err = rel_err
 
 
 class _NormTokens(nnx.Module):

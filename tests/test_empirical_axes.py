@@ -107,6 +107,7 @@ def test_mlp_axes_and_the_default_route(x64, trace_axes):
     np.testing.assert_allclose(full, empirical.ntk(apply_fn, params, x1, x2, trace_axes=()), **TOL)
 
 
+@pytest.mark.slow
 def test_vmap_axes_batch_on_another_axis(x64):
     """Inputs (d, n) and outputs (k, n): NT's vmap_axes=(1, 1, {}) with trace_axes=(0,)."""
     apply_fn, params, x1, x2 = _mlp()
@@ -123,6 +124,7 @@ def test_vmap_axes_batch_on_another_axis(x64):
     np.testing.assert_allclose(got, want, **TOL)
 
 
+@pytest.mark.slow
 def test_vmap_axes_none_sees_interacting_rows(x64):
     """Centred outputs couple the rows: with vmap_axes=None the kernel is
     NT's (whole-batch jvp); the row-wise default gives a different kernel."""
@@ -163,6 +165,7 @@ def test_dropout_rng_is_split_like_neural_tangents(x64, with_x2):
     np.testing.assert_allclose(got, want, **TOL)
 
 
+@pytest.mark.slow
 def test_pair_static_and_batched_kwargs(x64):
     apply_fn, params, x1, x2 = _mlp()
 

@@ -73,6 +73,7 @@ def test_mean_ntk_diagonal_is_two_per_weight_layer_and_a_layer_too_few_fails():
     assert not dfl.ntk_checks([dict(row, depth=2)])[0]["pass"]
 
 
+@pytest.mark.slow
 def test_kernel_routes_match_a_direct_jvp_and_gradient_of_each_network():
     # log_jacobian and ntk_diagonal read empirical NTKs; a plain JVP of the input
     # Jacobian along u and the squared parameter-gradient norm of each member agree.

@@ -33,6 +33,7 @@ def _problem(n=5, m=3, k=2):
     return apply_fn, params, x[:n], x[n:], y
 
 
+@pytest.mark.slow
 def test_block_diagonal_kernel_gives_the_per_output_predictions(x64):
     n, m, k = 5, 3, 2
     theta = jax.random.normal(jax.random.PRNGKey(3), (n + m, 6))
@@ -92,6 +93,7 @@ def test_bad_trace_axes_and_shapes_raise_by_name():
 # ----------------------------------------------------------------------------- gp_inference
 
 
+@pytest.mark.slow
 def test_gp_inference_block_diagonal_kernel_gives_the_per_output_posterior(x64):
     n, m, k = 5, 3, 2
     a = jax.random.normal(jax.random.PRNGKey(5), (n + m, 6))

@@ -36,3 +36,9 @@ def f64_functional(module):
     module = jax.tree.map(cast, module)
     graphdef, params = nnx.split(module, nnx.Param)
     return (lambda p, x: nnx.merge(graphdef, p)(x)), params
+
+
+def assert_close(a, ref, tol: float = 1e-10) -> None:
+    """``rel_err(a, ref) < tol``."""
+    err = rel_err(a, ref)
+    assert err < tol, err

@@ -8,11 +8,13 @@ one ``jax.jacrev`` of the whole batch output contracted as ``J1 J2^T``, and
 ``method="jacobian"`` (per-row Jacobians of all parameters).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
-from ntk_reference import dense_ntk, f64_functional, rel_err
+from ntk_reference import assert_close, dense_ntk, f64_functional
 
 from wideth import models
 from wideth.kernels import empirical
@@ -20,15 +22,8 @@ from wideth.kernels import empirical
 TOL = 1e-10
 
 
-_explicit = dense_ntk
-
-
-def _close(a, ref):
-    err = rel_err(a, ref)
-    assert err < TOL, err
-
-
-_functional = f64_functional
+_explicit, _functional = dense_ntk, f64_functional
+_close = functools.partial(assert_close, tol=TOL)
 
 
 class _Pooled(nnx.Module):

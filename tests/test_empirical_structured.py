@@ -7,11 +7,13 @@ rewritings of the same sum over parameters, so only rounding separates them
 (float64 eps ~ 1e-16 times a few thousand terms).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
-from ntk_reference import dense_ntk, f64_functional, rel_err
+from ntk_reference import assert_close, dense_ntk, f64_functional
 
 from wideth import models
 from wideth.kernels import empirical
@@ -19,15 +21,8 @@ from wideth.kernels import empirical
 TOL = 1e-10
 
 
-_explicit = dense_ntk
-
-
-def _close(a, ref):
-    err = rel_err(a, ref)
-    assert err < TOL, err
-
-
-_functional = f64_functional
+_explicit, _functional = dense_ntk, f64_functional
+_close = functools.partial(assert_close, tol=TOL)
 
 
 class _TokenBlock(nnx.Module):

@@ -271,6 +271,23 @@ def _meanfield() -> None:
     )
     T(e, "quad", "quad of one entry", lambda: mf.variance_map(1.0, "tanh", 1.0, 0.1, quad=(4001,)))
 
+    e = "meanfield.derivative"
+    V(e, "activation", "unknown activation", lambda: mf.derivative("softplus", 1.0))
+    V(e, "activation", "activation not a string", lambda: mf.derivative(3, 1.0))
+    T(e, "x", "x a string", lambda: mf.derivative("tanh", "x"))
+    T(e, "x", "x None", lambda: mf.derivative("tanh", None))
+    V(e, "x", "NaN x", lambda: mf.derivative("tanh", np.array([0.0, nan])))
+    T(e, "x", "complex x", lambda: mf.derivative("erf", np.array([1j])))
+
+    from wideth import activations as act
+
+    e = "activations.per_layer"
+    V(e, "activation", "two activations for three layers", lambda: act.per_layer(("relu", "tanh"), 3))
+    V(e, "activation", "unknown activation", lambda: act.per_layer("softplus", 2))
+    V(e, "n", "negative n", lambda: act.per_layer("relu", -1))
+    T(e, "n", "float n", lambda: act.per_layer("relu", 2.5))
+    T(e, "arg", "arg not a string", lambda: act.per_layer("softplus", 2, arg=3))
+
     e = "meanfield.fixed_point"
     V(e, "activation", "unknown activation", lambda: mf.fixed_point("softplus", 1.0, 0.0))
     V(e, "W_var", "negative W_var", lambda: mf.fixed_point("tanh", -1.0, 0.0))

@@ -596,3 +596,36 @@ def test_traced_indefinite_kernel_gd_predicts_its_psd_part_with_a_warning():
     mse = lambda f, t: 0.5 * jnp.mean(jnp.sum((f - t) ** 2))
     with pytest.raises(ValueError, match="^k_train_train: expected a positive semi-definite"):
         predict.gradient_descent(mse, k, y)
+
+
+# Public functions that take no argument a user can get wrong: total predicates and
+# converters (any input is valid), argument-free constructors and reports.
+_TOTAL = {
+    "activations.is_single",  # a predicate: any value gives True/False
+    "io.jsonable",  # converts anything JSON can hold, leaves the rest as str
+    "hessian.products.check_scalar",  # the validator itself (its errors are the checks)
+    "compat.neural_tangents",
+}
+
+
+def test_every_public_function_with_arguments_has_bad_input_cases():
+    import importlib
+    import inspect
+    import pkgutil
+
+    entries = {c.entry.split(" ")[0] for c in bic.CASES}
+    missing = []
+    for info in pkgutil.walk_packages(wideth.__path__, "wideth."):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]):
+            continue
+        mod = importlib.import_module(info.name)
+        short = info.name.removeprefix("wideth.")
+        for name in getattr(mod, "__all__", ()):
+            obj = getattr(mod, name, None)
+            if not inspect.isfunction(obj) or not obj.__module__.startswith("wideth"):
+                continue
+            if not inspect.signature(obj).parameters or f"{short}.{name}" in _TOTAL:
+                continue
+            if not any(e == name or e.endswith("." + name) for e in entries):
+                missing.append(f"{short}.{name}")
+    assert not missing, f"public functions without bad-input cases: {sorted(set(missing))}"

@@ -293,6 +293,7 @@ def per_layer(spec: Any, n: int, arg: str = "activation") -> list[Activation]:
       >>> [str(a) for a in per_layer(["relu", ("leaky_relu", {"alpha": 0.1})], 2)]
       ['relu', 'leaky_relu(alpha=0.1)']
     """
+    n = _checks.nonnegative_int("n", n)
     return [resolve(s, arg=arg) for s in _checks.per_layer(arg, spec, n, is_single)]
 
 

@@ -22,7 +22,7 @@ from jax.flatten_util import ravel_pytree
 
 from wideth import _checks
 
-__all__ = ["lanczos", "lanczos_flat", "tridiagonal", "tridiagonal_eigh"]
+__all__ = ["lanczos", "tridiagonal", "tridiagonal_eigh"]
 
 PyTree = Any
 _HI = lax.Precision.HIGHEST
@@ -35,14 +35,15 @@ def _orthogonalise(basis: jax.Array, w: jax.Array) -> jax.Array:
     return w
 
 
-def lanczos_flat(
+def _lanczos_flat(
     matvec: Callable[[jax.Array], jax.Array],
     v0: jax.Array,
     num_steps: int,
     key: jax.Array | None = None,
     tol: float | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """:func:`lanczos` on flat vectors: ``v0`` of shape ``(n,)``, basis ``(num_steps, n)``."""
+    """:func:`lanczos` on flat vectors, unchecked (callers validate): ``v0`` of shape
+    ``(n,)``, basis ``(num_steps, n)``."""
     n, dtype = v0.shape[0], v0.dtype
     m = int(num_steps)
     rel = float(jnp.finfo(dtype).eps) ** 0.75 if tol is None else float(tol)
@@ -188,7 +189,7 @@ def lanczos(
 
 @functools.partial(jax.jit, static_argnums=(2, 4))
 def _lanczos_op(op, v0, num_steps, key, tol):
-    return lanczos_flat(op.linearized(), v0, num_steps, key, tol)
+    return _lanczos_flat(op.linearized(), v0, num_steps, key, tol)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 5))
@@ -200,7 +201,7 @@ def _lanczos_jit(matvec, v0, num_steps, params, key, tol):
     def flat_matvec(x):
         return ravel_pytree(matvec(unravel(x), *params))[0]
 
-    alphas, betas, basis = lanczos_flat(flat_matvec, flat, num_steps, key, tol)
+    alphas, betas, basis = _lanczos_flat(flat_matvec, flat, num_steps, key, tol)
     return alphas, betas, jax.vmap(unravel)(basis)
 
 

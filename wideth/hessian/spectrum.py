@@ -35,7 +35,7 @@ from jax import lax
 
 from wideth import _checks
 
-from .lanczos import lanczos_flat, tridiagonal_eigh
+from .lanczos import _lanczos_flat, tridiagonal_eigh
 from .operators import Operator, ggn, hessian
 
 __all__ = [
@@ -185,7 +185,7 @@ def top_eigenpairs(
 @functools.partial(jax.jit, static_argnames=("k", "m", "which"))
 def _top_impl(op: Operator, key: jax.Array, k: int, m: int, which: str):
     v0 = jax.random.normal(key, (op.size,), op.dtype)
-    alphas, betas, basis = lanczos_flat(op.linearized(), v0, m)
+    alphas, betas, basis = _lanczos_flat(op.linearized(), v0, m)
     theta, s = tridiagonal_eigh(alphas, betas)
     idx = jnp.arange(m - 1, m - 1 - k, -1) if which == "largest" else jnp.arange(k)
     vecs = jnp.dot(s[:, idx].T, basis, precision=lax.Precision.HIGHEST)
@@ -227,7 +227,7 @@ def sharpness(
 @functools.partial(jax.jit, static_argnames=("m",))
 def _sharpness_impl(op: Operator, key: jax.Array, m: int) -> jax.Array:
     v0 = jax.random.normal(key, (op.size,), op.dtype)
-    alphas, betas, _ = lanczos_flat(op.linearized(), v0, m)
+    alphas, betas, _ = _lanczos_flat(op.linearized(), v0, m)
     return tridiagonal_eigh(alphas, betas)[0][-1]
 
 
@@ -304,7 +304,7 @@ def _slq_impl(op: Operator, key: jax.Array, num_probes: int, m: int, probe_batch
     probes = _rademacher(key, (num_probes, op.size), op.dtype)
 
     def one(v):
-        alphas, betas, _ = lanczos_flat(matvec, v, m)
+        alphas, betas, _ = _lanczos_flat(matvec, v, m)
         theta, s = tridiagonal_eigh(alphas, betas)
         return theta, s[0, :] ** 2
 

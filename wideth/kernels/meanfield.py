@@ -212,13 +212,17 @@ def derivative(activation: str, x: Any) -> jax.Array:
       x: pre-activations (any shape).
 
     Raises:
-      ValueError: an activation outside :data:`ACTIVATIONS`.
+      ValueError: an activation outside :data:`ACTIVATIONS`; NaN/inf in a
+        concrete ``x``.
+      TypeError: ``x`` not a real array.
 
     Examples:
       >>> float(derivative("tanh", 0.0)), float(derivative("relu", -1.0))
       (1.0, 0.0)
     """
-    return _dphi(_check_activation(activation), jnp.asarray(x))
+    name = _check_activation(activation)
+    x = _checks.array("x", x, kind="real")
+    return _dphi(name, x.astype(jnp.result_type(x.dtype, float)))
 
 
 def _d2phi(activation: str, x):

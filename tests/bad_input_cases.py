@@ -282,7 +282,12 @@ def _meanfield() -> None:
     from wideth import activations as act
 
     e = "activations.per_layer"
-    V(e, "activation", "two activations for three layers", lambda: act.per_layer(("relu", "tanh"), 3))
+    V(
+        e,
+        "activation",
+        "two activations for three layers",
+        lambda: act.per_layer(("relu", "tanh"), 3),
+    )
     V(e, "activation", "unknown activation", lambda: act.per_layer("softplus", 2))
     V(e, "n", "negative n", lambda: act.per_layer("relu", -1))
     T(e, "n", "float n", lambda: act.per_layer("relu", 2.5))

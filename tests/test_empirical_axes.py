@@ -57,7 +57,7 @@ CNN_AXES = [
     pytest.param((-1,), (), marks=_SLOW),
     pytest.param((), (), marks=_SLOW),
     pytest.param((1, 2), (), marks=_SLOW),
-    ((-1,), (1,)),
+    pytest.param((-1,), (1,), marks=_SLOW),
     pytest.param((3,), (1, 2), marks=_SLOW),
     pytest.param((1, 2, 3), (), marks=_SLOW),
     pytest.param((0,), (), marks=_SLOW),

@@ -189,7 +189,8 @@ def test_masked_empirical_ntk_is_near_analytic_mask_constant(x64):
     assert err < 0.25 and far > 2 * err, (err, far)
 
 
-@pytest.mark.parametrize("mechanism", [pytest.param("softmax", marks=pytest.mark.slow), "abs"])
+@pytest.mark.slow
+@pytest.mark.parametrize("mechanism", ["softmax", "abs"])
 def test_padding_a_sequence_does_not_change_its_output(x64, mechanism):
     """pool="global": a sequence padded with masked tokens = the short sequence alone."""
     x, mask = _padded_tokens()

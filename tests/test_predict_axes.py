@@ -52,7 +52,7 @@ def test_block_diagonal_kernel_gives_the_per_output_predictions(x64):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("discrete", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_joint_output_dynamics_match_neural_tangents(x64, discrete):
     apply_fn, params, x_train, x_test, y = _problem()
     k = y.shape[1]

@@ -42,3 +42,21 @@ def assert_close(a, ref, tol: float = 1e-10) -> None:
     """``rel_err(a, ref) < tol``."""
     err = rel_err(a, ref)
     assert err < tol, err
+
+
+def load_nt_transformer_params(net, nt_params, b_std):
+    """Copy a neural-tangents transformer's parameters, in order, into ``models.Transformer``."""
+    leaves = iter(jax.tree.leaves(nt_params))
+
+    def load(layer, names):
+        for name in names:
+            var = getattr(layer, name)
+            var[...] = jnp.asarray(next(leaves), var[...].dtype).reshape(var[...].shape)
+
+    bias = () if b_std is None else ("b",)
+    load(net.embed, ("w", *bias))
+    for attention, dense in zip(net.attention, net.mlp, strict=True):
+        load(attention, ("key", "value", "out", *bias))
+        load(dense, ("w", *bias))
+    load(net.readout, ("w", *bias))
+    assert next(leaves, None) is None

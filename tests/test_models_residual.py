@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from ntk_reference import load_nt_transformer_params
 
 from wideth import models
 from wideth.kernels import analytic
@@ -206,19 +207,7 @@ def test_transformer_forward_equals_neural_tangents_with_its_params(layernorm, b
     net = models.Transformer(
         4, 8, 2, 3, 2, activation="erf", W_std=1.2, b_std=b_std, tokens=5, rngs=nnx.Rngs(0), **kw
     )
-    leaves = iter(jax.tree.leaves(nt_params))
-
-    def load(layer, names):
-        for name in names:
-            _set(getattr(layer, name), next(leaves))
-
-    bias = () if b_std is None else ("b",)
-    load(net.embed, ("w", *bias))
-    for attention, dense in zip(net.attention, net.mlp, strict=True):
-        load(attention, ("key", "value", "out", *bias))
-        load(dense, ("w", *bias))
-    load(net.readout, ("w", *bias))
-    assert next(leaves, None) is None
+    load_nt_transformer_params(net, nt_params, b_std)
     np.testing.assert_allclose(net(x), apply_fn(nt_params, x), rtol=1e-5, atol=1e-5)
 
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from ntk_reference import load_nt_transformer_params
 
 from wideth import models
 from wideth.functional import functional
@@ -105,21 +106,7 @@ def _padded_tokens():
     return x, mask
 
 
-def _load_nt_params(net, nt_params, b_std):
-    leaves = iter(jax.tree.leaves(nt_params))
-
-    def load(layer, names):
-        for name in names:
-            var = getattr(layer, name)
-            var[...] = jnp.asarray(next(leaves), var[...].dtype).reshape(var[...].shape)
-
-    bias = () if b_std is None else ("b",)
-    load(net.embed, ("w", *bias))
-    for attention, dense in zip(net.attention, net.mlp, strict=True):
-        load(attention, ("key", "value", "out", *bias))
-        load(dense, ("w", *bias))
-    load(net.readout, ("w", *bias))
-    assert next(leaves, None) is None
+_load_nt_params = load_nt_transformer_params
 
 
 @pytest.mark.parametrize(

@@ -281,6 +281,17 @@ def prng_key(name: str, key: Any, *, allow_none: bool = False) -> jax.Array | No
     raise TypeError(f"{name}: expected a PRNG key (jax.random.key(seed)), got {shape_str(key)}")
 
 
+def same_structure(name: str, tree: Any, reference: Any, what: str) -> None:
+    """``tree`` has the pytree structure of ``reference`` (``what`` names it in the message)."""
+    ref_def = jax.tree.structure(reference)
+    try:
+        got_def = jax.tree.structure(tree)
+    except Exception:  # noqa: BLE001
+        got_def = None
+    if got_def != ref_def:
+        raise ValueError(f"{name}: expected {what} ({ref_def}), got {got_def}")
+
+
 def tree_like(
     name: str,
     tree: Any,
@@ -295,16 +306,7 @@ def tree_like(
     ``check_finite=False`` NaN/inf leaves pass (where the caller documents what
     a non-finite value does, e.g. an optimizer that skips the step).
     """
-    ref_def = jax.tree.structure(reference)
-    try:
-        got_def = jax.tree.structure(tree)
-    except Exception:  # noqa: BLE001
-        got_def = None
-    if got_def != ref_def:
-        raise ValueError(
-            f"{name}: expected a pytree with the structure of {reference_name} ({ref_def}), "
-            f"got {got_def}"
-        )
+    same_structure(name, tree, reference, f"a pytree with the structure of {reference_name}")
     for (path, a), b in zip(
         jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(reference), strict=True
     ):

@@ -1185,16 +1185,9 @@ def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         del params
-        want = jax.tree.structure(multipliers)
-        try:
-            got = jax.tree.structure(updates)
-        except Exception:  # noqa: BLE001
-            got = None
-        if got != want:
-            raise ValueError(
-                f"multipliers: the updates must have the structure of the multipliers "
-                f"({want}), got {got}"
-            )
+        _checks.same_structure(
+            "multipliers", updates, multipliers, "updates with the structure of the multipliers"
+        )
         return jax.tree.map(lambda m, u: jnp.asarray(m, u.dtype) * u, multipliers, updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)

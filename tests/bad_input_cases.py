@@ -2216,6 +2216,42 @@ def _models() -> None:
     V(e, "x", "x a scalar", lambda: models.MLP(3, 4, 1, rngs=rngs())(jnp.ones(())))
     T(e, "x", "x None", lambda: models.MLP(3, 4, 1, rngs=rngs())(None))
     T(e, "x", "x a dict", lambda: models.MLP(3, 4, 1, rngs=rngs())({"x": jnp.ones((2, 3))}))
+    V(
+        e,
+        "x",
+        "NaN in x",
+        lambda: models.MLP(3, 4, 1, rngs=rngs())(jnp.ones((2, 3)).at[1, 2].set(nan)),
+    )
+    V(e, "x", "inf in x", lambda: models.MLP(3, 4, 1, rngs=rngs())(jnp.full((2, 3), -inf)))
+    T(
+        e,
+        "x",
+        "complex x",
+        lambda: models.MLP(3, 4, 1, rngs=rngs())(jnp.ones((2, 3), jnp.complex64)),
+    )
+    T(e, "x", "boolean x", lambda: models.MLP(3, 4, 1, rngs=rngs())(jnp.ones((2, 3), bool)))
+
+    e = "models.ResNet call"
+    V(
+        e,
+        "x",
+        "x with the wrong features",
+        lambda: models.ResNet(3, 4, 1, rngs=rngs())(jnp.ones((2, 4))),
+    )
+    V(
+        e,
+        "x",
+        "NaN in x",
+        lambda: models.ResNet(3, 4, 1, rngs=rngs())(jnp.ones((2, 3)).at[0, 0].set(nan)),
+    )
+    T(e, "x", "x None", lambda: models.ResNet(3, 4, 1, rngs=rngs())(None))
+    T(
+        e,
+        "x",
+        "complex x",
+        lambda: models.ResNet(3, 4, 1, rngs=rngs())(jnp.ones((2, 3), jnp.complex64)),
+    )
+    V(e, "x", "a scalar x", lambda: models.ResNet(3, 4, 1, rngs=rngs())(jnp.ones(())))
 
     e = "models.ResNet"
     V(e, "width", "width 0", lambda: models.ResNet(3, 0, 2, rngs=rngs()))
@@ -2273,6 +2309,18 @@ def _models() -> None:
         "x with the wrong channels",
         lambda: models.CNN(1, 4, rngs=rngs())(jnp.ones((2, 8, 8, 3))),
     )
+    V(
+        e,
+        "x",
+        "NaN in x",
+        lambda: models.CNN(3, 4, rngs=rngs())(jnp.ones((1, 6, 6, 3)).at[0, 1, 1, 0].set(nan)),
+    )
+    T(
+        e,
+        "x",
+        "complex x",
+        lambda: models.CNN(3, 4, rngs=rngs())(jnp.ones((1, 6, 6, 3), jnp.complex64)),
+    )
 
     e = "models.ConvResNet"
     V(e, "channels", "channels 0", lambda: models.ConvResNet(1, 0, rngs=rngs()))
@@ -2286,6 +2334,23 @@ def _models() -> None:
         lambda: models.ConvResNet(1, 4, filter_shape=(3, -1), rngs=rngs()),
     )
     V(e, "b_std", "negative b_std", lambda: models.ConvResNet(1, 4, b_std=-0.1, rngs=rngs()))
+
+    e = "models.ConvResNet call"
+    V(e, "x", "x of rank 3", lambda: models.ConvResNet(3, 4, rngs=rngs())(jnp.ones((1, 6, 3))))
+    V(
+        e,
+        "x",
+        "x with the wrong channels",
+        lambda: models.ConvResNet(3, 4, rngs=rngs())(jnp.ones((1, 6, 6, 2))),
+    )
+    V(e, "x", "inf in x", lambda: models.ConvResNet(3, 4, rngs=rngs())(jnp.full((1, 6, 6, 3), inf)))
+    T(e, "x", "x None", lambda: models.ConvResNet(3, 4, rngs=rngs())(None))
+    T(
+        e,
+        "x",
+        "complex x",
+        lambda: models.ConvResNet(3, 4, rngs=rngs())(jnp.ones((1, 6, 6, 3), jnp.complex64)),
+    )
 
 
 # --- wideth.regions -----------------------------------------------------------------
@@ -2843,6 +2908,7 @@ def _models_more() -> None:
     V(e, "x", "inputs of the wrong feature dimension", lambda: tf(4, 8, 1)(tokens(d=3)))
     V(e, "x", "NaN inputs", lambda: tf(4, 8, 1)(tokens().at[0, 0, 0].set(nan)))
     T(e, "x", "inputs a list of strings", lambda: tf(4, 8, 1)(["a", "b"]))
+    T(e, "x", "complex inputs", lambda: tf(4, 8, 1)(tokens().astype(jnp.complex64)))
     V(
         e,
         "x",
@@ -2869,6 +2935,12 @@ def _models_more() -> None:
     V(e, "W_std", "negative W_std", lambda: dl(3, 2, W_std=-1.0))
     V(e, "parameterization", "unknown parameterization", lambda: dl(3, 2, parameterization="mf"))
     V(e, "role", "unknown role", lambda: dl(3, 2, role="output"))
+    e = "models.DenseLayer call"
+    V(e, "x", "x with the wrong features", lambda: dl(3, 2)(jnp.ones((4, 5))))
+    V(e, "x", "a scalar x", lambda: dl(3, 2)(jnp.ones(())))
+    V(e, "x", "NaN in x", lambda: dl(3, 2)(jnp.ones((4, 3)).at[2, 0].set(nan)))
+    T(e, "x", "x None", lambda: dl(3, 2)(None))
+    T(e, "x", "complex x", lambda: dl(3, 2)(jnp.ones((4, 3), jnp.complex64)))
 
     e = "models.ConvLayer"
     cl = lambda *a, **k: models.ConvLayer(*a, **{"rngs": rngs(), **k})
@@ -2877,6 +2949,12 @@ def _models_more() -> None:
     V(e, "W_std", "NaN W_std", lambda: cl(3, 2, W_std=nan))
     V(e, "parameterization", "unknown parameterization", lambda: cl(3, 2, parameterization="x"))
     V(e, "padding", "unknown padding", lambda: cl(3, 2, padding="REFLECT"))
+    e = "models.ConvLayer call"
+    V(e, "x", "x of rank 2", lambda: cl(3, 2)(jnp.ones((4, 3))))
+    V(e, "x", "x with the wrong channels", lambda: cl(3, 2)(jnp.ones((1, 5, 5, 4))))
+    V(e, "x", "inf in x", lambda: cl(3, 2)(jnp.full((1, 5, 5, 3), inf)))
+    T(e, "x", "x a string", lambda: cl(3, 2)("image"))
+    T(e, "x", "complex x", lambda: cl(3, 2)(jnp.ones((1, 5, 5, 3), jnp.complex64)))
 
     e = "models.activation_fn"
     V(e, "name", "unknown name", lambda: models.activation_fn("swish2"))

@@ -343,3 +343,30 @@ def test_nan_inputs_are_rejected_by_name():
     cnn = CNN(3, 4, 1, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="^x: expected finite"):
         cnn(jnp.full((1, 6, 6, 3), jnp.inf))
+
+
+def test_inputs_are_checked_once_at_the_model_boundary():
+    """Hidden activations that overflow are the network's result, not an input error.
+
+    With W_std = 1e30 the float32 pre-activations of the second layer are inf;
+    the eager call must return what the jitted call returns (inf/NaN outputs),
+    not raise 'x: expected finite' from an inner layer, and a single layer
+    called directly checks its own input.
+    """
+    from wideth.models import MLP, ConvResNet, DenseLayer, ResNet
+
+    x = jnp.ones((2, 3))
+    nets = [
+        MLP(3, 8, 2, W_std=1e30, rngs=nnx.Rngs(0)),
+        ResNet(3, 8, 2, W_std=1e30, rngs=nnx.Rngs(0)),
+    ]
+    for net in nets:
+        eager, jitted = net(x), nnx.jit(lambda m, x: m(x))(net, x)
+        assert not bool(jnp.isfinite(eager).all())
+        np.testing.assert_array_equal(np.isfinite(eager), np.isfinite(jitted))
+    conv = ConvResNet(3, 4, 1, W_std=1e30, rngs=nnx.Rngs(0))
+    assert not bool(jnp.isfinite(conv(jnp.ones((1, 5, 5, 3)))).all())
+    layer = DenseLayer(3, 2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="^x: expected finite"):
+        layer(jnp.full((1, 3), jnp.inf))
+    np.testing.assert_allclose(layer(x), (2 / 3) ** 0.5 * (x @ layer.w[...]), rtol=1e-6)  # NTK par.

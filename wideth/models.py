@@ -206,6 +206,11 @@ class DenseLayer(nnx.Module):
         self.in_dim, self.out_dim, self.role = in_dim, out_dim, role
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """``(..., in_dim) -> (..., out_dim)``; ``x`` is checked as the models check it."""
+        return self._forward(_check_features(x, self.in_dim, "(..., in_dim)"))
+
+    def _forward(self, x: jax.Array) -> jax.Array:
+        """The affine map without input checks (the containing model checked ``x``)."""
         out = jnp.dot(x, self.w[...])
         if self.w_mult != 1.0:
             out = self.w_mult * out
@@ -275,6 +280,13 @@ class ConvLayer(nnx.Module):
         self.in_dim, self.out_dim, self.role = in_channels, out_channels, role
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """``(n, *spatial, in_channels) -> (n, *spatial', out_channels)``; ``x`` is checked."""
+        nd = len(self.filter_shape)
+        x = _check_features(x, self.in_dim, "(n, *spatial, in_channels)", ndim=nd + 2)
+        return self._forward(x)
+
+    def _forward(self, x: jax.Array) -> jax.Array:
+        """The convolution without input checks (the containing model checked ``x``)."""
         nd = len(self.filter_shape)
         spec = "N" + "HWD"[:nd] + "C"
         dn = jax.lax.conv_dimension_numbers(
@@ -300,15 +312,17 @@ def _layer_norm(h: jax.Array, eps: float = 1e-12) -> jax.Array:
     return (h - mean) / jnp.sqrt(eps + var)
 
 
-def _check_features(x: jax.Array, in_dim: int, name: str, ndim: int | None = None) -> None:
-    shape = getattr(x, "shape", None)
-    if shape is None:
-        raise TypeError(f"x: expected an array, got {type(x)}")
-    if ndim is not None and len(shape) != ndim:
-        raise ValueError(f"x: expected shape {name}, got {tuple(shape)}")
-    if len(shape) < 1 or shape[-1] != in_dim:
-        raise ValueError(f"x: expected shape {name} with last dimension {in_dim}, got {shape}")
-    _checks.finite("x", x)  # concrete inputs only: under jit/vmap x is a tracer
+def _check_features(x: Any, in_dim: int, name: str, ndim: int | None = None) -> jax.Array:
+    """``x`` as a real array of rank ``ndim`` (at least 1) whose last axis has
+    ``in_dim`` entries, finite when concrete (under jit/vmap ``x`` is a tracer and
+    only its shape and dtype are checked)."""
+    x = _checks.array("x", x, kind="real", check_finite=False)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"x: expected shape {name}, got {tuple(x.shape)}")
+    if x.ndim < 1 or x.shape[-1] != in_dim:
+        raise ValueError(f"x: expected shape {name} with last dimension {in_dim}, got {x.shape}")
+    _checks.finite("x", x)
+    return x
 
 
 class MLP(nnx.Module):
@@ -431,18 +445,18 @@ class MLP(nnx.Module):
         Returns:
           List of ``depth`` arrays, the ``l``-th of shape ``(n, widths[l])``.
         """
-        _check_features(x, self.in_dim, "(n, in_dim)")
+        x = _check_features(x, self.in_dim, "(n, in_dim)")
         feats = []
         h = x
         for layer, act in zip(self.hidden, self._layer_activations, strict=True):
-            h = activation_fn(act)(layer(h))
+            h = activation_fn(act)(layer._forward(h))
             feats.append(h)
         return feats
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Outputs ``(n, out_dim)`` for inputs ``(n, in_dim)``."""
         feats = self.features(x)
-        return self.readout(feats[-1] if feats else x)
+        return self.readout._forward(feats[-1] if feats else jnp.asarray(x))
 
 
 class ResNet(nnx.Module):
@@ -527,13 +541,13 @@ class ResNet(nnx.Module):
         Returns:
           List of ``depth + 1`` arrays ``(n, width)``.
         """
-        _check_features(x, self.in_dim, "(n, in_dim)")
+        x = _check_features(x, self.in_dim, "(n, in_dim)")
         phi = activation_fn(self.activation)
         pre = _layer_norm if self.layernorm == "pre" else (lambda z: z)
-        h = self.embed(x)
+        h = self.embed._forward(x)
         feats = [phi(pre(h))]
         for block in self.blocks:
-            h = h + self.alpha * block(feats[-1])
+            h = h + self.alpha * block._forward(feats[-1])
             if self.layernorm == "post":
                 h = _layer_norm(h)
             feats.append(phi(pre(h)))
@@ -541,7 +555,7 @@ class ResNet(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Outputs ``(n, out_dim)`` for inputs ``(n, in_dim)``."""
-        return self.readout(self.features(x)[-1])
+        return self.readout._forward(self.features(x)[-1])
 
 
 def _conv_setup(
@@ -687,20 +701,20 @@ class CNN(nnx.Module):
     def features(self, x: jax.Array) -> list[jax.Array]:
         """Post-activations of the conv layers, ``depth`` arrays ``(n, H', W', channels)``."""
         nd = len(self.filter_shape)
-        _check_features(x, self.in_dim, "(n, H, W, in_channels)", ndim=nd + 2)
+        x = _check_features(x, self.in_dim, "(n, H, W, in_channels)", ndim=nd + 2)
         if self.spatial is not None and tuple(x.shape[1:-1]) != self.spatial:
             raise ValueError(f"x: expected spatial shape {self.spatial}, got {x.shape[1:-1]}")
         phi = activation_fn(self.activation)
         feats, h = [], x
         for conv in self.convs:
-            h = phi(conv(h))
+            h = phi(conv._forward(h))
             feats.append(h)
         return feats
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Outputs ``(n, out_dim)`` for images ``(n, H, W, in_channels)``."""
         feats = self.features(x)
-        h = feats[-1] if feats else x
+        h = feats[-1] if feats else jnp.asarray(x)
         if self.pool == "global":
             h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
         else:
@@ -712,7 +726,7 @@ class CNN(nnx.Module):
                 if self.pool == "avg":  # NT's AvgPool(normalize_edges=False)
                     h = h / float(np.prod(self.pool_window))
             h = h.reshape(h.shape[0], -1)
-        return self.readout(h)
+        return self.readout._forward(h)
 
 
 class ConvResNet(nnx.Module):
@@ -780,19 +794,21 @@ class ConvResNet(nnx.Module):
         Returns:
           List of ``depth + 1`` arrays ``(n, H, W, channels)``.
         """
-        _check_features(x, self.in_dim, "(n, H, W, in_channels)", ndim=len(self.filter_shape) + 2)
+        x = _check_features(
+            x, self.in_dim, "(n, H, W, in_channels)", ndim=len(self.filter_shape) + 2
+        )
         phi = activation_fn(self.activation)
-        h = self.embed(x)
+        h = self.embed._forward(x)
         feats = [phi(h)]
         for block in self.blocks:
-            h = h + self.alpha * block(feats[-1])
+            h = h + self.alpha * block._forward(feats[-1])
             feats.append(phi(h))
         return feats
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Outputs ``(n, out_dim)`` for images ``(n, H, W, in_channels)``."""
         h = self.features(x)[-1]
-        return self.readout(jnp.mean(h, axis=tuple(range(1, h.ndim - 1))))
+        return self.readout._forward(jnp.mean(h, axis=tuple(range(1, h.ndim - 1))))
 
 
 def _check_mask(mask: Any, shape: tuple[int, ...]) -> jax.Array | None:
@@ -897,7 +913,7 @@ class SelfAttention(nnx.Module):
             "relu": jax.nn.relu,
         }[self.mechanism](logits)
         heads = jnp.moveaxis(weights @ values, 0, -1)  # (n, T, value_dim, H)
-        heads = heads.reshape(heads.shape[:-2] + (-1,))
+        heads = heads.reshape(heads.shape[:-2] + (self.value_dim * self.n_heads,))
         scale = self.ov / math.sqrt(self.value_dim * self.n_heads * self.in_dim)
         out = scale * (heads @ self.out[...])
         return out if self.b is None else out + self.b_std * self.b[...]
@@ -998,7 +1014,7 @@ class Transformer(nnx.Module):
         zeros at masked tokens and attention ignores them (neural-tangents'
         ``mask_constant`` semantics); the returned features are zero there.
         """
-        _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+        x = _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
         mask = _check_mask(mask, x.shape)
         if mask is None:
             zero = lambda z: z
@@ -1006,11 +1022,11 @@ class Transformer(nnx.Module):
             zero = lambda z: jnp.where(mask[..., None], jnp.zeros((), z.dtype), z)
         phi = activation_fn(self.activation)
         norm = _layer_norm if self.layernorm else (lambda z: z)
-        h = zero(self.embed(zero(x)))
+        h = zero(self.embed._forward(zero(x)))
         feats = [h]
         for attention, dense in zip(self.attention, self.mlp, strict=True):
             g = zero(norm(h + zero(attention(h, mask))))
-            h = zero(norm(g + zero(dense(zero(phi(g))))))
+            h = zero(norm(g + zero(dense._forward(zero(phi(g))))))
             feats.append(h)
         return feats
 
@@ -1037,7 +1053,7 @@ class Transformer(nnx.Module):
             h = jnp.mean(h, axis=1)
         else:  # masked tokens are zero in h
             h = jnp.sum(h, axis=1) / jnp.sum(~mask, axis=1, keepdims=True).astype(h.dtype)
-        return self.readout(h)
+        return self.readout._forward(h)
 
 
 # ----------------------------------------------------------------------------- functional

@@ -301,68 +301,8 @@ def phase_agreement(chi1: np.ndarray, measured: np.ndarray, sem: np.ndarray, k: 
 # ------------------------------------------------------------------ trainability
 
 
-def init_stacked(
-    key: jax.Array, d: int, width: int, max_depth: int, out_dim: int, W_var, b_var
-) -> dict[str, jax.Array]:
-    r"""Standard-parameterisation weights with stacked hidden layers.
-
-    ``w_in (d, n)``, ``w_h (max_depth-1, n, n)``, ``w_out (n, k)`` with entries
-    :math:`\mathcal N(0, \sigma_w^2/\text{fan-in})`; biases :math:`\mathcal N(0, \sigma_b^2)`.
-    """
-    ks = jax.random.split(key, 6)
-    sw = jnp.sqrt(W_var)
-    sb = jnp.sqrt(b_var)
-    return {
-        "w_in": sw / jnp.sqrt(d) * jax.random.normal(ks[0], (d, width)),
-        "b_in": sb * jax.random.normal(ks[1], (width,)),
-        "w_h": sw / jnp.sqrt(width) * jax.random.normal(ks[2], (max_depth - 1, width, width)),
-        "b_h": sb * jax.random.normal(ks[3], (max_depth - 1, width)),
-        "w_out": sw / jnp.sqrt(width) * jax.random.normal(ks[4], (width, out_dim)),
-        "b_out": sb * jax.random.normal(ks[5], (out_dim,)),
-    }
-
-
-def stacked_apply(
-    params: dict[str, jax.Array], x: jax.Array, depth: jax.Array, activation: str = "tanh"
-) -> jax.Array:
-    r"""Depth-``depth`` MLP (``depth`` hidden layers) from stacked weights, ``lax.scan`` + mask.
-
-    Hidden layer :math:`l \ge 1` (0-based) is applied iff :math:`l < \text{depth}`, so
-    ``depth`` may be traced and vmapped. Equals ``wideth.models.MLP(...,
-    parameterization="standard")`` with the same weights.
-    """
-    phi = activations.get(activation)
-    a = phi(x @ params["w_in"] + params["b_in"])
-
-    def layer(a, lwb):
-        l, w, b = lwb
-        return jnp.where(l + 1 < depth, phi(a @ w + b), a), None
-
-    L = params["w_h"].shape[0]
-    a, _ = jax.lax.scan(layer, a, (jnp.arange(L), params["w_h"], params["b_h"]))
-    return a @ params["w_out"] + params["b_out"]
-
-
-def depth_masked_apply(params: dict[str, Any], x: jax.Array) -> jax.Array:
-    """``apply_fn(params, x)`` for :func:`wideth.train.train_step`: :func:`stacked_apply`.
-
-    ``params = {"weights": init_stacked(...), "depth": float scalar}``; the depth is
-    a frozen leaf (its gradient is stopped and :func:`optimizer` sets its update to
-    zero), so one vmapped :func:`wideth.train.run` trains networks of every depth.
-    """
-    return stacked_apply(params["weights"], x, jax.lax.stop_gradient(params["depth"]))
-
-
 #: Heavy-ball momentum of the trainability runs' SGD.
 MOMENTUM = 0.9
-
-
-def optimizer(lr: float) -> optax.GradientTransformation:
-    """SGD (momentum 0.9) at ``lr`` on the weights; the ``depth`` leaf is frozen (zero update)."""
-    labels = lambda p: {"weights": jax.tree.map(lambda _: "train", p["weights"]), "depth": "frozen"}
-    return optax.multi_transform(
-        {"train": optax.sgd(lr, momentum=MOMENTUM), "frozen": optax.set_to_zero()}, labels
-    )
 
 
 def train_grid_program(
@@ -376,24 +316,29 @@ def train_grid_program(
 ) -> Callable:
     """Jitted ``(keys, W_vars, depths, X, Y) -> (accuracy, final loss, stopped)`` per network.
 
-    Each network is ``init_stacked`` at its ``(W_var, depth)`` and trained by
-    :func:`wideth.train.run` with :func:`wideth.train.train_step` (cross-entropy,
-    :func:`optimizer`, minibatches of ``batch_size`` drawn from the network's key);
-    networks run ``nets_per_batch`` at a time under ``vmap`` (``lax.map`` over
-    groups), which bounds memory at full size. The accuracy is on all of ``X``.
+    Each network is a tanh :mod:`wideth.stacked` MLP (depth an array, so one
+    program serves every depth of the grid) initialised at its ``(W_var, depth)``
+    and trained by :func:`wideth.train.run` with :func:`wideth.train.train_step`
+    (cross-entropy, SGD with momentum :data:`MOMENTUM`, minibatches of
+    ``batch_size`` drawn from the network's key); networks run
+    ``nets_per_batch`` at a time under ``vmap`` (``lax.map`` over groups), which
+    bounds memory at full size. The accuracy is on all of ``X``.
     """
-    from wideth import train
+    from wideth import stacked, train
 
-    tx = optimizer(lr)
-    step = train.train_step(depth_masked_apply, "xent", tx, metrics=())
+    tx = optax.sgd(lr, momentum=MOMENTUM)
 
     def one(k, W_var, depth, X, Y):
         k_init, k_run = jax.random.split(k)
-        weights = init_stacked(k_init, X.shape[1], width, max_depth, Y.shape[1], W_var, b_var)
-        params = {"weights": weights, "depth": depth.astype(jnp.float32)}
+        params = stacked.init(
+            k_init, X.shape[1], width, max_depth, Y.shape[1],
+            W_std=jnp.sqrt(W_var), b_std=jnp.sqrt(b_var),
+        )  # fmt: skip
+        apply_fn = lambda p, x: stacked.apply(p, x, depth, "tanh")
+        step = train.train_step(apply_fn, "xent", tx, metrics=())
         state = train.TrainState.create(params, tx, k_run)
         res = train.run(step, state, train.minibatches(X, Y, batch_size), steps)
-        acc = train.accuracy(depth_masked_apply(res.state.params, X), Y)
+        acc = train.accuracy(apply_fn(res.state.params, X), Y)
         return acc, jnp.nanmean(res.metrics["loss"][-10:]), res.stopped
 
     @jax.jit

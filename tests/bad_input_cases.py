@@ -3797,6 +3797,55 @@ def _optim_state_and_curvature() -> None:
 PENDING: list[Case] = []
 
 
+def _stacked() -> None:
+    from wideth import stacked
+
+    e = "stacked.init"
+    key = lambda: jax.random.key(0)
+    T(e, "key", "an integer seed", lambda: stacked.init(0, 3, 4, 2))
+    V(e, "in_dim", "in_dim 0", lambda: stacked.init(key(), 0, 4, 2))
+    V(e, "width", "negative width", lambda: stacked.init(key(), 3, -4, 2))
+    V(e, "max_depth", "max_depth 0", lambda: stacked.init(key(), 3, 4, 0))
+    T(e, "max_depth", "float max_depth", lambda: stacked.init(key(), 3, 4, 2.5))
+    V(e, "out_dim", "out_dim 0", lambda: stacked.init(key(), 3, 4, 2, 0))
+    V(e, "W_std", "negative W_std", lambda: stacked.init(key(), 3, 4, 2, W_std=-1.0))
+    V(e, "b_std", "NaN b_std", lambda: stacked.init(key(), 3, 4, 2, b_std=nan))
+    V(
+        e,
+        "W_std",
+        "a vector W_std under jit",
+        lambda: jax.jit(lambda s: stacked.init(key(), 3, 4, 2, W_std=s))(jnp.ones(2)),
+    )
+
+    e = "stacked.apply"
+    p = lambda: stacked.init(key(), 3, 4, 3, 2)
+    T(
+        e,
+        "params",
+        "params of an NNX-style tree",
+        lambda: stacked.apply({"w": jnp.ones(3)}, jnp.ones((2, 3)), 1),
+    )
+    T(e, "params", "params a list", lambda: stacked.apply([1.0], jnp.ones((2, 3)), 1))
+    V(e, "x", "x with the wrong features", lambda: stacked.apply(p(), jnp.ones((2, 4)), 1))
+    V(e, "x", "1-d x", lambda: stacked.apply(p(), jnp.ones(3), 1))
+    V(e, "x", "NaN in x", lambda: stacked.apply(p(), jnp.ones((2, 3)).at[0, 0].set(nan), 1))
+    V(e, "depth", "depth 0", lambda: stacked.apply(p(), jnp.ones((2, 3)), 0))
+    V(e, "depth", "depth above max_depth", lambda: stacked.apply(p(), jnp.ones((2, 3)), 4))
+    T(e, "depth", "float depth", lambda: stacked.apply(p(), jnp.ones((2, 3)), 2.0))
+    V(
+        e,
+        "depth",
+        "a vector of depths under jit",
+        lambda: jax.jit(lambda L: stacked.apply(p(), jnp.ones((2, 3)), L))(jnp.ones(2, jnp.int32)),
+    )
+    V(
+        e,
+        "activation",
+        "unknown activation",
+        lambda: stacked.apply(p(), jnp.ones((2, 3)), 1, "swish2"),
+    )
+
+
 def _pending() -> None:
     n = len(CASES)
     PENDING.extend(CASES[n:])
@@ -3838,6 +3887,7 @@ for _build in (
     _cli,
     _deep_linear,
     _optim_state_and_curvature,
+    _stacked,
     _pending,
 ):
     _build()

@@ -4,13 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from experiments import criticality as cr
 from experiments._common import Config
-from wideth import train
 from wideth.kernels import meanfield as mf
-from wideth.models import MLP, functional
 
 
 def test_tanh_measured_q_star_matches_fixed_point():
@@ -23,53 +20,6 @@ def test_tanh_measured_q_star_matches_fixed_point():
     q_star = float(mf.fixed_point("tanh", W, b)[0])
     # Monte Carlo error plus the O(1/n) finite-width bias
     assert abs(per_net.mean() - q_star) < 4 * sem + 0.01 * q_star
-
-
-def test_stacked_network_equals_models_mlp():
-    d, width, depth = 5, 16, 3
-    net = MLP(
-        d,
-        width,
-        depth,
-        2,
-        activation="tanh",
-        b_std=0.3,
-        parameterization="standard",
-        rngs=nnx.Rngs(0),
-    )
-    apply_fn, params = functional(net)
-    x = jax.random.normal(jax.random.key(2), (4, d))
-    p = cr.init_stacked(jax.random.key(3), d, width, 5, 2, 1.0, 1.0)
-    p["w_in"], p["b_in"] = net.hidden[0].w[...], net.hidden[0].b[...]
-    for i in range(1, depth):
-        p["w_h"] = p["w_h"].at[i - 1].set(net.hidden[i].w[...])
-        p["b_h"] = p["b_h"].at[i - 1].set(net.hidden[i].b[...])
-    p["w_out"], p["b_out"] = net.readout.w[...], net.readout.b[...]
-    np.testing.assert_allclose(
-        cr.stacked_apply(p, x, jnp.asarray(depth)), apply_fn(params, x), rtol=1e-5, atol=1e-6
-    )
-    wrapped = {"weights": p, "depth": jnp.float32(depth)}
-    np.testing.assert_allclose(
-        cr.depth_masked_apply(wrapped, x), apply_fn(params, x), rtol=1e-5, atol=1e-6
-    )
-
-
-def test_depth_is_frozen_and_only_active_layers_train():
-    # train.run with the experiment's optimizer: the depth leaf and the unused
-    # (masked) layers never move; the active layers do.
-    d, width, max_depth, depth = 4, 8, 5, 2
-    w = cr.init_stacked(jax.random.key(0), d, width, max_depth, 3, 1.0, 0.05)
-    params = {"weights": w, "depth": jnp.float32(depth)}
-    tx = cr.optimizer(1e-2)
-    step = train.train_step(cr.depth_masked_apply, "xent", tx, metrics=())
-    x = jax.random.normal(jax.random.key(1), (16, d))
-    y = jax.nn.one_hot(jnp.arange(16) % 3, 3)
-    res = train.run(step, train.TrainState.create(params, tx), (x, y), 20)
-    out = res.state.params
-    assert float(out["depth"]) == depth
-    np.testing.assert_array_equal(out["weights"]["w_h"][depth - 1 :], w["w_h"][depth - 1 :])
-    assert not np.allclose(out["weights"]["w_h"][0], w["w_h"][0])
-    assert res.metrics["loss"][-1] < res.metrics["loss"][0]
 
 
 @pytest.mark.slow

@@ -12,7 +12,8 @@ Subpackages (imported on first access, so ``import wideth`` stays cheap):
 * :mod:`wideth.functional` (the NNX boundary), :mod:`wideth.activations`,
   :mod:`wideth.io` (JSON, atomic writes), :mod:`wideth.environment`
   (versions, hardware), :mod:`wideth.compat` (neural-tangents on current JAX),
-  :mod:`wideth.regions` (exact linear regions of ReLU networks).
+  :mod:`wideth.regions` (exact linear regions of ReLU networks),
+  :mod:`wideth.stacked` (an MLP whose depth is an array, for depth sweeps).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _SUBMODULES = (
     "environment",
     "compat",
     "regions",
+    "stacked",
 )
 
 __all__ = [*_SUBMODULES, "__version__"]

@@ -58,7 +58,7 @@ def _problem(n: int, sizes: tuple[int, ...], train_steps: int):
         return x @ p[-1]["w"] + p[-1]["b"]
 
     def loss(p):
-        return optax.softmax_cross_entropy(apply(p, x), y).mean()
+        return train.xent(apply(p, x), y)
 
     tx = optax.adam(1e-3)
     step = train.train_step(apply, "xent", tx, metrics=())

@@ -274,9 +274,13 @@ def masked_xent(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
     with :math:`t_i = m_i y_i` (one-hot :math:`y_i`, mask :math:`m_i\in\{0,1\}`):
     the mean cross-entropy over the rows with :math:`m_i = 1`.
+
+    Computed as :func:`wideth.train.xent` (a mean over all :math:`n` rows for
+    soft labels) rescaled by :math:`n / \sum_{ic} t_{ic}`.
     """
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.sum(targets * logp) / jnp.sum(targets)
+    from wideth import train
+
+    return train.xent(logits, targets) * (targets.shape[0] / jnp.sum(targets))
 
 
 def train_sweep(

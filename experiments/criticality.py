@@ -174,7 +174,7 @@ def two_inputs(key: jax.Array, d: int, q_x: float, c_x: float) -> jax.Array:
 NETS_PER_BATCH = 192
 
 
-def _propagate_many(
+def propagate_many(
     keys: jax.Array, x: jax.Array, W: jax.Array, b: jax.Array, depth: int, width: int, act: str
 ) -> dict[str, jax.Array]:
     """:func:`propagate` vmapped over configs ``(C,)`` and networks ``keys (C, N)``."""
@@ -221,7 +221,7 @@ def signal_propagation(
         idx = [i for i, c in enumerate(configs) if c[0] == act]
         W = jnp.asarray([configs[i][1] for i in idx], jnp.float32)
         b = jnp.asarray([configs[i][2] for i in idx], jnp.float32)
-        m = _propagate_many(keys[np.array(idx)], x, W, b, depth, width, act)
+        m = propagate_many(keys[np.array(idx)], x, W, b, depth, width, act)
         m = jax.tree.map(lambda a: np.asarray(a, np.float64), m)
         for j, i in enumerate(idx):
             _, Wv, bv = configs[i]
@@ -270,7 +270,7 @@ def phase_diagram(
     x = two_inputs(jax.random.fold_in(key, 1), 50, 1.0, 0.5)
     keys = jax.random.split(key, (Wm.size, num_nets))
     W = jnp.asarray(Wm.ravel(), jnp.float32)
-    m = _propagate_many(keys, x, W, jnp.asarray(Bm.ravel(), jnp.float32), depth, width, "tanh")
+    m = propagate_many(keys, x, W, jnp.asarray(Bm.ravel(), jnp.float32), depth, width, "tanh")
     per_net = np.asarray(m["chi1"][:, :, -4:].mean(-1), np.float64)  # (points, nets)
     b_line = np.linspace(b_grid.min(), b_grid.max(), 21)
     W_line = np.array([float(mf.critical_W_var("tanh", float(b))) for b in b_line])

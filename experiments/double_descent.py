@@ -1036,7 +1036,7 @@ def _load_data(quick: bool, seed: int, n_train: int, n_test: int):
     return xtr, ytr - mean, xte, yte - mean, name
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """Single-threaded OpenBLAS for the small float64 solves here (on <= 4 cores).
 
     On a shared 2-core machine, multi-threaded OpenBLAS ``eigh``/``solve`` of a
@@ -1078,7 +1078,7 @@ def plan(cfg: Config) -> dict[str, Any]:
 
 def run(cfg: Config) -> Result:
     """Run all four parts at ``cfg.quick`` size; see the module docstring."""
-    with _one_blas_thread():
+    with one_blas_thread():
         return _run(cfg)
 
 

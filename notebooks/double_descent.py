@@ -38,7 +38,7 @@ seeds = 12 if QUICK else 48
 
 # %%
 gammas = np.array([0.2, 0.4, 0.6, 0.8, 0.9, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0])
-with dd._one_blas_thread():
+with dd.one_blas_thread():
     h = dd.hastie_curve(jax.random.key(0), n, gammas, seeds)
 for g, m, s, t in zip(h["gamma"], h["mean"], h["sem"], h["theory"]):
     print(f"gamma={g:.2f}: Monte Carlo {m:.3f} ± {s:.3f}   Hastie et al. {t:.3f}")
@@ -67,7 +67,7 @@ nfs = np.unique(
     np.round(np.array([0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.3, 2, 4]) * n_rf).astype(int)
 )
 ridges = np.concatenate([[0.0], np.logspace(-6, 1, 15)])
-with dd._one_blas_thread():
+with dd.one_blas_thread():
     rf = dd.random_features_curve(jax.random.key(1), xtr, ytr - mu, xte, yte - mu, nfs, ridges, 2)
 fig = dd.plot_random_features(rf, n_rf, "digits")
 plt.show()
@@ -83,7 +83,7 @@ plt.show()
 
 # %%
 lambdas = np.logspace(-3, 2, 31)
-with dd._one_blas_thread():
+with dd.one_blas_thread():
     rg = dd.ridge_vs_gradient_flow(jax.random.key(2), 2 * n, n, lambdas, num_draws=2)
 gd = dd.gradient_descent_risk_path(jax.random.key(3), n, n // 2, np.array([0.3, 1, 3, 10]), lr=0.05)
 bound, x_star = dd.ali_kolter_tibshirani_bound()

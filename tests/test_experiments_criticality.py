@@ -14,7 +14,7 @@ def test_tanh_measured_q_star_matches_fixed_point():
     W, b = 2.0, 0.05
     x = cr.two_inputs(jax.random.key(0), 50, 1.0, 0.5)
     keys = jax.random.split(jax.random.key(1), (1, 8))
-    m = cr._propagate_many(keys, x, jnp.array([W]), jnp.array([b]), 12, 512, "tanh")
+    m = cr.propagate_many(keys, x, jnp.array([W]), jnp.array([b]), 12, 512, "tanh")
     per_net = np.asarray(m["q"])[0, :, -4:].mean(1)  # q has converged after a few layers
     sem = per_net.std(ddof=1) / np.sqrt(len(per_net))
     q_star = float(mf.fixed_point("tanh", W, b)[0])

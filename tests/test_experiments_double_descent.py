@@ -39,7 +39,7 @@ def test_min_norm_solution_through_predict_is_the_pseudo_inverse(p):
 
 def test_hastie_checks_pass_on_the_exact_risk_and_fail_on_a_wrong_one():
     gammas = (0.5, 2.0, 4.0)
-    with dd._one_blas_thread():
+    with dd.one_blas_thread():
         h = dd.hastie_curve(jax.random.key(3), 120, gammas, num_seeds=48)
     assert all(c["pass"] for c in dd.hastie_checks(h, gammas)), dd.hastie_checks(h, gammas)
     # The same Monte Carlo claimed against a noise level of 0.5 instead of 0.25 fails.
@@ -72,7 +72,7 @@ def test_random_feature_checks_pass_on_double_descent_and_fail_without_it():
     y = np.tanh(x @ w) + 0.3 * np.asarray(jax.random.normal(kt, (n + 200, 1)))
     nfs = np.array([10, 20, 30, 45, 55, 60, 65, 80, 120, 240])
     ridges = np.concatenate([[0.0], np.logspace(-5, 1, 13)])
-    with dd._one_blas_thread():
+    with dd.one_blas_thread():
         rf = dd.random_features_curve(key, x[:n], y[:n], x[n:], y[n:], nfs, ridges, num_seeds=8)
     s = dd.rf_summary(rf, n)
     assert all(c["pass"] for c in dd.rf_checks(s)), dd.rf_checks(s)
@@ -105,7 +105,7 @@ def test_ali_kolter_tibshirani_supremum_is_exact():
 def test_flow_over_ridge_never_exceeds_the_bound_on_any_design():
     lambdas = np.logspace(-3, 2, 21)
     bound, _ = dd.ali_kolter_tibshirani_bound()
-    with dd._one_blas_thread():
+    with dd.one_blas_thread():
         for seed, decay in ((1, 1.0), (2, 0.0), (3, 2.0)):
             rg = dd.ridge_vs_gradient_flow(jax.random.key(seed), 60, 40, lambdas, 2, decay=decay)
             assert np.all(rg["ratio"] <= bound)

@@ -73,6 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wideth import _checks, _compat, activations
+from wideth.kernels.blocks import _pad_rows
 
 __all__ = [
     "ACTIVATIONS",
@@ -1013,16 +1014,6 @@ def _batched(kernel_fn: Callable, batch_size: int, store_on_device: bool) -> Cal
 def _jitted(kernel_fn: Callable, static: Any = ()) -> Callable:
     kw = dict(static)
     return jax.jit(lambda a, b, get: kernel_fn(a, b, get, **kw), static_argnames="get")
-
-
-def _pad_rows(x: jax.Array, multiple: int) -> jax.Array:
-    n = x.shape[0]
-    pad = (-n) % multiple
-    if pad == 0:
-        return x
-    # Repeat the first row: a finite, valid input for every kernel (zeros are not
-    # for normalised kernels); the padded rows/columns are sliced off afterwards.
-    return jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])], axis=0)
 
 
 def kernel(

@@ -89,10 +89,14 @@ def current_mesh(mesh: Mesh | None = None, *inputs: Any) -> Mesh | None:
 
 
 def _pad_rows(x: jax.Array, multiple: int) -> jax.Array:
+    """``x`` with rows appended up to a multiple of ``multiple`` (the one row padding
+    of :mod:`wideth.kernels`). The new rows repeat the first row: a finite, valid
+    input for every kernel and block function (zeros are not, e.g. for normalised
+    kernels); callers slice the padded rows off the result."""
     pad = (-x.shape[0]) % multiple
     if pad == 0:
         return x
-    return jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)], axis=0)
+    return jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, *x.shape[1:]))], axis=0)
 
 
 def _blocks_fn(block_fn: BlockFn, block_size: int) -> Callable[[jax.Array, jax.Array], jax.Array]:

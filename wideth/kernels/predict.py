@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wideth import _checks
+from wideth.kernels.blocks import _pad_rows
 
 __all__ = [
     "Gaussian",
@@ -277,8 +278,7 @@ def _batched_rows(fn: Callable[[jax.Array], jax.Array], k_test: jax.Array, batch
     n = k_test.shape[0]
     if not batch_size or batch_size >= n:
         return fn(k_test)
-    pad = (-n) % batch_size
-    blocks = jnp.pad(k_test, ((0, pad), (0, 0))).reshape(-1, batch_size, k_test.shape[1])
+    blocks = _pad_rows(k_test, batch_size).reshape(-1, batch_size, k_test.shape[1])
     out = jax.lax.map(fn, blocks)
     return out.reshape(-1, *out.shape[2:])[:n]
 

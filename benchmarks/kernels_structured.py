@@ -13,12 +13,18 @@ every route, one run, so the ratios are side by side on the same machine load):
   readout, 64 sequences of 16 tokens of 16 features.
 
 Routes: ``wideth structured`` / ``jacobian`` / ``auto``; neural-tangents
-``empirical_ntk_fn`` implementation 2 (1 in ``--quick`` too; ``vmap_axes=0``, ``trace_axes=(-1,)``,
-jitted; the best working one is the reference); ``jacrev + einsum`` (``jax.vmap``
-of a one-row ``jax.jacrev``, flattened, contracted by ``jnp.einsum``). Time: median wall time
+``empirical_ntk_fn`` implementations 2 and 3 (structured derivatives, running on
+current JAX through :mod:`wideth.compat`; 1 and 2 in ``--quick``; ``vmap_axes=0``,
+``trace_axes=(-1,)``, jitted; the best working one is the reference);
+``jacrev + einsum`` (``jax.vmap`` of a one-row ``jax.jacrev``, flattened,
+contracted by ``jnp.einsum``). Time: median wall time
 after a compiling warm-up. FLOPs: XLA's ``cost_analysis`` of the compiled call
 (loops are counted once per body, so blocked routes are undercounted) and, for
 wideth, our cost model's estimate (multiply-adds, ``empirical._method_costs``).
+FLOP floor: the structured route's model FLOPs divided by the machine's
+dense float32 matmul throughput, measured right before each network (median of
+5 jitted 2048 x 2048 x 2048 products); "time / floor" is how far a route is from
+doing the structured computation's arithmetic at matmul speed.
 Peak memory: XLA's ``memory_analysis`` of the same compiled call (arguments +
 outputs + temporaries, an estimate from the compiled program; also available for
 routes that then run out of memory).
@@ -105,6 +111,14 @@ def _compiled(jitted, *args) -> tuple[float, float]:
     return flops, peak
 
 
+def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> float:
+    """Measured dense float32 matmul throughput (FLOP/s): ``2 n^3 / t``, median ``t``."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    return 2.0 * n**3 / timeit(lambda: mm(a, b), repeats=repeats, warmup=2)
+
+
 def _jacrev_einsum(apply_fn):
     @jax.jit
     def kernel(params, x):
@@ -125,8 +139,9 @@ def _bench(name, module, x, quick):
     plan = empirical._structured_plan(apply_fn, params, x.shape[1:], x.dtype)
     model = empirical._method_costs(plan, params, n, n, False, True)
     auto = empirical._choose(apply_fn, params, x, n)
+    floor = 2 * model["structured"] / matmul_flops_per_second(512 if quick else 2048)
     results, failures, stats = {}, {}, {}
-    for impl in (1, 2) if quick else (2,):  # impl 1: ~3x slower than 2 on MLPs (DESIGN.md)
+    for impl in (1, 2) if quick else (2, 3):  # impl 1: ~3x slower than 2 on MLPs (DESIGN.md)
         label = f"neural-tangents impl {impl}"
         try:
             fn = nt_empirical_ntk(apply_fn, impl)
@@ -161,12 +176,13 @@ def _bench(name, module, x, quick):
     nan2 = (float("nan"), float("nan"))
     gb = lambda label: stats.get(label, nan2)[1] / 1e9
     rows = [
-        [name, label, t, t_ref / t, stats.get(label, nan2)[0], est, gb(label)]
+        [name, label, t, t_ref / t, t / floor, stats.get(label, nan2)[0], est, gb(label)]
         + [float(np.max(np.abs(k - k_ref)))]
         for label, (t, k, est) in results.items()
     ]
     rows += [
-        [name, label, "fails", "-", "-", "-", gb(label), err] for label, err in failures.items()
+        [name, label, "fails", "-", "-", "-", "-", gb(label), err]
+        for label, err in failures.items()
     ]
     ours = results["wideth structured"][0]
     timed = lambda label: results[label][0] if label in results else float("inf")
@@ -181,7 +197,8 @@ def _bench(name, module, x, quick):
         else "jacrev + einsum fails (see its row)",
     ]
     summary = (
-        f"{name}: structured {ours:.3g} s ({gb('wideth structured'):.3g} GB peak): "
+        f"{name}: structured {ours:.3g} s = {ours / floor:.3g} x its FLOP floor "
+        f"{floor:.3g} s ({gb('wideth structured'):.3g} GB peak): "
         + "; ".join(versus)
         + f"; `auto` picks `{auto}` (fastest measured here: "
         f"`{best_ours}`, auto/fastest time "
@@ -200,13 +217,16 @@ _INTRO = (
     "`cost_analysis()` of the compiled call. Model FLOPs: our cost model "
     "(2 x multiply-adds) that `auto` uses. Peak memory: `memory_analysis()` of the "
     "compiled call (arguments + outputs + temporaries; also for routes that then fail). "
-    "Max abs diff: to the reference kernel."
+    "Max abs diff: to the reference kernel. Time / floor: the time divided by the "
+    "structured computation's model FLOPs at the dense float32 matmul throughput "
+    "measured in the same run just before the network."
 )
 _HEADER = [
     "network",
     "route",
     "time [s] (2 CPU cores)",
     "speed-up vs NT best",
+    "time / FLOP floor",
     "XLA FLOPs",
     "model FLOPs",
     "peak memory [GB]",

@@ -81,7 +81,7 @@ def test_subspace_part_on_random_directions_gives_the_random_share():
 @pytest.mark.slow
 def test_structure_at_on_a_small_model_and_weyl():
     sz = hs.SIZES(True)
-    sz.width, sz.top_k, sz.top_steps = 8, 12, 30
+    sz.width, sz.depth, sz.top_k, sz.top_steps = 8, 1, 12, 30
     apply_fn, _, params = hs.model(sz)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(60, 64)), jnp.float32)
@@ -91,6 +91,50 @@ def test_structure_at_on_a_small_model_and_weyl():
     assert s["count_between"] <= s["count"] <= C * C
     assert s["top_class_lanczos"] == pytest.approx(s["class_gram"][0], rel=1e-3)
     assert s["dimension"] == 64 * 8 + 8 + 8 * C + C
+    # The top eigenvector of G_within is a unit vector; its share in the class span is in [0, 1].
+    share = hs.within_in_class_span(s, 30, jax.random.key(1))
+    assert 0.0 <= share <= 1.0 + 1e-6
+
+
+def test_smoothed_xent_is_the_cross_entropy_against_smoothed_targets():
+    logits = jax.random.normal(jax.random.key(0), (7, C))
+    y = jnp.arange(7) % C
+    logp = np.asarray(jax.nn.log_softmax(logits), np.float64)
+    plain = -np.mean(logp[np.arange(7), np.asarray(y)])
+    assert float(hs.smoothed_xent(logits, y)) == pytest.approx(plain, rel=1e-6)
+    eps = 0.1
+    ref = (1 - eps) * plain + eps * np.mean(-logp.mean(axis=1))
+    assert float(hs.smoothed_xent(logits, y, eps)) == pytest.approx(ref, rel=1e-6)
+    assert abs(float(hs.smoothed_xent(logits, y, eps)) - plain) > 1e-3
+
+
+def test_span_share_against_known_subspaces():
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(3, 20))
+    inside = rows.T @ rng.normal(size=3)
+    q, _ = np.linalg.qr(rows.T)
+    outside = rng.normal(size=20)
+    outside -= q @ (q.T @ outside)
+    assert hs.span_share(inside, rows) == pytest.approx(1.0, abs=1e-12)
+    assert hs.span_share(outside, rows) == pytest.approx(0.0, abs=1e-12)
+    assert hs.span_share(inside + outside, rows) == pytest.approx(
+        np.sum(inside**2) / np.sum((inside + outside) ** 2), rel=1e-12
+    )
+    # A repeated row adds no direction (rank 3, not 4).
+    assert hs.span_share(outside, np.vstack([rows, rows[:1]])) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_softmax_weight_spread_is_zero_for_equal_logits_and_grows_with_spread():
+    y = jnp.arange(40) % C
+    same = jnp.tile(jnp.arange(C, dtype=jnp.float32), (40, 1))
+    assert hs.softmax_weight_spread(lambda p, x: x, None, same, y) == pytest.approx(0.0, abs=1e-12)
+    # Margins spread by a factor 1 or 4 in two halves of each class: sqrt(p) takes two values.
+    scale = jnp.where(jnp.arange(40) < 20, 1.0, 4.0)[:, None]
+    logits = 3.0 * jax.nn.one_hot(y, C) * scale
+    spread = hs.softmax_weight_spread(lambda p, x: x, None, logits, y)
+    p = np.asarray(jax.nn.softmax(logits), np.float64)
+    a, b = np.sqrt(p[0, 1]), np.sqrt(p[20, 1])
+    assert spread == pytest.approx(((a - b) / 2) ** 2 / ((a + b) / 2) ** 2, rel=1e-5)
 
 
 def test_collapse_part_starts_at_the_first_low_error_probe():

@@ -1740,6 +1740,24 @@ def _predict() -> None:
     )
     V(
         e,
+        "ntk_train_train",
+        "an (n, n) NTK with trace_axes=()",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), jnp.ones((4, 2)), trace_axes=()),
+    )
+    V(
+        e,
+        "y_train",
+        "1-d y_train with trace_axes=()",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), trace_axes=()),
+    )
+    V(
+        e,
+        "trace_axes",
+        "trace_axes (0,)",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), trace_axes=(0,)),
+    )
+    V(
+        e,
         "diag_reg",
         "NaN diag_reg",
         lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), diag_reg=nan),
@@ -2669,6 +2687,19 @@ def _predict_more() -> None:
     )
     V(e, "batch_size", "negative batch_size", lambda: ens(kernel_fn(), x(), y(), batch_size=-1))
     V(e, "batch_size", "float batch_size", lambda: ens(kernel_fn(), x(), y(), batch_size=2.0))
+    V(e, "trace_axes", "trace_axes (0,)", lambda: ens(kernel_fn(), x(), y(), trace_axes=(0,)))
+    V(
+        e,
+        "batch_size",
+        "batch_size 2 with trace_axes=()",
+        lambda: ens(kernel_fn(), x(), jnp.ones((4, 2)), batch_size=2, trace_axes=()),
+    )
+    V(
+        e,
+        "kernel_fn",
+        "(n, n) kernels with trace_axes=()",
+        lambda: ens(kernel_fn(), x(), jnp.ones((4, 2)), trace_axes=()),
+    )
 
     pe = lambda: ens(kernel_fn(), x(), y())
     e = "predict.ensemble predict_fn"

@@ -1994,6 +1994,12 @@ def _analytic() -> None:
     V(e, "get", "unknown get", lambda: k(kf(), x(), get="jacobian"))
     V(e, "batch_size", "negative batch_size", lambda: k(kf(), x(), batch_size=-2))
     V(e, "dtype", "integer dtype", lambda: k(kf(), x(), dtype=jnp.int32))
+    V(
+        e,
+        "mask_constant",
+        "a fully masked row of x1",
+        lambda: k(kf(), x().at[1].set(7.0), mask_constant=7.0),
+    )
     T(e, "kernel_fn", "kernel_fn not callable", lambda: k(3, x()))
     T(
         e,
@@ -2883,6 +2889,12 @@ def _models_more() -> None:
 
     V(e, "mask", "mask of another shape", lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 4), bool)))
     T(e, "mask", "float mask", lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 3))))
+    V(
+        e,
+        "mask",
+        "a fully masked sequence with pool='global'",
+        lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 3), bool).at[1].set(True)),
+    )
 
     e = "models.SelfAttention call"
     V(e, "x", "2-d tokens", lambda: sa(4, 4, 2)(jnp.ones((3, 4))))

@@ -204,3 +204,61 @@ def test_padding_a_sequence_does_not_change_its_output(x64, mechanism):
     att = net.attention[0]
     h = jax.random.normal(jax.random.PRNGKey(5), (3, 4, 16), jnp.float64)
     np.testing.assert_allclose(att(h, mask)[0, :3], att(h[:1, :3])[0], rtol=1e-10, atol=1e-12)
+
+
+def test_fully_masked_sequence_raises_when_concrete_and_gives_the_readout_bias_under_jit(x64):
+    """pool="global" over no tokens: a concrete mask raises; a traced one gives the
+    readout of zero features, NT's ``masked_value`` (1e-10), finite, and leaves the
+    other sequences unchanged."""
+    x, mask = _padded_tokens()
+    full = mask.at[1].set(True)  # sequence 1: every token padded
+    init_fn, apply_fn, _ = analytic.transformer(1, 8, 2, "erf", 1.2, 0.3, W_qk_std=1.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, nt_params = init_fn(jax.random.PRNGKey(0), x.shape)
+    net = _to64(models.Transformer(4, 8, 1, 1, 2, activation="erf", W_std=1.2, b_std=0.3,
+                                   W_qk_std=1.3, rngs=nnx.Rngs(0)))  # fmt: skip
+    _load_nt_params(net, nt_params, 0.3)
+    with pytest.raises(ValueError, match=r"^mask: expected at least one unmasked token .* \[1\]"):
+        net(x, full)
+    f, params = functional(net)
+    got = jax.jit(f)(params, x, full)
+    c = 7.0
+    ref = jax.jit(functools.partial(apply_fn, mask_constant=c))(
+        nt_params, jnp.where(full[..., None], c, x)
+    )
+    assert bool(ref.mask[1, 0]) and not bool(ref.mask[0, 0])  # NT flags the empty output
+    np.testing.assert_allclose(got, ref.masked_value, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[1], 0.3 * net.readout.b[...], rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(got)[[0, 2]], np.asarray(jax.jit(f)(params, x, mask))[[0, 2]], rtol=1e-12
+    )
+    # flatten pooling is defined on an empty sequence: no error
+    flat = models.Transformer(4, 8, 1, pool="flatten", tokens=4, rngs=nnx.Rngs(0))
+    assert np.all(np.isfinite(flat(x.astype(jnp.float32), full)))
+
+
+def test_analytic_kernel_rejects_fully_masked_rows(x64):
+    """NT's kernel_fn gives a fully masked sequence zero kernel rows (measured: row 1 of
+    the NNGP and NTK exactly 0), so ``analytic.kernel`` refuses it by name."""
+    x, mask = _padded_tokens()
+    c = 7.0
+    _, _, kernel_fn = analytic.transformer(1, 1, 2, "relu", 2**0.5, 0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nt = _compat_nt_kernel(kernel_fn, jnp.where(mask.at[1].set(True)[..., None], c, x), c)
+        np.testing.assert_array_equal(nt[1], 0.0)
+        with pytest.raises(ValueError, match=r"^mask_constant: .*fully masked.* \[1\]"):
+            analytic.kernel(
+                kernel_fn, jnp.where(mask.at[1].set(True)[..., None], c, x), mask_constant=c
+            )
+        # x2 too
+        with pytest.raises(ValueError, match=r"^mask_constant: .*x2"):
+            analytic.kernel(
+                kernel_fn, x, jnp.where(mask.at[1].set(True)[..., None], c, x), mask_constant=c
+            )
+
+
+def _compat_nt_kernel(kernel_fn, x, c):
+    """NT's kernel_fn called directly (no wideth validation)."""
+    return np.asarray(jax.jit(lambda a: kernel_fn(a, None, "ntk", mask_constant=c))(x))

@@ -1015,13 +1015,26 @@ class Transformer(nnx.Module):
         return feats
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-        """Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``.
+        r"""Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``.
 
         ``mask``: optional boolean ``(n, T)``, ``True`` for padding tokens, as
         neural-tangents' ``apply_fn(..., mask_constant=c)`` and
         ``kernel_fn(..., mask_constant=c)`` with the masked tokens filled with
         ``c``: they are zeroed before every layer, never attended to, and
         ``pool="global"`` averages over the unmasked tokens only.
+
+        Raises:
+          ValueError: with ``pool="global"``, a concrete ``mask`` that masks
+            every token of a sequence (the mean over no tokens is undefined).
+
+        Note:
+          A traced ``mask`` (under ``jit``/``vmap``) cannot be checked: a fully
+          masked sequence then pools to zero features, so its output is the
+          readout bias :math:`\sigma_b b` (0 without biases), finite, as the
+          ``masked_value`` neural-tangents' ``apply_fn`` returns for it (NT
+          flags that output as masked; its ``kernel_fn`` gives it zero kernel
+          rows). With ``pool="flatten"`` such a sequence is allowed and gives
+          the same output.
         """
         if self.pool == "flatten":
             _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
@@ -1030,13 +1043,23 @@ class Transformer(nnx.Module):
                     f"x: expected sequences of length tokens={self.tokens} with "
                     f"pool='flatten', got shape {tuple(x.shape)}"
                 )
+        if self.pool == "global" and mask is not None and not _checks.is_tracer(mask):
+            _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+            _check_mask(mask, x.shape)
+            empty = np.flatnonzero(np.all(np.asarray(mask), axis=1))
+            if empty.size:
+                raise ValueError(
+                    "mask: expected at least one unmasked token per sequence with "
+                    f"pool='global', got fully masked sequences {empty.tolist()}"
+                )
         h = self.features(x, mask)[-1]
         if self.pool == "flatten":
             h = h.reshape(h.shape[0], -1)
         elif mask is None:
             h = jnp.mean(h, axis=1)
-        else:  # masked tokens are zero in h
-            h = jnp.sum(h, axis=1) / jnp.sum(~mask, axis=1, keepdims=True).astype(h.dtype)
+        else:  # masked tokens are zero in h; a fully masked (traced) sequence pools to 0
+            count = jnp.sum(~mask, axis=1, keepdims=True).astype(h.dtype)
+            h = jnp.sum(h, axis=1) / jnp.maximum(count, 1.0)
         return self.readout(h)
 
 

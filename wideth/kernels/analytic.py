@@ -852,6 +852,11 @@ def transformer(
 
     Returns:
       ``(init_fn, apply_fn, kernel_fn)``; inputs of shape ``(n, T, d)``.
+      Padding: fill padded tokens with a constant ``c`` and pass
+      ``mask_constant=c`` to :func:`kernel` (and to ``apply_fn``). A sequence
+      of padding only has no output: neural-tangents' ``kernel_fn`` gives it
+      zero NNGP and NTK rows (its ``apply_fn`` flags the output as masked), and
+      :func:`kernel` raises for it when the inputs are concrete.
 
     References:
       Hron et al., `Infinite attention: NNGP and NTK for deep attention networks
@@ -909,6 +914,28 @@ def transformer(
 
 
 # ----------------------------------------------------------------------------- kernel
+
+
+def _check_fully_masked(c: Any, x1: Any, x2: Any) -> None:
+    """No concrete input row whose every entry equals ``mask_constant`` ``c``.
+
+    neural-tangents gives such a fully masked input (a sequence of padding
+    tokens only) zero NNGP and NTK rows: no output exists for it, and a train
+    kernel with such a row is singular. Traced inputs are not checked.
+    """
+    if c is None or _checks.is_tracer(c):
+        return
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None or _checks.is_tracer(x):
+            continue
+        a = np.asarray(x)
+        full = np.flatnonzero(np.all(a == np.asarray(c), axis=tuple(range(1, a.ndim))))
+        if full.size:
+            raise ValueError(
+                f"mask_constant: expected every row of {name} to keep an unmasked entry, got "
+                f"fully masked rows {full.tolist()} (every entry equal to mask_constant={c!r}; "
+                "neural-tangents gives them zero kernel rows)"
+            )
 
 
 def _check_input_bound(kernel_fn: Callable, x: Any, name: str) -> None:
@@ -1080,7 +1107,9 @@ def kernel(
       **kernel_kwargs: passed to ``kernel_fn``: ``diagonal_batch``,
         ``diagonal_spatial`` (NT's kernel-shape switches), ``pattern`` (for
         ``stax.Aggregate``), ``mask_constant``, ... Array-valued ones need
-        ``batch_size=0`` and the default ``out``/``mesh``.
+        ``batch_size=0`` and the default ``out``/``mesh``. With
+        ``mask_constant``, an input row all of whose entries equal it (a fully
+        masked sequence) raises: neural-tangents gives it zero kernel rows.
 
     Returns:
       An array of shape ``(n1, n2)`` (``n2 = n1`` if ``x2`` is None), or a
@@ -1101,7 +1130,8 @@ def kernel(
     Raises:
       ValueError: bad ``get``, negative ``batch_size``, ``x1``/``x2`` whose
         feature shapes differ, NaN/inf inputs, unsupported ``dtype``, inputs
-        beyond the ``max_input_sq`` a quadrature layer was sized for.
+        beyond the ``max_input_sq`` a quadrature layer was sized for, a fully
+        masked input row with ``mask_constant``.
     """
     _checks.callable_("kernel_fn", kernel_fn, "a neural-tangents kernel_fn(x1, x2, get)")
     get = _checks.choices("get", get, KERNEL_FIELDS)
@@ -1124,6 +1154,7 @@ def kernel(
                 f"x2: expected the feature shape of x1 {tuple(x1.shape[1:])}, got x2 of "
                 f"shape {tuple(x2.shape)}"
             )
+    _check_fully_masked(kernel_kwargs.get("mask_constant"), x1, x2)
     _check_input_bound(kernel_fn, x1, "x1")
     if x2 is not None:
         _check_input_bound(kernel_fn, x2, "x2")

@@ -1978,6 +1978,55 @@ def _analytic() -> None:
     V(e, "layernorm", "pre layernorm", lambda: tr(1, 8, layernorm="pre"))
     V(e, "pool", "unknown pool", lambda: tr(1, 8, pool="max"))
     V(e, "W_qk_std", "negative W_qk_std", lambda: tr(1, 8, W_qk_std=-1.0))
+    V(e, "pos_emb_type", "unknown pos_emb_type", lambda: tr(1, 8, pos_emb_type="rotary"))
+    V(
+        e,
+        "pos_emb_p_norm",
+        "zero pos_emb_p_norm",
+        lambda: tr(1, 8, pos_emb_type="sum", pos_emb_p_norm=0.0),
+    )
+    T(
+        e,
+        "pos_emb_decay_fn",
+        "pos_emb_decay_fn not callable",
+        lambda: tr(1, 8, pos_emb_type="sum", pos_emb_decay_fn=2.0),
+    )
+    V(
+        e,
+        "pos_emb_decay_fn",
+        "a decay of zero variance at distance 0",
+        lambda: tr(1, 8, pos_emb_type="sum", pos_emb_decay_fn=lambda d: d),
+    )
+    V(
+        e,
+        "pos_emb_decay_fn",
+        "pos_emb_decay_fn without embeddings",
+        lambda: tr(1, 8, pos_emb_decay_fn=lambda d: jnp.exp(-d)),
+    )
+    V(
+        e,
+        "n_chan_pos_emb",
+        "n_chan_pos_emb other than the width with pos_emb_type='sum'",
+        lambda: tr(1, 8, pos_emb_type="sum", n_chan_pos_emb=3),
+    )
+    V(
+        e,
+        "n_chan_pos_emb",
+        "n_chan_pos_emb 0",
+        lambda: tr(1, 8, pos_emb_type="concat", n_chan_pos_emb=0),
+    )
+    V(
+        e,
+        "W_pos_emb_std",
+        "negative W_pos_emb_std",
+        lambda: tr(1, 8, pos_emb_type="sum", W_pos_emb_std=-1.0),
+    )
+    T(
+        e,
+        "val_pos_emb",
+        "val_pos_emb a string",
+        lambda: tr(1, 8, pos_emb_type="sum", val_pos_emb="yes"),
+    )
     V(e, "parameterization", "unknown parameterization", lambda: cnn(1, 8, parameterization="NTK"))
 
     kf = lambda: analytic.mlp(depth=1, width=8)[2]

@@ -789,6 +789,87 @@ def resnet(
 _MECHANISMS = ("softmax", "identity", "abs", "relu")
 
 
+_POS_EMB_TYPES = ("none", "sum", "concat")
+
+
+@dataclasses.dataclass(frozen=True)
+class _PosEmb:
+    """Validated positional-embedding options of neural-tangents' ``GlobalSelfAttention``."""
+
+    kind: str = "none"
+    p_norm: float = 2.0
+    decay_fn: Callable[[Any], Any] | None = None
+    n_chan: int | None = None
+    std: float = 1.0
+    values: bool = False
+
+    def channels(self, width: int) -> int:
+        """Channels of the embeddings for a ``width``-channel stream."""
+        return width if self.n_chan is None else self.n_chan
+
+    def weights(self, width: int) -> tuple[float, float]:
+        r"""Weights of the input kernel and of :math:`R` in the kernel the attention sees:
+        ``sum``: :math:`K + \sigma_{pe}^2 R`; ``concat``:
+        :math:`(n K + n_{pe} \sigma_{pe}^2 R) / (n + n_{pe})`."""
+        if self.kind == "concat":
+            c = self.channels(width)
+            return width / (width + c), self.std**2 * c / (width + c)
+        return 1.0, self.std**2
+
+
+def _pos_emb_covariance(tokens: int, p_norm: float, decay_fn: Callable | None, dtype=None):
+    r""":math:`R_{ts} = \mathrm{decay}(|t - s|^p)` (``decay_fn=None``: :math:`\delta_{ts}`),
+    the covariance of the embeddings over positions, ``(T, T)``."""
+    if decay_fn is None:
+        return jnp.eye(tokens, dtype=dtype)
+    d = jnp.arange(tokens, dtype=dtype)
+    return jnp.asarray(decay_fn(jnp.abs(d[:, None] - d[None, :]) ** p_norm), dtype)
+
+
+def _pos_emb_spec(
+    pos_emb_type: Any,
+    pos_emb_p_norm: Any,
+    pos_emb_decay_fn: Any,
+    n_chan_pos_emb: Any,
+    W_pos_emb_std: Any,
+    val_pos_emb: Any,
+    width: int,
+) -> _PosEmb:
+    """Validate the positional-embedding arguments (shared by the builder and the model)."""
+    kind = _checks.choice("pos_emb_type", pos_emb_type, _POS_EMB_TYPES)
+    p_norm = float(_checks.scalar("pos_emb_p_norm", pos_emb_p_norm, 0.0, low_open=True))
+    if pos_emb_decay_fn is not None:
+        _checks.callable_("pos_emb_decay_fn", pos_emb_decay_fn, "a function of distances")
+        r0 = np.asarray(pos_emb_decay_fn(jnp.zeros((2, 2))), np.float64)
+        if r0.shape != (2, 2) or not np.all(np.isfinite(r0)) or np.any(r0 <= 0):
+            raise ValueError(
+                "pos_emb_decay_fn: expected an elementwise function with a finite value "
+                f"> 0 at distance 0 (the embedding variance), got {r0.tolist()!r} at 0"
+            )
+    n_chan = None if n_chan_pos_emb is None else _checks.positive_int(
+        "n_chan_pos_emb", n_chan_pos_emb
+    )  # fmt: skip
+    std = float(_checks.scalar("W_pos_emb_std", W_pos_emb_std, 0.0))
+    values = _checks.boolean("val_pos_emb", val_pos_emb)
+    if kind == "sum" and n_chan not in (None, width):
+        raise ValueError(
+            f"n_chan_pos_emb: expected None or the stream width {width} with "
+            f"pos_emb_type='sum' (embeddings are added to the tokens), got {n_chan}"
+        )
+    spec = _PosEmb(kind, p_norm, pos_emb_decay_fn, n_chan, std, values)
+    if kind == "none":
+        for field, default in (("decay_fn", None), ("n_chan", None), ("values", False)):
+            if getattr(spec, field) != default:
+                name = {"decay_fn": "pos_emb_decay_fn", "n_chan": "n_chan_pos_emb"}.get(
+                    field, "val_pos_emb"
+                )
+                raise ValueError(
+                    f"{name}: only used with pos_emb_type 'sum' or 'concat', got "
+                    f"{getattr(spec, field)!r} with pos_emb_type='none'"
+                )
+    return spec
+
+
 def transformer(
     depth: int,
     width: int,
@@ -806,6 +887,12 @@ def transformer(
     pool: str = "global",
     quadrature_points: int | None = None,
     max_input_sq: float = 10.0,
+    pos_emb_type: str = "none",
+    pos_emb_p_norm: float = 2.0,
+    pos_emb_decay_fn: Callable[[Any], Any] | None = None,
+    n_chan_pos_emb: int | None = None,
+    W_pos_emb_std: float = 1.0,
+    val_pos_emb: bool = False,
 ) -> Triple:
     r"""Attention network on token sequences ``(n, T, d)`` and its infinite-width kernels.
 
@@ -849,6 +936,27 @@ def transformer(
       pool: ``"global"`` or ``"flatten"``.
       quadrature_points: as in :func:`mlp`.
       max_input_sq: as in :func:`mlp`, per token (only bounds the first block).
+      pos_emb_type: positional embeddings of every attention layer,
+        neural-tangents' ``pos_emb_type``: ``"none"`` (default), ``"sum"``
+        (added to the layer's input tokens) or ``"concat"`` (appended as
+        ``n_chan_pos_emb`` extra channels). Each layer has its own trained
+        embedding :math:`p \in \mathbb R^{T \times n_{pe}}`, entries
+        :math:`\mathcal N(0, 1)` times :math:`\sigma_{pe}` (zero at masked
+        tokens), correlated over positions as :math:`R`; in the limit the keys
+        and queries see the kernel :math:`K + \sigma_{pe}^2 R` (``"sum"``) or
+        :math:`(n K + n_{pe}\sigma_{pe}^2 R)/(n + n_{pe})` (``"concat"``) in place
+        of :math:`K` (Hron et al. 2020, Section 3.3).
+      pos_emb_p_norm: :math:`p` of the distance :math:`|t - s|^p` passed to
+        ``pos_emb_decay_fn``.
+      pos_emb_decay_fn: :math:`R_{ts} = \mathrm{decay}(|t-s|^p)`, an elementwise
+        function of distances with a positive value at 0 (it must give a
+        positive definite :math:`R`); ``None``: :math:`R = I` (independent
+        embeddings per position).
+      n_chan_pos_emb: :math:`n_{pe}`; ``None``: the stream width (required with
+        ``"sum"``).
+      W_pos_emb_std: :math:`\sigma_{pe}`.
+      val_pos_emb: the values see the embeddings too (``False``: keys and
+        queries only).
 
     Returns:
       ``(init_fn, apply_fn, kernel_fn)``; inputs of shape ``(n, T, d)``.
@@ -873,6 +981,13 @@ def transformer(
     if layernorm not in (None, "post"):
         raise ValueError(f"layernorm: expected None or 'post', got {layernorm!r}")
     _checks.choice("pool", pool, ("global", "flatten"))
+    pe = _pos_emb_spec(
+        pos_emb_type, pos_emb_p_norm, pos_emb_decay_fn, n_chan_pos_emb, W_pos_emb_std,
+        val_pos_emb, width,
+    )  # fmt: skip
+    # the values' kernel with val_pos_emb: a K + b R, R at most its value at distance 0
+    pe_w = pe.weights(width) if pe.values and pe.kind != "none" else (1.0, 0.0)
+    r0 = 1.0 if pe.decay_fn is None else float(np.asarray(pe.decay_fn(jnp.zeros(()))))
     stax, build = _builder(quadrature_points, max_input_sq)
     dense = functools.partial(stax.Dense, W_std=w, b_std=b, parameterization=parameterization)
     norm = [stax.LayerNorm(axis=-1)] if layernorm else []
@@ -890,7 +1005,8 @@ def transformer(
     for _ in range(depth):
         # softmax weights sum to 1, so the attention output variance is at most
         # (w wv)^2 max_s K(x_s, x_s) + b^2 (Cauchy-Schwarz); other mechanisms: no bound
-        q_att = (w * wv) ** 2 * q_h if mechanism == "softmax" else math.inf
+        q_v = pe_w[0] * q_h + pe_w[1] * r0
+        q_att = (w * wv) ** 2 * q_v if mechanism == "softmax" else math.inf
         build.q = 1.0 if layernorm else q_h + q_att + (b or 0.0) ** 2
         attention = stax.GlobalSelfAttention(
             width,
@@ -904,6 +1020,12 @@ def transformer(
             W_out_std=w,
             b_std=b,
             attention_mechanism=mechanism.upper(),
+            pos_emb_type=pe.kind.upper(),
+            pos_emb_p_norm=pe.p_norm,
+            pos_emb_decay_fn=pe.decay_fn,
+            n_chan_pos_emb=pe.n_chan,
+            W_pos_emb_std=pe.std,
+            val_pos_emb=pe.values,
         )
         layers += residual(attention) + norm
         layers += residual(build.act(act), dense(width)) + norm

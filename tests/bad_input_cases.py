@@ -2904,6 +2904,18 @@ def _models_more() -> None:
     V(e, "W_value_std", "NaN W_value_std", lambda: sa(4, 4, 2, W_value_std=nan))
     V(e, "W_std", "infinite W_std", lambda: sa(4, 4, 2, W_std=inf))
     V(e, "b_std", "negative b_std", lambda: sa(4, 4, 2, b_std=-0.1))
+    V(
+        e,
+        "tokens",
+        "pos_emb_type='concat' without tokens",
+        lambda: sa(4, 4, 2, pos_emb_type="concat"),
+    )
+    V(
+        e,
+        "W_pos_emb_std",
+        "NaN W_pos_emb_std",
+        lambda: sa(4, 4, 2, tokens=3, pos_emb_type="sum", W_pos_emb_std=nan),
+    )
     T(e, "rngs", "rngs an int", lambda: sa(4, 4, 2, rngs=0))
     tf = lambda *a, **k: models.Transformer(*a, **{"rngs": rngs(), **k})
     e = "models.Transformer"
@@ -2922,6 +2934,20 @@ def _models_more() -> None:
     V(e, "pool", "unknown pool", lambda: tf(4, 8, 1, pool="max"))
     V(e, "tokens", "pool='flatten' without tokens", lambda: tf(4, 8, 1, pool="flatten"))
     V(e, "tokens", "tokens 0", lambda: tf(4, 8, 1, pool="flatten", tokens=0))
+    V(e, "tokens", "pos_emb_type='sum' without tokens", lambda: tf(4, 8, 1, pos_emb_type="sum"))
+    V(e, "pos_emb_type", "unknown pos_emb_type", lambda: tf(4, 8, 1, pos_emb_type="ABSOLUTE"))
+    V(
+        e,
+        "n_chan_pos_emb",
+        "n_chan_pos_emb other than the width with pos_emb_type='sum'",
+        lambda: tf(4, 8, 1, tokens=3, pos_emb_type="sum", n_chan_pos_emb=4),
+    )
+    T(
+        e,
+        "val_pos_emb",
+        "val_pos_emb an int",
+        lambda: tf(4, 8, 1, tokens=3, pos_emb_type="concat", val_pos_emb=1),
+    )
     T(e, "rngs", "rngs a key", lambda: tf(4, 8, 1, rngs=jax.random.key(0)))
     e = "models.Transformer call"
     V(e, "x", "2-d inputs", lambda: tf(4, 8, 1)(jnp.ones((2, 4))))
@@ -2937,6 +2963,12 @@ def _models_more() -> None:
     )
 
     V(e, "mask", "mask of another shape", lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 4), bool)))
+    V(
+        e,
+        "x",
+        "sequence length other than tokens with positional embeddings",
+        lambda: tf(4, 8, 1, tokens=4, pos_emb_type="sum")(tokens()),
+    )
     T(e, "mask", "float mask", lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 3))))
     V(
         e,

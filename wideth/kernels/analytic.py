@@ -945,7 +945,9 @@ def transformer(
         tokens), correlated over positions as :math:`R`; in the limit the keys
         and queries see the kernel :math:`K + \sigma_{pe}^2 R` (``"sum"``) or
         :math:`(n K + n_{pe}\sigma_{pe}^2 R)/(n + n_{pe})` (``"concat"``) in place
-        of :math:`K` (Hron et al. 2020, Section 3.3).
+        of :math:`K` (Hron et al. 2020, Section 3.3). With ``"concat"`` and a
+        fixed ``n_chan_pos_emb`` the kernel depends on ``width`` through
+        :math:`n/(n + n_{pe})` (``None`` keeps it at 1/2).
       pos_emb_p_norm: :math:`p` of the distance :math:`|t - s|^p` passed to
         ``pos_emb_decay_fn``.
       pos_emb_decay_fn: :math:`R_{ts} = \mathrm{decay}(|t-s|^p)`, an elementwise

@@ -1740,6 +1740,24 @@ def _predict() -> None:
     )
     V(
         e,
+        "ntk_train_train",
+        "an (n, n) NTK with trace_axes=()",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), jnp.ones((4, 2)), trace_axes=()),
+    )
+    V(
+        e,
+        "y_train",
+        "1-d y_train with trace_axes=()",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), trace_axes=()),
+    )
+    V(
+        e,
+        "trace_axes",
+        "trace_axes (0,)",
+        lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), trace_axes=(0,)),
+    )
+    V(
+        e,
         "diag_reg",
         "NaN diag_reg",
         lambda: ens(spd(), spd(), kt(), kt(), ktt(), targets(), diag_reg=nan),
@@ -1960,6 +1978,55 @@ def _analytic() -> None:
     V(e, "layernorm", "pre layernorm", lambda: tr(1, 8, layernorm="pre"))
     V(e, "pool", "unknown pool", lambda: tr(1, 8, pool="max"))
     V(e, "W_qk_std", "negative W_qk_std", lambda: tr(1, 8, W_qk_std=-1.0))
+    V(e, "pos_emb_type", "unknown pos_emb_type", lambda: tr(1, 8, pos_emb_type="rotary"))
+    V(
+        e,
+        "pos_emb_p_norm",
+        "zero pos_emb_p_norm",
+        lambda: tr(1, 8, pos_emb_type="sum", pos_emb_p_norm=0.0),
+    )
+    T(
+        e,
+        "pos_emb_decay_fn",
+        "pos_emb_decay_fn not callable",
+        lambda: tr(1, 8, pos_emb_type="sum", pos_emb_decay_fn=2.0),
+    )
+    V(
+        e,
+        "pos_emb_decay_fn",
+        "a decay of zero variance at distance 0",
+        lambda: tr(1, 8, pos_emb_type="sum", pos_emb_decay_fn=lambda d: d),
+    )
+    V(
+        e,
+        "pos_emb_decay_fn",
+        "pos_emb_decay_fn without embeddings",
+        lambda: tr(1, 8, pos_emb_decay_fn=lambda d: jnp.exp(-d)),
+    )
+    V(
+        e,
+        "n_chan_pos_emb",
+        "n_chan_pos_emb other than the width with pos_emb_type='sum'",
+        lambda: tr(1, 8, pos_emb_type="sum", n_chan_pos_emb=3),
+    )
+    V(
+        e,
+        "n_chan_pos_emb",
+        "n_chan_pos_emb 0",
+        lambda: tr(1, 8, pos_emb_type="concat", n_chan_pos_emb=0),
+    )
+    V(
+        e,
+        "W_pos_emb_std",
+        "negative W_pos_emb_std",
+        lambda: tr(1, 8, pos_emb_type="sum", W_pos_emb_std=-1.0),
+    )
+    T(
+        e,
+        "val_pos_emb",
+        "val_pos_emb a string",
+        lambda: tr(1, 8, pos_emb_type="sum", val_pos_emb="yes"),
+    )
     V(e, "parameterization", "unknown parameterization", lambda: cnn(1, 8, parameterization="NTK"))
 
     kf = lambda: analytic.mlp(depth=1, width=8)[2]
@@ -1976,6 +2043,12 @@ def _analytic() -> None:
     V(e, "get", "unknown get", lambda: k(kf(), x(), get="jacobian"))
     V(e, "batch_size", "negative batch_size", lambda: k(kf(), x(), batch_size=-2))
     V(e, "dtype", "integer dtype", lambda: k(kf(), x(), dtype=jnp.int32))
+    V(
+        e,
+        "mask_constant",
+        "a fully masked row of x1",
+        lambda: k(kf(), x().at[1].set(7.0), mask_constant=7.0),
+    )
     T(e, "kernel_fn", "kernel_fn not callable", lambda: k(3, x()))
     T(
         e,
@@ -2734,6 +2807,19 @@ def _predict_more() -> None:
     )
     V(e, "batch_size", "negative batch_size", lambda: ens(kernel_fn(), x(), y(), batch_size=-1))
     V(e, "batch_size", "float batch_size", lambda: ens(kernel_fn(), x(), y(), batch_size=2.0))
+    V(e, "trace_axes", "trace_axes (0,)", lambda: ens(kernel_fn(), x(), y(), trace_axes=(0,)))
+    V(
+        e,
+        "batch_size",
+        "batch_size 2 with trace_axes=()",
+        lambda: ens(kernel_fn(), x(), jnp.ones((4, 2)), batch_size=2, trace_axes=()),
+    )
+    V(
+        e,
+        "kernel_fn",
+        "(n, n) kernels with trace_axes=()",
+        lambda: ens(kernel_fn(), x(), jnp.ones((4, 2)), trace_axes=()),
+    )
 
     pe = lambda: ens(kernel_fn(), x(), y())
     e = "predict.ensemble predict_fn"
@@ -2883,6 +2969,18 @@ def _models_more() -> None:
     V(e, "W_value_std", "NaN W_value_std", lambda: sa(4, 4, 2, W_value_std=nan))
     V(e, "W_std", "infinite W_std", lambda: sa(4, 4, 2, W_std=inf))
     V(e, "b_std", "negative b_std", lambda: sa(4, 4, 2, b_std=-0.1))
+    V(
+        e,
+        "tokens",
+        "pos_emb_type='concat' without tokens",
+        lambda: sa(4, 4, 2, pos_emb_type="concat"),
+    )
+    V(
+        e,
+        "W_pos_emb_std",
+        "NaN W_pos_emb_std",
+        lambda: sa(4, 4, 2, tokens=3, pos_emb_type="sum", W_pos_emb_std=nan),
+    )
     T(e, "rngs", "rngs an int", lambda: sa(4, 4, 2, rngs=0))
     tf = lambda *a, **k: models.Transformer(*a, **{"rngs": rngs(), **k})
     e = "models.Transformer"
@@ -2901,6 +2999,20 @@ def _models_more() -> None:
     V(e, "pool", "unknown pool", lambda: tf(4, 8, 1, pool="max"))
     V(e, "tokens", "pool='flatten' without tokens", lambda: tf(4, 8, 1, pool="flatten"))
     V(e, "tokens", "tokens 0", lambda: tf(4, 8, 1, pool="flatten", tokens=0))
+    V(e, "tokens", "pos_emb_type='sum' without tokens", lambda: tf(4, 8, 1, pos_emb_type="sum"))
+    V(e, "pos_emb_type", "unknown pos_emb_type", lambda: tf(4, 8, 1, pos_emb_type="ABSOLUTE"))
+    V(
+        e,
+        "n_chan_pos_emb",
+        "n_chan_pos_emb other than the width with pos_emb_type='sum'",
+        lambda: tf(4, 8, 1, tokens=3, pos_emb_type="sum", n_chan_pos_emb=4),
+    )
+    T(
+        e,
+        "val_pos_emb",
+        "val_pos_emb an int",
+        lambda: tf(4, 8, 1, tokens=3, pos_emb_type="concat", val_pos_emb=1),
+    )
     T(e, "rngs", "rngs a key", lambda: tf(4, 8, 1, rngs=jax.random.key(0)))
     e = "models.Transformer call"
     V(e, "x", "2-d inputs", lambda: tf(4, 8, 1)(jnp.ones((2, 4))))
@@ -2917,7 +3029,19 @@ def _models_more() -> None:
     )
 
     V(e, "mask", "mask of another shape", lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 4), bool)))
+    V(
+        e,
+        "x",
+        "sequence length other than tokens with positional embeddings",
+        lambda: tf(4, 8, 1, tokens=4, pos_emb_type="sum")(tokens()),
+    )
     T(e, "mask", "float mask", lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 3))))
+    V(
+        e,
+        "mask",
+        "a fully masked sequence with pool='global'",
+        lambda: tf(4, 8, 1)(tokens(), jnp.zeros((2, 3), bool).at[1].set(True)),
+    )
 
     e = "models.SelfAttention call"
     V(e, "x", "2-d tokens", lambda: sa(4, 4, 2)(jnp.ones((3, 4))))

@@ -56,7 +56,8 @@ def load_nt_transformer_params(net, nt_params, b_std):
     bias = () if b_std is None else ("b",)
     load(net.embed, ("w", *bias))
     for attention, dense in zip(net.attention, net.mlp, strict=True):
-        load(attention, ("key", "value", "out", *bias))
+        pos = () if attention.pos_emb is None else ("pos_emb",)  # NT: (..., b, pos_emb)
+        load(attention, ("key", "value", "out", *bias, *pos))
         load(dense, ("w", *bias))
     load(net.readout, ("w", *bias))
     assert next(leaves, None) is None

@@ -501,22 +501,28 @@ def test_resnet_against_residual_recursion(x64, layernorm):
 # ----------------------------------------------------------------------------- transformer
 
 
-def _transformer_reference(x1, x2, W, b, qk, wv):
+def _transformer_reference(x1, x2, W, b, qk, wv, pos=None):
     """NNGP of embed -> x + Attn(x) -> g + Dense(relu(g)) -> token mean -> Dense (Hron et al. 2020).
 
     Linear-scaling attention with tied queries/keys: A_ts(x) = softmax_s(qk^2 K(x_t, x_s));
     output kernel (W wv)^2 sum_{s s'} A_ts(x) A_t's'(x') K(x_s, x'_s') + b^2; residual sums add.
+    ``pos = (a, c, R, values)``: positional embeddings of covariance ``R`` over positions
+    (one embedding shared by all inputs): the keys see ``a K + c R`` (sum: a = 1,
+    c = std^2; concat: the channel fractions), the values too when ``values``.
     """
 
     def k0(a, c):
         return W**2 * np.einsum("isd,jtd->ijst", a, c) / a.shape[-1] + b**2
 
+    a_in, c_pe, r, values = (1.0, 0.0, 0.0, False) if pos is None else pos
+
     def weights(k):
-        logits = qk**2 * np.stack([k[i, i] for i in range(k.shape[0])])
+        logits = qk**2 * np.stack([a_in * k[i, i] + c_pe * r for i in range(k.shape[0])])
         e = np.exp(logits - logits.max(-1, keepdims=True))
         return e / e.sum(-1, keepdims=True)
 
     def attended(a_1, a_2, k):
+        k = a_in * k + c_pe * r if values else k
         return (W * wv) ** 2 * np.einsum("its,juv,ijsv->ijtu", a_1, a_2, k) + b**2
 
     k12, k11, k22 = k0(x1, x2), k0(x1, x1), k0(x2, x2)
@@ -542,3 +548,48 @@ def test_transformer_nngp_against_attention_closed_form(x64):
     # attention weights matter: uniform attention (qk = 0) is far off
     wrong = _transformer_reference(x1, x2, W, b, 0.0, wv)
     assert np.abs(wrong - ref).max() > 1e-3 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize(
+    "kind,decay,n_chan,values",
+    [
+        ("sum", False, None, False),
+        ("sum", True, None, True),
+        ("concat", False, 5, True),
+        ("concat", True, None, False),
+    ],
+)
+def test_transformer_positional_embeddings_against_closed_form(x64, kind, decay, n_chan, values):
+    """NT's positional embeddings (Hron et al. 2020, Sec. 3.3): the attention weights see
+    ``a K + c R``; R = I or exp(-|t-s|^1.5 / 2); float64, 1e-10."""
+    x1 = np.asarray(jax.random.normal(jax.random.PRNGKey(22), (3, 4, 2), jnp.float64))
+    x2 = np.asarray(jax.random.normal(jax.random.PRNGKey(23), (2, 4, 2), jnp.float64))
+    W, b, qk, wv, width, std, p = 1.2, 0.3, 1.4, 1.1, 16, 0.8, 1.5
+    decay_fn = (lambda d: jnp.exp(-d / 2)) if decay else None
+    t = np.arange(4.0)
+    r = np.exp(-(np.abs(t[:, None] - t[None, :]) ** p) / 2) if decay else np.eye(4)
+    nc = width if n_chan is None else n_chan
+    a, c = (1.0, std**2) if kind == "sum" else (width / (width + nc), std**2 * nc / (width + nc))
+    kw = dict(W_qk_std=qk, W_value_std=wv, pos_emb_type=kind, pos_emb_p_norm=p)
+    kw |= dict(pos_emb_decay_fn=decay_fn, n_chan_pos_emb=n_chan, W_pos_emb_std=std)
+    _, _, kernel_fn = analytic.transformer(1, width, 2, "relu", W, b, val_pos_emb=values, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nngp = analytic.kernel(kernel_fn, x1, x2, get="nngp")
+        _, _, plain = analytic.transformer(1, width, 2, "relu", W, b, W_qk_std=qk, W_value_std=wv)
+        none = analytic.kernel(plain, x1, x2, get="nngp")
+    ref = _transformer_reference(x1, x2, W, b, qk, wv, (a, c, r, values))
+    np.testing.assert_allclose(nngp, ref, rtol=1e-10)
+    # the embeddings matter: the kernel without them is far off
+    assert np.abs(none - ref).max() > 1e-3 * np.abs(ref).max()
+
+
+def test_transformer_positional_embedding_defaults_are_none():
+    """Defaults keep the builder as before: no embedding parameters in the NT init."""
+    init_fn, _, _ = analytic.transformer(1, 4, 1)
+    init_pe, _, _ = analytic.transformer(1, 4, 1, pos_emb_type="sum")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        n0 = len(jax.tree.leaves(init_fn(jax.random.PRNGKey(0), (2, 3, 2))[1]))
+        n1 = len(jax.tree.leaves(init_pe(jax.random.PRNGKey(0), (2, 3, 2))[1]))
+    assert n1 == n0 + 1

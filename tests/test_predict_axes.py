@@ -15,6 +15,8 @@ that keep the ``(k, k)`` output axes).
 
 from __future__ import annotations
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,3 +151,101 @@ def test_gp_inference_trace_axes_bad_shapes_raise_by_name():
         predict.gp_inference(k4, y, jnp.ones((1, 3, 1, 1)), trace_axes=())
     with pytest.raises(ValueError, match=r"^k_test_test: expected shape \(1, 1, 2, 2\)"):
         predict.gp_inference(k4, y, jnp.ones((1, 3, 2, 2)), jnp.ones((2, 2, 2, 2)), trace_axes=())
+
+
+# ----------------------------------------------------------------------------- ensembles
+
+
+def _ensemble_problem(n=5, m=3, k=2, p=16):
+    """A ``kernel_fn`` of ``(n1, n2, k, k)`` kernels: random-feature inner products
+    :math:`K_{ab}(x, x') = \\phi_a(x) \\cdot \\phi_b(x') / P` (NNGP: tanh features, NTK:
+    cos features, plus the NNGP), positive definite on the ``n k = 10`` train outputs."""
+    w = jax.random.normal(jax.random.PRNGKey(9), (2, 4, k * p))
+
+    def feats(x, i):
+        z = x @ w[i]
+        return (jnp.tanh(z) if i == 0 else jnp.cos(z)).reshape(x.shape[0], k, p)
+
+    def kernel_fn(x1, x2=None, get=("nngp", "ntk")):
+        x2 = x1 if x2 is None else x2
+        dot = lambda i: jnp.einsum("iap,jbp->ijab", feats(x1, i), feats(x2, i)) / p
+        vals = {"nngp": dot(0), "ntk": dot(0) + dot(1)}
+        if isinstance(get, str):
+            return vals[get]
+        return collections.namedtuple("Kernel", get)(*(vals[g] for g in get))
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (n + m, 4))
+    y = jax.random.normal(jax.random.PRNGKey(2), (n, k))
+    return kernel_fn, x[:n], x[n:], y
+
+
+def test_ensemble_joint_outputs_match_neural_tangents(x64):
+    """Mean and covariance of ``ensemble(..., trace_axes=())`` = NT's
+    ``gradient_descent_mse_ensemble(..., trace_axes=())`` (its rate is k times ours);
+    measured 1e-14 relative."""
+    kernel_fn, x_train, x_test, y = _ensemble_problem()
+    k, lr = y.shape[1], 0.5
+    nt_ens = neural_tangents().predict.gradient_descent_mse_ensemble
+    for reg, gets in ((0.0, ("nngp", "ntk")), (1e-3, ("ntk",))):
+        ours = predict.ensemble(kernel_fn, x_train, y, lr, diag_reg=reg, trace_axes=())
+        nt = nt_ens(
+            kernel_fn, x_train, y, lr * k, diag_reg=reg, diag_reg_absolute_scale=True,
+            trace_axes=(),
+        )  # fmt: skip
+        for t in (None, 0.0, 3.0, 40.0):
+            got = ours(t, x_test, gets, compute_cov=True)
+            want = nt(t, x_test, gets, compute_cov=True)
+            for g in gets:
+                assert got[g].mean.shape == (3, k) and got[g].covariance.shape == (3, 3, k, k)
+                np.testing.assert_allclose(
+                    got[g].mean, getattr(want, g).mean, rtol=1e-8, atol=1e-10
+                )
+                np.testing.assert_allclose(
+                    got[g].covariance, getattr(want, g).covariance, rtol=1e-8, atol=1e-10
+                )
+            mean_only = ours(t, x_test, "ntk")
+            np.testing.assert_allclose(mean_only.mean, got["ntk"].mean, rtol=1e-10, atol=1e-12)
+    # t = None is NT's t = inf; an array of times adds a leading axis
+    inf = nt(jnp.inf, x_test, "ntk", compute_cov=True)
+    np.testing.assert_allclose(ours(None, x_test).mean, inf.mean, rtol=1e-8, atol=1e-10)
+    times = jnp.array([1.0, 5.0])
+    got = ours(times, x_test, "ntk", compute_cov=True)
+    want = nt(times, x_test, "ntk", compute_cov=True)
+    assert got.covariance.shape == (2, 3, 3, k, k)
+    np.testing.assert_allclose(got.covariance, want.covariance, rtol=1e-8, atol=1e-10)
+    # the output couplings matter: the traced (per-output) kernels predict otherwise
+    traced = lambda a, b, get: tuple(
+        jnp.trace(c, axis1=2, axis2=3) / k for c in kernel_fn(a, b, get)
+    )
+    per = predict.ensemble(traced, x_train, y, lr, diag_reg=1e-3)(3.0, x_test, ("ntk",))
+    assert np.max(np.abs(per["ntk"].mean - ours(3.0, x_test, "ntk").mean)) > 1e-3
+
+
+def test_gradient_descent_mse_ensemble_joint_block_diagonal_is_per_output(x64):
+    """Kernels :math:`K \\otimes I_k` give the per-output ensemble (1e-10)."""
+    n, m, k = 5, 3, 2
+    a = jax.random.normal(jax.random.PRNGKey(7), (n + m, 6))
+    theta, kern = a @ a.T, jnp.tanh(a @ a.T / 6)
+    block = lambda c: jnp.einsum("ij,ab->ijab", c, jnp.eye(k))
+    y = jax.random.normal(jax.random.PRNGKey(8), (n, k))
+    args = lambda f: (f(theta[:n, :n]), f(kern[:n, :n]), f(theta[n:, :n]), f(kern[n:, :n]))
+    for t in (None, 2.0):
+        per = predict.gradient_descent_mse_ensemble(*args(lambda c: c), kern[n:, n:], y, t, 0.7)
+        joint = predict.gradient_descent_mse_ensemble(
+            *args(block), block(kern[n:, n:]), y, t, 0.7, trace_axes=()
+        )
+        np.testing.assert_allclose(joint.mean, per.mean, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(joint.covariance, block(per.covariance), rtol=1e-10, atol=1e-12)
+
+
+def test_ensemble_trace_axes_bad_inputs_raise_by_name():
+    kernel_fn, x_train, x_test, y = _ensemble_problem()
+    with pytest.raises(ValueError, match=r"^trace_axes: expected \(-1,\)"):
+        predict.ensemble(kernel_fn, x_train, y, trace_axes=(0,))
+    with pytest.raises(ValueError, match=r"^batch_size: expected 0 with trace_axes=\(\)"):
+        predict.ensemble(kernel_fn, x_train, y, batch_size=2, trace_axes=())
+    with pytest.raises(ValueError, match=r"^kernel_fn: expected kernels of shape \(5, 5, 3, 3\)"):
+        predict.ensemble(kernel_fn, x_train, jnp.ones((5, 3)), trace_axes=())
+    k4 = jnp.einsum("ij,ab->ijab", jnp.eye(5), jnp.eye(2))
+    with pytest.raises(ValueError, match=r"^nngp_test_test: expected shape \(1, 1, 2, 2\)"):
+        predict.gradient_descent_mse_ensemble(k4, k4, k4[:1], k4[:1], k4[:2, :2], y, trace_axes=())

@@ -62,6 +62,7 @@ from flax import nnx
 
 from wideth import _checks, activations
 from wideth.functional import functional
+from wideth.kernels.analytic import _pos_emb_covariance, _pos_emb_spec
 
 __all__ = [
     "ACTIVATIONS",
@@ -840,6 +841,18 @@ class SelfAttention(nnx.Module):
       W_std: :math:`\sigma_w` (output weights); W_value_std: :math:`\sigma_v`;
       W_qk_std: :math:`\sigma_{qk}`; b_std: :math:`\sigma_b` or ``None``.
       mechanism: ``"softmax"``, ``"identity"``, ``"abs"`` or ``"relu"``.
+      tokens: sequence length :math:`T` (needed by positional embeddings).
+      pos_emb_type, pos_emb_p_norm, pos_emb_decay_fn, n_chan_pos_emb,
+        W_pos_emb_std, val_pos_emb: neural-tangents' positional embeddings, as
+        in :func:`wideth.kernels.analytic.transformer`: a trained parameter
+        :math:`p \in \mathbb R^{T \times n_{pe}}`, :math:`\mathcal N(0, 1)` at
+        init, used as :math:`\sigma_{pe} L p` (:math:`L L^\top = R`, the
+        Cholesky factor of the position covariance; :math:`L = I` without a
+        decay), zero at masked tokens, added to the tokens (``"sum"``) or
+        appended to their channels (``"concat"``) for the keys and queries, and
+        for the values when ``val_pos_emb``. The fan-ins in the logit and
+        output scales are those of the inputs actually used (with the
+        embedding channels for ``"concat"``), as in NT.
       rngs: ``nnx.Rngs``.
     """
 
@@ -856,6 +869,13 @@ class SelfAttention(nnx.Module):
         W_qk_std: float = 1.0,
         b_std: float | None = None,
         mechanism: str = "softmax",
+        tokens: int | None = None,
+        pos_emb_type: str = "none",
+        pos_emb_p_norm: float = 2.0,
+        pos_emb_decay_fn: Callable[[Any], Any] | None = None,
+        n_chan_pos_emb: int | None = None,
+        W_pos_emb_std: float = 1.0,
+        val_pos_emb: bool = False,
         rngs: nnx.Rngs,
     ):
         self.in_dim = _check_positive_int("in_dim", in_dim)
@@ -873,13 +893,28 @@ class SelfAttention(nnx.Module):
             _checks.scalar("W_value_std", W_value_std, 0.0)
         )
         self.b_std = None if b_std is None else float(_checks.scalar("b_std", b_std, 0.0))
+        self.pe = _pos_emb_spec(
+            pos_emb_type, pos_emb_p_norm, pos_emb_decay_fn, n_chan_pos_emb, W_pos_emb_std,
+            val_pos_emb, self.in_dim,
+        )  # fmt: skip
+        self.tokens = None if tokens is None else _check_positive_int("tokens", tokens)
+        if self.pe.kind != "none" and self.tokens is None:
+            raise ValueError(
+                f"tokens: the sequence length is required with pos_emb_type={self.pe.kind!r}"
+            )
         _check_common("identity", 1.0, None, "ntk", rngs)
         k_k, k_v, k_o, k_b = jax.random.split(rngs.params(), 4)
         normal = lambda k, s: nnx.Param(jax.random.normal(k, s, jnp.float32))
-        self.key = normal(k_k, (self.n_heads, self.in_dim, self.key_dim))
-        self.value = normal(k_v, (self.n_heads, self.in_dim, self.value_dim))
+        n_pe = self.pe.channels(self.in_dim) if self.pe.kind == "concat" else 0
+        keys_in, values_in = self.in_dim + n_pe, self.in_dim + (n_pe if self.pe.values else 0)
+        self.key = normal(k_k, (self.n_heads, keys_in, self.key_dim))
+        self.value = normal(k_v, (self.n_heads, values_in, self.value_dim))
         self.out = normal(k_o, (self.value_dim * self.n_heads, self.out_dim))
         self.b = None if b_std is None else normal(k_b, (self.out_dim,))
+        self.pos_emb = None
+        if self.pe.kind != "none":
+            shape = (1, self.tokens, self.pe.channels(self.in_dim))
+            self.pos_emb = nnx.data(normal(rngs.params(), shape))
         self.role = "hidden"
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -900,9 +935,11 @@ class SelfAttention(nnx.Module):
         mask = _check_mask(mask, x.shape)
         if mask is not None:
             x = jnp.where(mask[..., None], jnp.zeros((), x.dtype), x)
-        keys = jnp.einsum("nti,hik->hntk", x, self.key[...])
-        values = jnp.einsum("nti,hiv->hntv", x, self.value[...])
-        logits = keys @ jnp.swapaxes(keys, -1, -2) * (self.qk / (self.in_dim * self.key_dim))
+        x_keys, x_values = self._with_positions(x, mask)
+        keys = jnp.einsum("nti,hik->hntk", x_keys, self.key[...])
+        values = jnp.einsum("nti,hiv->hntv", x_values, self.value[...])
+        scale_qk = self.qk / (x_keys.shape[-1] * self.key_dim)
+        logits = keys @ jnp.swapaxes(keys, -1, -2) * scale_qk
         if mask is not None:  # mask the keys: (n, T) -> (1, n, 1, T)
             fill = -1e20 if self.mechanism == "softmax" else 0.0
             logits = jnp.where(mask[None, :, None, :], jnp.asarray(fill, logits.dtype), logits)
@@ -914,9 +951,29 @@ class SelfAttention(nnx.Module):
         }[self.mechanism](logits)
         heads = jnp.moveaxis(weights @ values, 0, -1)  # (n, T, value_dim, H)
         heads = heads.reshape(heads.shape[:-2] + (self.value_dim * self.n_heads,))
-        scale = self.ov / math.sqrt(self.value_dim * self.n_heads * self.in_dim)
+        scale = self.ov / math.sqrt(self.value_dim * self.n_heads * x_values.shape[-1])
         out = scale * (heads @ self.out[...])
         return out if self.b is None else out + self.b_std * self.b[...]
+
+    def _with_positions(self, x: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        """The inputs of the keys/queries and of the values, with the embeddings."""
+        if self.pos_emb is None:
+            return x, x
+        if x.shape[1] != self.tokens:
+            raise ValueError(
+                f"x: expected sequences of length tokens={self.tokens} with positional "
+                f"embeddings, got shape {tuple(x.shape)}"
+            )
+        p = self.pos_emb[...].astype(x.dtype)
+        if self.pe.decay_fn is not None:  # correlate over positions: L L^T = R
+            r = _pos_emb_covariance(self.tokens, self.pe.p_norm, self.pe.decay_fn, x.dtype)
+            p = jnp.einsum("ts,bsc->btc", jnp.linalg.cholesky(r), p)
+        p = jnp.broadcast_to(p, (x.shape[0], *p.shape[1:]))
+        if mask is not None:
+            p = jnp.where(mask[..., None], jnp.zeros((), p.dtype), p)
+        p = self.pe.std * p
+        with_p = x + p if self.pe.kind == "sum" else jnp.concatenate([x, p], axis=-1)
+        return with_p, (with_p if self.pe.values else x)
 
 
 class Transformer(nnx.Module):
@@ -945,7 +1002,11 @@ class Transformer(nnx.Module):
       mechanism, W_qk_std, W_value_std: of the attention (see :class:`SelfAttention`).
       layernorm: ``None`` or ``"post"``.
       pool: ``"global"`` or ``"flatten"``.
-      tokens: sequence length ``T`` (``pool="flatten"`` only).
+      tokens: sequence length ``T`` (``pool="flatten"`` and positional embeddings).
+      pos_emb_type, pos_emb_p_norm, pos_emb_decay_fn, n_chan_pos_emb,
+        W_pos_emb_std, val_pos_emb: positional embeddings of every attention
+        layer (see :class:`SelfAttention`; default ``"none"``), as in
+        :func:`wideth.kernels.analytic.transformer`.
       rngs: ``nnx.Rngs``.
 
     References:
@@ -970,6 +1031,12 @@ class Transformer(nnx.Module):
         layernorm: str | None = None,
         pool: str = "global",
         tokens: int | None = None,
+        pos_emb_type: str = "none",
+        pos_emb_p_norm: float = 2.0,
+        pos_emb_decay_fn: Callable[[Any], Any] | None = None,
+        n_chan_pos_emb: int | None = None,
+        W_pos_emb_std: float = 1.0,
+        val_pos_emb: bool = False,
         rngs: nnx.Rngs,
     ):
         _check_common(activation, W_std, b_std, parameterization, rngs)
@@ -983,6 +1050,16 @@ class Transformer(nnx.Module):
         self.pool = _checks.choice("pool", pool, ("global", "flatten"))
         if pool == "flatten" and tokens is None:
             raise ValueError("tokens: the sequence length is required with pool='flatten'")
+        pe = dict(
+            pos_emb_type=pos_emb_type, pos_emb_p_norm=pos_emb_p_norm,
+            pos_emb_decay_fn=pos_emb_decay_fn, n_chan_pos_emb=n_chan_pos_emb,
+            W_pos_emb_std=W_pos_emb_std, val_pos_emb=val_pos_emb,
+        )  # fmt: skip
+        spec = _pos_emb_spec(*pe.values(), self.width)
+        if spec.kind != "none" and tokens is None:
+            raise ValueError(
+                f"tokens: the sequence length is required with pos_emb_type={spec.kind!r}"
+            )
         self.tokens = None if tokens is None else _check_positive_int("tokens", tokens)
         self.activation, self.parameterization = _activation_spec(activation), parameterization
         kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization, rngs=rngs)
@@ -998,6 +1075,8 @@ class Transformer(nnx.Module):
                     W_qk_std=W_qk_std,
                     b_std=b_std,
                     mechanism=mechanism,
+                    tokens=self.tokens,
+                    **pe,
                     rngs=rngs,
                 )
                 for _ in range(self.depth)
@@ -1031,13 +1110,26 @@ class Transformer(nnx.Module):
         return feats
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-        """Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``.
+        r"""Outputs ``(n, out_dim)`` for sequences ``(n, T, in_dim)``.
 
         ``mask``: optional boolean ``(n, T)``, ``True`` for padding tokens, as
         neural-tangents' ``apply_fn(..., mask_constant=c)`` and
         ``kernel_fn(..., mask_constant=c)`` with the masked tokens filled with
         ``c``: they are zeroed before every layer, never attended to, and
         ``pool="global"`` averages over the unmasked tokens only.
+
+        Raises:
+          ValueError: with ``pool="global"``, a concrete ``mask`` that masks
+            every token of a sequence (the mean over no tokens is undefined).
+
+        Note:
+          A traced ``mask`` (under ``jit``/``vmap``) cannot be checked: a fully
+          masked sequence then pools to zero features, so its output is the
+          readout bias :math:`\sigma_b b` (0 without biases), finite, as the
+          ``masked_value`` neural-tangents' ``apply_fn`` returns for it (NT
+          flags that output as masked; its ``kernel_fn`` gives it zero kernel
+          rows). With ``pool="flatten"`` such a sequence is allowed and gives
+          the same output.
         """
         if self.pool == "flatten":
             _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
@@ -1046,13 +1138,23 @@ class Transformer(nnx.Module):
                     f"x: expected sequences of length tokens={self.tokens} with "
                     f"pool='flatten', got shape {tuple(x.shape)}"
                 )
+        if self.pool == "global" and mask is not None and not _checks.is_tracer(mask):
+            _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+            _check_mask(mask, x.shape)
+            empty = np.flatnonzero(np.all(np.asarray(mask), axis=1))
+            if empty.size:
+                raise ValueError(
+                    "mask: expected at least one unmasked token per sequence with "
+                    f"pool='global', got fully masked sequences {empty.tolist()}"
+                )
         h = self.features(x, mask)[-1]
         if self.pool == "flatten":
             h = h.reshape(h.shape[0], -1)
         elif mask is None:
             h = jnp.mean(h, axis=1)
-        else:  # masked tokens are zero in h
-            h = jnp.sum(h, axis=1) / jnp.sum(~mask, axis=1, keepdims=True).astype(h.dtype)
+        else:  # masked tokens are zero in h; a fully masked (traced) sequence pools to 0
+            count = jnp.sum(~mask, axis=1, keepdims=True).astype(h.dtype)
+            h = jnp.sum(h, axis=1) / jnp.maximum(count, 1.0)
         return self.readout._forward(h)
 
 

@@ -790,6 +790,87 @@ def resnet(
 _MECHANISMS = ("softmax", "identity", "abs", "relu")
 
 
+_POS_EMB_TYPES = ("none", "sum", "concat")
+
+
+@dataclasses.dataclass(frozen=True)
+class _PosEmb:
+    """Validated positional-embedding options of neural-tangents' ``GlobalSelfAttention``."""
+
+    kind: str = "none"
+    p_norm: float = 2.0
+    decay_fn: Callable[[Any], Any] | None = None
+    n_chan: int | None = None
+    std: float = 1.0
+    values: bool = False
+
+    def channels(self, width: int) -> int:
+        """Channels of the embeddings for a ``width``-channel stream."""
+        return width if self.n_chan is None else self.n_chan
+
+    def weights(self, width: int) -> tuple[float, float]:
+        r"""Weights of the input kernel and of :math:`R` in the kernel the attention sees:
+        ``sum``: :math:`K + \sigma_{pe}^2 R`; ``concat``:
+        :math:`(n K + n_{pe} \sigma_{pe}^2 R) / (n + n_{pe})`."""
+        if self.kind == "concat":
+            c = self.channels(width)
+            return width / (width + c), self.std**2 * c / (width + c)
+        return 1.0, self.std**2
+
+
+def _pos_emb_covariance(tokens: int, p_norm: float, decay_fn: Callable | None, dtype=None):
+    r""":math:`R_{ts} = \mathrm{decay}(|t - s|^p)` (``decay_fn=None``: :math:`\delta_{ts}`),
+    the covariance of the embeddings over positions, ``(T, T)``."""
+    if decay_fn is None:
+        return jnp.eye(tokens, dtype=dtype)
+    d = jnp.arange(tokens, dtype=dtype)
+    return jnp.asarray(decay_fn(jnp.abs(d[:, None] - d[None, :]) ** p_norm), dtype)
+
+
+def _pos_emb_spec(
+    pos_emb_type: Any,
+    pos_emb_p_norm: Any,
+    pos_emb_decay_fn: Any,
+    n_chan_pos_emb: Any,
+    W_pos_emb_std: Any,
+    val_pos_emb: Any,
+    width: int,
+) -> _PosEmb:
+    """Validate the positional-embedding arguments (shared by the builder and the model)."""
+    kind = _checks.choice("pos_emb_type", pos_emb_type, _POS_EMB_TYPES)
+    p_norm = float(_checks.scalar("pos_emb_p_norm", pos_emb_p_norm, 0.0, low_open=True))
+    if pos_emb_decay_fn is not None:
+        _checks.callable_("pos_emb_decay_fn", pos_emb_decay_fn, "a function of distances")
+        r0 = np.asarray(pos_emb_decay_fn(jnp.zeros((2, 2))), np.float64)
+        if r0.shape != (2, 2) or not np.all(np.isfinite(r0)) or np.any(r0 <= 0):
+            raise ValueError(
+                "pos_emb_decay_fn: expected an elementwise function with a finite value "
+                f"> 0 at distance 0 (the embedding variance), got {r0.tolist()!r} at 0"
+            )
+    n_chan = None if n_chan_pos_emb is None else _checks.positive_int(
+        "n_chan_pos_emb", n_chan_pos_emb
+    )  # fmt: skip
+    std = float(_checks.scalar("W_pos_emb_std", W_pos_emb_std, 0.0))
+    values = _checks.boolean("val_pos_emb", val_pos_emb)
+    if kind == "sum" and n_chan not in (None, width):
+        raise ValueError(
+            f"n_chan_pos_emb: expected None or the stream width {width} with "
+            f"pos_emb_type='sum' (embeddings are added to the tokens), got {n_chan}"
+        )
+    spec = _PosEmb(kind, p_norm, pos_emb_decay_fn, n_chan, std, values)
+    if kind == "none":
+        for field, default in (("decay_fn", None), ("n_chan", None), ("values", False)):
+            if getattr(spec, field) != default:
+                name = {"decay_fn": "pos_emb_decay_fn", "n_chan": "n_chan_pos_emb"}.get(
+                    field, "val_pos_emb"
+                )
+                raise ValueError(
+                    f"{name}: only used with pos_emb_type 'sum' or 'concat', got "
+                    f"{getattr(spec, field)!r} with pos_emb_type='none'"
+                )
+    return spec
+
+
 def transformer(
     depth: int,
     width: int,
@@ -807,6 +888,12 @@ def transformer(
     pool: str = "global",
     quadrature_points: int | None = None,
     max_input_sq: float = 10.0,
+    pos_emb_type: str = "none",
+    pos_emb_p_norm: float = 2.0,
+    pos_emb_decay_fn: Callable[[Any], Any] | None = None,
+    n_chan_pos_emb: int | None = None,
+    W_pos_emb_std: float = 1.0,
+    val_pos_emb: bool = False,
 ) -> Triple:
     r"""Attention network on token sequences ``(n, T, d)`` and its infinite-width kernels.
 
@@ -850,9 +937,37 @@ def transformer(
       pool: ``"global"`` or ``"flatten"``.
       quadrature_points: as in :func:`mlp`.
       max_input_sq: as in :func:`mlp`, per token (only bounds the first block).
+      pos_emb_type: positional embeddings of every attention layer,
+        neural-tangents' ``pos_emb_type``: ``"none"`` (default), ``"sum"``
+        (added to the layer's input tokens) or ``"concat"`` (appended as
+        ``n_chan_pos_emb`` extra channels). Each layer has its own trained
+        embedding :math:`p \in \mathbb R^{T \times n_{pe}}`, entries
+        :math:`\mathcal N(0, 1)` times :math:`\sigma_{pe}` (zero at masked
+        tokens), correlated over positions as :math:`R`; in the limit the keys
+        and queries see the kernel :math:`K + \sigma_{pe}^2 R` (``"sum"``) or
+        :math:`(n K + n_{pe}\sigma_{pe}^2 R)/(n + n_{pe})` (``"concat"``) in place
+        of :math:`K` (Hron et al. 2020, Section 3.3). With ``"concat"`` and a
+        fixed ``n_chan_pos_emb`` the kernel depends on ``width`` through
+        :math:`n/(n + n_{pe})` (``None`` keeps it at 1/2).
+      pos_emb_p_norm: :math:`p` of the distance :math:`|t - s|^p` passed to
+        ``pos_emb_decay_fn``.
+      pos_emb_decay_fn: :math:`R_{ts} = \mathrm{decay}(|t-s|^p)`, an elementwise
+        function of distances with a positive value at 0 (it must give a
+        positive definite :math:`R`); ``None``: :math:`R = I` (independent
+        embeddings per position).
+      n_chan_pos_emb: :math:`n_{pe}`; ``None``: the stream width (required with
+        ``"sum"``).
+      W_pos_emb_std: :math:`\sigma_{pe}`.
+      val_pos_emb: the values see the embeddings too (``False``: keys and
+        queries only).
 
     Returns:
       ``(init_fn, apply_fn, kernel_fn)``; inputs of shape ``(n, T, d)``.
+      Padding: fill padded tokens with a constant ``c`` and pass
+      ``mask_constant=c`` to :func:`kernel` (and to ``apply_fn``). A sequence
+      of padding only has no output: neural-tangents' ``kernel_fn`` gives it
+      zero NNGP and NTK rows (its ``apply_fn`` flags the output as masked), and
+      :func:`kernel` raises for it when the inputs are concrete.
 
     References:
       Hron et al., `Infinite attention: NNGP and NTK for deep attention networks
@@ -869,6 +984,13 @@ def transformer(
     if layernorm not in (None, "post"):
         raise ValueError(f"layernorm: expected None or 'post', got {layernorm!r}")
     _checks.choice("pool", pool, ("global", "flatten"))
+    pe = _pos_emb_spec(
+        pos_emb_type, pos_emb_p_norm, pos_emb_decay_fn, n_chan_pos_emb, W_pos_emb_std,
+        val_pos_emb, width,
+    )  # fmt: skip
+    # the values' kernel with val_pos_emb: a K + b R, R at most its value at distance 0
+    pe_w = pe.weights(width) if pe.values and pe.kind != "none" else (1.0, 0.0)
+    r0 = 1.0 if pe.decay_fn is None else float(np.asarray(pe.decay_fn(jnp.zeros(()))))
     stax, build = _builder(quadrature_points, max_input_sq)
     dense = functools.partial(stax.Dense, W_std=w, b_std=b, parameterization=parameterization)
     norm = [stax.LayerNorm(axis=-1)] if layernorm else []
@@ -886,7 +1008,8 @@ def transformer(
     for _ in range(depth):
         # softmax weights sum to 1, so the attention output variance is at most
         # (w wv)^2 max_s K(x_s, x_s) + b^2 (Cauchy-Schwarz); other mechanisms: no bound
-        q_att = (w * wv) ** 2 * q_h if mechanism == "softmax" else math.inf
+        q_v = pe_w[0] * q_h + pe_w[1] * r0
+        q_att = (w * wv) ** 2 * q_v if mechanism == "softmax" else math.inf
         build.q = 1.0 if layernorm else q_h + q_att + (b or 0.0) ** 2
         attention = stax.GlobalSelfAttention(
             width,
@@ -900,6 +1023,12 @@ def transformer(
             W_out_std=w,
             b_std=b,
             attention_mechanism=mechanism.upper(),
+            pos_emb_type=pe.kind.upper(),
+            pos_emb_p_norm=pe.p_norm,
+            pos_emb_decay_fn=pe.decay_fn,
+            n_chan_pos_emb=pe.n_chan,
+            W_pos_emb_std=pe.std,
+            val_pos_emb=pe.values,
         )
         layers += residual(attention) + norm
         layers += residual(build.act(act), dense(width)) + norm
@@ -910,6 +1039,28 @@ def transformer(
 
 
 # ----------------------------------------------------------------------------- kernel
+
+
+def _check_fully_masked(c: Any, x1: Any, x2: Any) -> None:
+    """No concrete input row whose every entry equals ``mask_constant`` ``c``.
+
+    neural-tangents gives such a fully masked input (a sequence of padding
+    tokens only) zero NNGP and NTK rows: no output exists for it, and a train
+    kernel with such a row is singular. Traced inputs are not checked.
+    """
+    if c is None or _checks.is_tracer(c):
+        return
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None or _checks.is_tracer(x):
+            continue
+        a = np.asarray(x)
+        full = np.flatnonzero(np.all(a == np.asarray(c), axis=tuple(range(1, a.ndim))))
+        if full.size:
+            raise ValueError(
+                f"mask_constant: expected every row of {name} to keep an unmasked entry, got "
+                f"fully masked rows {full.tolist()} (every entry equal to mask_constant={c!r}; "
+                "neural-tangents gives them zero kernel rows)"
+            )
 
 
 def _check_input_bound(kernel_fn: Callable, x: Any, name: str) -> None:
@@ -1071,7 +1222,9 @@ def kernel(
       **kernel_kwargs: passed to ``kernel_fn``: ``diagonal_batch``,
         ``diagonal_spatial`` (NT's kernel-shape switches), ``pattern`` (for
         ``stax.Aggregate``), ``mask_constant``, ... Array-valued ones need
-        ``batch_size=0`` and the default ``out``/``mesh``.
+        ``batch_size=0`` and the default ``out``/``mesh``. With
+        ``mask_constant``, an input row all of whose entries equal it (a fully
+        masked sequence) raises: neural-tangents gives it zero kernel rows.
 
     Returns:
       An array of shape ``(n1, n2)`` (``n2 = n1`` if ``x2`` is None), or a
@@ -1092,7 +1245,8 @@ def kernel(
     Raises:
       ValueError: bad ``get``, negative ``batch_size``, ``x1``/``x2`` whose
         feature shapes differ, NaN/inf inputs, unsupported ``dtype``, inputs
-        beyond the ``max_input_sq`` a quadrature layer was sized for.
+        beyond the ``max_input_sq`` a quadrature layer was sized for, a fully
+        masked input row with ``mask_constant``.
     """
     _checks.callable_("kernel_fn", kernel_fn, "a neural-tangents kernel_fn(x1, x2, get)")
     get = _checks.choices("get", get, KERNEL_FIELDS)
@@ -1115,6 +1269,7 @@ def kernel(
                 f"x2: expected the feature shape of x1 {tuple(x1.shape[1:])}, got x2 of "
                 f"shape {tuple(x2.shape)}"
             )
+    _check_fully_masked(kernel_kwargs.get("mask_constant"), x1, x2)
     _check_input_bound(kernel_fn, x1, "x1")
     if x2 is not None:
         _check_input_bound(kernel_fn, x2, "x2")

@@ -300,18 +300,12 @@ def _joint_outputs_mse(k_train_train, y_train, learning_rate, diag_reg, normaliz
     flattened to ``(nk, nk)`` (row ``(i, a)`` at ``i k + a``), one output column."""
     y = _checks.array("y_train", y_train, ndim=2, kind="real")
     n, k = y.shape
-    k4 = _checks.array("k_train_train", k_train_train, ndim=4, kind="real")
-    if k4.shape != (n, n, k, k):
-        raise ValueError(
-            f"k_train_train: expected shape ({n}, {n}, {k}, {k}) with trace_axes=() and "
-            f"y_train {y.shape}, got {k4.shape}"
-        )
-    flat = lambda a: jnp.transpose(a, (0, 2, 1, 3)).reshape(a.shape[0] * k, n * k)
+    flat_train = _flat_outputs("k_train_train", k_train_train, n, n, y.shape)
     lr = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
     # the flat problem has n k rows: rescale the rate so that eta / s keeps s = n
     lr = lr * k if normalization == "mean" else lr
     inner = gradient_descent_mse(
-        flat(k4), y.reshape(n * k, 1), lr, diag_reg, normalization, discrete,
+        flat_train, y.reshape(n * k, 1), lr, diag_reg, normalization, discrete,
         None if b is None else b * k,
     )  # fmt: skip
 
@@ -319,14 +313,8 @@ def _joint_outputs_mse(k_train_train, y_train, learning_rate, diag_reg, normaliz
         f0 = _outputs_like("fx_train_0", fx_train_0, n, k, y.dtype).reshape(n * k, 1)
         kt = g0 = None
         if k_test_train is not None:
-            kt4 = _checks.array("k_test_train", k_test_train, ndim=4, kind="real")
-            if kt4.shape[1:] != (n, k, k):
-                raise ValueError(
-                    f"k_test_train: expected shape (m, {n}, {k}, {k}) with trace_axes=(), "
-                    f"got {kt4.shape}"
-                )
-            kt = flat(kt4)
-            g0 = _outputs_like("fx_test_0", fx_test_0, kt4.shape[0], k, y.dtype)
+            kt = _flat_outputs("k_test_train", k_test_train, None, n, y.shape)
+            g0 = _outputs_like("fx_test_0", fx_test_0, kt.shape[0] // k, k, y.dtype)
             g0 = g0.reshape(-1, 1)
         train, test = inner(t, kt, f0, 0.0 if g0 is None else g0)
         unflat = lambda f: f.reshape(*f.shape[:-2], -1, k)
@@ -448,6 +436,28 @@ def gradient_descent_mse(
     return predict_fn
 
 
+def _joint_outputs_ensemble(kernels, y_train, t, learning_rate, diag_reg, normalization):
+    """:func:`gradient_descent_mse_ensemble` with ``trace_axes=()``: the ``(., ., k, k)``
+    kernels flattened as in :func:`_joint_outputs_mse` (rate rescaled to keep ``s = n``)."""
+    y = _checks.array("y_train", y_train, ndim=2, kind="real")
+    n, k = y.shape
+    ntk_xx, nngp_xx, ntk_tx, nngp_tx, nngp_tt = kernels
+    flat = [
+        _flat_outputs("ntk_train_train", ntk_xx, n, n, y.shape),
+        _flat_outputs("nngp_train_train", nngp_xx, n, n, y.shape),
+        _flat_outputs("ntk_test_train", ntk_tx, None, n, y.shape),
+    ]
+    m = flat[2].shape[0] // k
+    flat.append(_flat_outputs("nngp_test_train", nngp_tx, m, n, y.shape))
+    flat.append(_flat_outputs("nngp_test_test", nngp_tt, m, m, y.shape))
+    lr = _checks.scalar("learning_rate", learning_rate, 0.0, low_open=True)
+    _time_scale(n, normalization)  # validates normalization
+    lr = lr * k if normalization == "mean" else lr  # the flat problem has n k rows
+    g = gradient_descent_mse_ensemble(*flat, y.reshape(n * k), t, lr, diag_reg, normalization)
+    mean = g.mean.reshape(*g.mean.shape[:-1], m, k)
+    return Gaussian(mean, _unflat_covariance(g.covariance, m, k))
+
+
 def gradient_descent_mse_ensemble(
     ntk_train_train: jax.Array,
     nngp_train_train: jax.Array,
@@ -459,6 +469,8 @@ def gradient_descent_mse_ensemble(
     learning_rate: float = 1.0,
     diag_reg: float = 0.0,
     normalization: Normalization = "mean",
+    *,
+    trace_axes: int | tuple[int, ...] = (-1,),
 ) -> Gaussian:
     r"""Mean and covariance over random inits of infinite-width nets after GD.
 
@@ -486,16 +498,30 @@ def gradient_descent_mse_ensemble(
       learning_rate: step size :math:`\eta`.
       diag_reg: added to the diagonal of the train NTK.
       normalization: ``"mean"`` or ``"sum"``, as in :func:`gradient_descent_mse`.
+      trace_axes: neural-tangents' ``trace_axes``: ``(-1,)`` (default),
+        per-output kernels as above; ``()``, kernels with the output axes
+        (``(n, n, k, k)``, ``(m, n, k, k)`` and ``(m, m, k, k)``; ``y_train``
+        ``(n, k)``): the same formulas on the ``(n k, n k)`` matrices of all
+        outputs (row ``(i, a)`` at ``i k + a``, ``diag_reg`` on their diagonal,
+        time still in units of :math:`\eta/n`), as in
+        :func:`gradient_descent_mse`. Then ``mean`` is ``(m, k)`` and
+        ``covariance`` ``(m, m, k, k)``.
 
     Returns:
       :class:`Gaussian` with mean shaped like the test outputs and the
-      ``(m, m)`` covariance (identical for every output dimension).
+      ``(m, m)`` covariance (identical for every output dimension), or
+      ``(m, m, k, k)`` with ``trace_axes=()``.
 
     Note:
       Under jit/vmap, as in :func:`gradient_descent_mse`: for a traced NTK,
       eigenvalues below 0 are treated as 0 and an indefinite one emits a
       :class:`NotPSDWarning`.
     """
+    if not _per_output(trace_axes):
+        return _joint_outputs_ensemble(
+            (ntk_train_train, nngp_train_train, ntk_test_train, nngp_test_train, nngp_test_test),
+            y_train, t, learning_rate, diag_reg, normalization,
+        )  # fmt: skip
     theta = _check_kernel("ntk_train_train", ntk_train_train, (None, None), symmetric=True)
     n = theta.shape[0]
     kxx = _check_kernel("nngp_train_train", nngp_train_train, (n, n), symmetric=True)
@@ -523,30 +549,39 @@ def gradient_descent_mse_ensemble(
     return _over_times(at, t)
 
 
+def _flat_outputs(name: str, a: Any, rows: int | None, cols: int, y_shape: tuple) -> jax.Array:
+    """A ``(rows, cols, k, k)`` kernel of ``trace_axes=()`` (``rows=None``: any) as the
+    ``(rows k, cols k)`` matrix of all outputs (row ``(i, a)`` at ``i k + a``)."""
+    k = y_shape[1]
+    a = _checks.array(name, a, ndim=4, kind="real")
+    if a.shape[1:] != (cols, k, k) or (rows is not None and a.shape[0] != rows):
+        want = f"({'m' if rows is None else rows}, {cols}, {k}, {k})"
+        raise ValueError(
+            f"{name}: expected shape {want} with trace_axes=() and y_train {tuple(y_shape)}, "
+            f"got {a.shape}"
+        )
+    return jnp.transpose(a, (0, 2, 1, 3)).reshape(a.shape[0] * k, a.shape[1] * k)
+
+
+def _unflat_covariance(cov: jax.Array, m: int, k: int) -> jax.Array:
+    """``(..., m k, m k)`` -> ``(..., m, m, k, k)`` (NT's zipped output axes)."""
+    cov = cov.reshape(*cov.shape[:-2], m, k, m, k)
+    return jnp.swapaxes(cov, -3, -2)
+
+
 def _joint_outputs_gp(k_train_train, y_train, k_test_train, k_test_test, diag_reg) -> Gaussian:
     """:func:`gp_inference` with ``trace_axes=()``: ``(n, n, k, k)`` kernels flattened
     to ``(n k, n k)`` (row ``(i, a)`` at ``i k + a``)."""
     y = _checks.array("y_train", y_train, ndim=2, kind="real")
     n, k = y.shape
-
-    def four(name, a, rows, cols):
-        a = _checks.array(name, a, ndim=4, kind="real")
-        if a.shape[1:] != (cols, k, k) or (rows is not None and a.shape[0] != rows):
-            want = f"({'m' if rows is None else rows}, {cols}, {k}, {k})"
-            raise ValueError(
-                f"{name}: expected shape {want} with trace_axes=() and y_train {y.shape}, "
-                f"got {a.shape}"
-            )
-        return jnp.transpose(a, (0, 2, 1, 3)).reshape(a.shape[0] * k, a.shape[1] * k)
-
-    kxx = four("k_train_train", k_train_train, n, n)
-    kt4 = four("k_test_train", k_test_train, None, n)
+    kxx = _flat_outputs("k_train_train", k_train_train, n, n, y.shape)
+    kt4 = _flat_outputs("k_test_train", k_test_train, None, n, y.shape)
     m = kt4.shape[0] // k
-    ktt = None if k_test_test is None else four("k_test_test", k_test_test, m, m)
+    ktt = None
+    if k_test_test is not None:
+        ktt = _flat_outputs("k_test_test", k_test_test, m, m, y.shape)
     g = gp_inference(kxx, y.reshape(n * k), kt4, ktt, diag_reg)
-    cov = None
-    if g.covariance is not None:
-        cov = jnp.transpose(g.covariance.reshape(m, k, m, k), (0, 2, 1, 3))
+    cov = None if g.covariance is None else _unflat_covariance(g.covariance, m, k)
     return Gaussian(g.mean.reshape(m, k), cov)
 
 
@@ -841,6 +876,8 @@ def ensemble(
     diag_reg: float = 0.0,
     normalization: Normalization = "mean",
     batch_size: int = 0,
+    *,
+    trace_axes: int | tuple[int, ...] = (-1,),
 ) -> Callable[..., Gaussian]:
     r"""Infinite ensemble of trained networks straight from an analytic ``kernel_fn``.
 
@@ -859,6 +896,14 @@ def ensemble(
       y_train: ``(n,)`` or ``(n, k)`` targets.
       learning_rate, diag_reg, normalization: as in :func:`gradient_descent_mse`.
       batch_size: kernel block size (``0``: all at once).
+      trace_axes: neural-tangents' ``trace_axes``: ``(-1,)`` (default), an
+        analytic ``kernel_fn`` of per-output ``(n1, n2)`` kernels; ``()``, a
+        ``kernel_fn`` whose kernels keep the output axes, ``(n1, n2, k, k)``
+        (e.g. neural-tangents' ``empirical_kernel_fn(apply_fn,
+        trace_axes=())`` with its ``params`` bound), evaluated as one call
+        (``batch_size=0``) and passed on with ``trace_axes=()``: the outputs
+        are predicted jointly, ``mean`` ``(m, k)`` and ``covariance``
+        ``(m, m, k, k)``.
 
     Returns:
       ``predict_fn(t=None, x_test=None, get="ntk", compute_cov=False)``
@@ -868,7 +913,20 @@ def ensemble(
 
     Raises:
       ValueError: bad kernels, targets or hyperparameters (as the functions it
-        calls), or ``get`` not ``"nngp"``, ``"ntk"`` or a tuple of them.
+        calls), ``get`` not ``"nngp"``, ``"ntk"`` or a tuple of them, or with
+        ``trace_axes=()`` a ``batch_size > 0`` or a ``kernel_fn`` whose kernels
+        are not ``(n1, n2, k, k)``.
+
+    Note:
+      neural-tangents normalises the loss by ``y_train.size`` (:math:`nk`): its
+      ``learning_rate`` is ``k`` times this one for the same dynamics, with
+      either ``trace_axes``; its ``diag_reg`` is relative to the mean trace
+      unless ``diag_reg_absolute_scale=True`` (here it is always absolute).
+      With ``get="nngp"`` and ``diag_reg > 0`` the covariances differ: here
+      ``diag_reg`` enters the dynamics only (the prior of the train outputs
+      stays :math:`K_{XX}`), NT also adds it to that prior (at
+      :math:`t=\infty` its covariance is the posterior with noise ``diag_reg``,
+      :func:`gp_inference`). Means, and everything with ``get="ntk"``, agree.
     """
     from wideth.kernels import analytic
 
@@ -877,18 +935,37 @@ def ensemble(
     diag_reg = _checks.scalar("diag_reg", diag_reg, 0.0)
     _time_scale(1, normalization)
     x_train = _checks.array("x_train", x_train, min_ndim=2, min_rows=1, kind="real")
-    train = dict(
-        zip(
-            ("nngp", "ntk"),
-            analytic.kernel(kernel_fn, x_train, None, ("nngp", "ntk"), batch_size=batch_size),
-            strict=True,
-        )
-    )
+    per_output = _per_output(trace_axes)
+    if not per_output:
+        y = _checks.array("y_train", y_train, ndim=2, kind="real")
+        if batch_size != 0:
+            raise ValueError(
+                "batch_size: expected 0 with trace_axes=() (one kernel_fn call), "
+                f"got {batch_size!r}"
+            )
+
+    def kernels(x1, x2, get):
+        if per_output:
+            return analytic.kernel(kernel_fn, x1, x2, get, batch_size=batch_size)
+        out = jax.jit(lambda a, b: kernel_fn(a, b, get))(x1, x2)
+        outs = (out,) if isinstance(get, str) else tuple(out)
+        want = (x1.shape[0], (x1 if x2 is None else x2).shape[0], y.shape[1], y.shape[1])
+        for o in outs:
+            if tuple(jnp.shape(o)) != want:
+                raise ValueError(
+                    f"kernel_fn: expected kernels of shape {want} with trace_axes=() and "
+                    f"y_train {tuple(y.shape)}, got {tuple(jnp.shape(o))}"
+                )
+        return outs[0] if isinstance(get, str) else outs
+
+    train = dict(zip(("nngp", "ntk"), kernels(x_train, None, ("nngp", "ntk")), strict=True))
     _check_targets(y_train, train["ntk"].shape[0])
 
     @functools.cache
     def mean_fn(g: str) -> Callable[..., Any]:  # one eigh per kernel, on first use
-        return gradient_descent_mse(train[g], y_train, learning_rate, diag_reg, normalization)
+        return gradient_descent_mse(
+            train[g], y_train, learning_rate, diag_reg, normalization, trace_axes=trace_axes
+        )
 
     def predict_fn(t=None, x_test=None, get="ntk", compute_cov=False):
         get = _checks.choices("get", get, ("nngp", "ntk"))
@@ -903,18 +980,18 @@ def ensemble(
                     f"x_test: expected the feature shape of x_train {tuple(x_train.shape[1:])}, "
                     f"got {_checks.shape_str(x_test)}"
                 )
-            kk = analytic.kernel(kernel_fn, x_test, x_train, ("nngp", "ntk"), batch_size=batch_size)
-            cross = dict(zip(("nngp", "ntk"), kk, strict=True))
-            test = None
-            if compute_cov:
-                test = analytic.kernel(kernel_fn, x_test, None, "nngp", batch_size=batch_size)
+            cross = dict(
+                zip(("nngp", "ntk"), kernels(x_test, x_train, ("nngp", "ntk")), strict=True)
+            )
+            test = kernels(x_test, None, "nngp") if compute_cov else None
         out = {}
         for g in names:
             args = (train[g], train["nngp"], cross[g], cross["nngp"])
             if compute_cov:
                 out[g] = gradient_descent_mse_ensemble(
-                    *args, test, y_train, t, learning_rate, diag_reg, normalization
-                )
+                    *args, test, y_train, t, learning_rate, diag_reg, normalization,
+                    trace_axes=trace_axes,
+                )  # fmt: skip
             else:
                 out[g] = Gaussian(mean_fn(g)(t, k_test_train=cross[g])[1], None)
         return out[get] if isinstance(get, str) else out

@@ -353,7 +353,7 @@ def test_inputs_are_checked_once_at_the_model_boundary():
     not raise 'x: expected finite' from an inner layer, and a single layer
     called directly checks its own input.
     """
-    from wideth.models import MLP, ConvResNet, DenseLayer, ResNet
+    from wideth.models import MLP, ConvResNet, DenseLayer, ResNet, Transformer
 
     x = jnp.ones((2, 3))
     nets = [
@@ -364,6 +364,11 @@ def test_inputs_are_checked_once_at_the_model_boundary():
         eager, jitted = net(x), nnx.jit(lambda m, x: m(x))(net, x)
         assert not bool(jnp.isfinite(eager).all())
         np.testing.assert_array_equal(np.isfinite(eager), np.isfinite(jitted))
+    tf = Transformer(3, 8, 2, out_dim=2, W_std=1e30, rngs=nnx.Rngs(0))
+    tokens = jnp.ones((2, 4, 3))
+    eager, jitted = tf(tokens), nnx.jit(lambda m, x: m(x))(tf, tokens)
+    assert not bool(jnp.isfinite(eager).all())
+    np.testing.assert_array_equal(np.isfinite(eager), np.isfinite(jitted))
     conv = ConvResNet(3, 4, 1, W_std=1e30, rngs=nnx.Rngs(0))
     assert not bool(jnp.isfinite(conv(jnp.ones((1, 5, 5, 3)))).all())
     layer = DenseLayer(3, 2, rngs=nnx.Rngs(0))

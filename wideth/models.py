@@ -932,7 +932,10 @@ class SelfAttention(nnx.Module):
                 f"x: expected shape (n, T, in_dim) with last dimension {self.in_dim}, "
                 f"got {tuple(x.shape)}"
             )
-        mask = _check_mask(mask, x.shape)
+        return self._forward(x, _check_mask(mask, x.shape))
+
+    def _forward(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+        """The attention layer without input checks (the containing model checked them)."""
         if mask is not None:
             x = jnp.where(mask[..., None], jnp.zeros((), x.dtype), x)
         x_keys, x_values = self._with_positions(x, mask)
@@ -1104,7 +1107,7 @@ class Transformer(nnx.Module):
         h = zero(self.embed._forward(zero(x)))
         feats = [h]
         for attention, dense in zip(self.attention, self.mlp, strict=True):
-            g = zero(norm(h + zero(attention(h, mask))))
+            g = zero(norm(h + zero(attention._forward(h, mask))))
             h = zero(norm(g + zero(dense._forward(zero(phi(g))))))
             feats.append(h)
         return feats

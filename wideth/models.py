@@ -842,8 +842,9 @@ class SelfAttention(nnx.Module):
       W_qk_std: :math:`\sigma_{qk}`; b_std: :math:`\sigma_b` or ``None``.
       mechanism: ``"softmax"``, ``"identity"``, ``"abs"`` or ``"relu"``.
       tokens: sequence length :math:`T` (needed by positional embeddings).
-      pos_emb_type, pos_emb_p_norm, pos_emb_decay_fn, n_chan_pos_emb,
-        W_pos_emb_std, val_pos_emb: neural-tangents' positional embeddings, as
+      pos_emb_type: neural-tangents' positional embeddings, with
+        ``pos_emb_p_norm``, ``pos_emb_decay_fn``, ``n_chan_pos_emb``,
+        ``W_pos_emb_std`` and ``val_pos_emb`` as
         in :func:`wideth.kernels.analytic.transformer`: a trained parameter
         :math:`p \in \mathbb R^{T \times n_{pe}}`, :math:`\mathcal N(0, 1)` at
         init, used as :math:`\sigma_{pe} L p` (:math:`L L^\top = R`, the
@@ -1006,10 +1007,10 @@ class Transformer(nnx.Module):
       layernorm: ``None`` or ``"post"``.
       pool: ``"global"`` or ``"flatten"``.
       tokens: sequence length ``T`` (``pool="flatten"`` and positional embeddings).
-      pos_emb_type, pos_emb_p_norm, pos_emb_decay_fn, n_chan_pos_emb,
-        W_pos_emb_std, val_pos_emb: positional embeddings of every attention
-        layer (see :class:`SelfAttention`; default ``"none"``), as in
-        :func:`wideth.kernels.analytic.transformer`.
+      pos_emb_type: positional embeddings of every attention layer, with
+        ``pos_emb_p_norm``, ``pos_emb_decay_fn``, ``n_chan_pos_emb``,
+        ``W_pos_emb_std`` and ``val_pos_emb`` (see :class:`SelfAttention`;
+        default ``"none"``), as in :func:`wideth.kernels.analytic.transformer`.
       rngs: ``nnx.Rngs``.
 
     References:

@@ -70,9 +70,10 @@ def init(
       b_std: :math:`\sigma_b`, likewise.
 
     Returns:
-      ``{"w_in": (in_dim, n), "b_in": (n,), "w_h": (max_depth-1, n, n),
-      "b_h": (max_depth-1, n), "w_out": (n, out_dim), "b_out": (out_dim,)}``
-      with :math:`W \sim \mathcal N(0, \sigma_w^2/\text{fan-in})`,
+      a dict of arrays: ``w_in`` ``(in_dim, n)``, ``b_in`` ``(n,)``, ``w_h``
+      ``(max_depth - 1, n, n)``, ``b_h`` ``(max_depth - 1, n)``, ``w_out``
+      ``(n, out_dim)``, ``b_out`` ``(out_dim,)``, with
+      :math:`W \sim \mathcal N(0, \sigma_w^2/\text{fan-in})`,
       :math:`b \sim \mathcal N(0, \sigma_b^2)`.
 
     Raises:

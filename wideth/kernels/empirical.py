@@ -106,6 +106,13 @@ _FACTOR_BUDGET_BYTES = 1 << 29
 #: ``auto`` uses ``"jacobian"`` when two Jacobian blocks fit in this many bytes.
 _JACOBIAN_BUDGET_BYTES = 1 << 30
 
+#: Cost, in multiply-adds, of moving one array element through a memory-bound
+#: stage (writing a per-row Jacobian, reading it in a skinny ``(n, P) x (P, n)``
+#: product). Calibrated on CPU: a float32 ``64 x 1.1e6 x 64`` product ran ~4.5x
+#: slower than its multiply-adds at square-matmul speed, i.e. ~110 multiply-adds
+#: per operand element on top of them.
+_MOVE_COST = 100
+
 #: ``"jvp"`` vmaps over this many identity columns at a time (in sequence over chunks).
 _JVP_COLUMNS = 64
 
@@ -529,19 +536,32 @@ class _Plan:
 
 
 def _site_costs(site, k, n1, n2, full, same):
-    """FLOPs (multiply-adds) of the two routes of one site for an ``n1 x n2`` kernel.
+    """Estimated cost (multiply-adds, plus :data:`_MOVE_COST` per element of the
+    large intermediates) of the two routes of one site for an ``n1 x n2`` kernel.
 
-    ``gram``: :math:`n_1 n_2 T^2 (D + k O)` (``k^2 O`` when ``full``); ``jacobian``:
-    forming :math:`J = \\sum_t a_t \\delta_t^\\top` costs :math:`T k D O` per row
-    (``n1`` rows, plus ``n2`` unless ``x2 is x1``), contracting :math:`n_1 n_2 k D O`
-    (``k^2 D O`` when ``full``).
+    ``gram``: the products :math:`\\langle a_t, a'_{t'}\\rangle` and
+    :math:`\\langle \\delta_t, \\delta'_{t'}\\rangle`, :math:`n_1 n_2 T^2 (D + k O)`
+    (``k^2 O`` when ``full``), giving :math:`2 n_1 n_2 T^2` elements
+    (:math:`(1 + k^2) n_1 n_2 T^2` when ``full``); ``jacobian``: forming
+    :math:`J = \\sum_t a_t \\delta_t^\\top` costs :math:`T k D O` per row (``r = n1``
+    rows, plus ``n2`` unless ``x2 is x1``), contracting :math:`n_1 n_2 k D O`
+    (``k^2 D O`` when ``full``), with :math:`(r + n_1 + n_2) k D O` elements moved
+    (each Jacobian written once, read per operand) -- the memory-bound part of a
+    skinny ``n x P`` product.
     """
     t, d, o = site.shape
     kk = k * k if full else k
-    gram = n1 * n2 * t * t * (d + kk * o)
+    gram = n1 * n2 * t * t * (d + kk * o + _MOVE_COST * (1 + kk if full else 2))
     rows = n1 if same else n1 + n2
-    jac = rows * t * k * d * o + n1 * n2 * kk * d * o
+    jac = rows * t * k * d * o + n1 * n2 * kk * d * o + _jacobian_moves(k, d * o, n1, n2, same)
     return {"gram": float(gram), "jacobian": float(jac)}
+
+
+def _jacobian_moves(k, p, n1, n2, same):
+    """:data:`_MOVE_COST` times the elements of per-row ``(k, p)`` Jacobians written
+    once and read once per operand of their ``n1 x n2`` contraction."""
+    rows = n1 if same else n1 + n2
+    return _MOVE_COST * (rows + n1 + n2) * k * p
 
 
 def _routes(plan, n1, n2, full, same):
@@ -675,8 +695,7 @@ def _structured_factors(apply_fn, params, x, plan, routes):
             else:
                 jac.append(jnp.einsum("tD,ktO->kDO", a, d).reshape(k, -1))
         jac += [j.reshape(k, -1) for j in d_rest]
-        jr = jnp.concatenate(jac, -1) if jac else jnp.zeros((k, 0), x.dtype)
-        return gram_a, gram_d, jr
+        return gram_a, gram_d, jac
 
     return jax.vmap(per_sample)(x)
 
@@ -684,7 +703,12 @@ def _structured_factors(apply_fn, params, x, plan, routes):
 def _structured_contract(f1, f2, full):
     acts1, deltas1, jr1 = f1
     acts2, deltas2, jr2 = f2
-    out = _contract(jr1, jr2, full)
+    n1, n2 = jax.tree.leaves(f1)[0].shape[0], jax.tree.leaves(f2)[0].shape[0]
+    dtype, k = jax.tree.leaves(f1)[0].dtype, (*jr1, *deltas1)[0].shape[1]
+    out = jnp.zeros((n1, n2, *(2 * (k,) if full else ())), dtype)
+    # one product per Jacobian block: no concatenated copy of the per-row Jacobians
+    for j1, j2 in zip(jr1, jr2, strict=True):
+        out = out + _contract(j1, j2, full)
     for a1, d1, a2, d2 in zip(acts1, deltas1, acts2, deltas2, strict=True):
         if a1.shape[1] == 1 and a2.shape[1] == 1:
             g = a1[:, 0] @ a2[:, 0].T
@@ -694,6 +718,15 @@ def _structured_contract(f1, f2, full):
             else:
                 h = d1[:, :, 0].reshape(d1.shape[0], -1) @ d2[:, :, 0].reshape(d2.shape[0], -1).T
                 out = out + g * h / d1.shape[1]
+        elif not full:
+            # two well-shaped products: (n1 T, D) x (D, n2 T) and (n1 T, k O) x (k O, n2 T)
+            n1, k, t1, q = d1.shape
+            n2, t2 = d2.shape[0], d2.shape[2]
+            g = a1.reshape(n1 * t1, -1) @ a2.reshape(n2 * t2, -1).T
+            h1 = jnp.transpose(d1, (0, 2, 1, 3)).reshape(n1 * t1, k * q)
+            h2 = jnp.transpose(d2, (0, 2, 1, 3)).reshape(n2 * t2, k * q)
+            h = h1 @ h2.T
+            out = out + (g * h).reshape(n1, t1, n2, t2).sum((1, 3)) / k
         else:
             g = jnp.einsum("itp,jsp->ijts", a1, a2)
             if full:
@@ -716,7 +749,10 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
     (:math:`\\sum_{t,t'} \\langle a_t, a'_{t'}\\rangle \\langle \\delta_t,
     \\delta'_{t'}\\rangle`, cost :math:`n^2 T^2 (D + kO)`) or ``"jacobian"`` (the
     site's per-row Jacobian :math:`\\sum_t \\delta_t a_t^\\top` from the same
-    factors, cost :math:`n T k D O + n^2 k D O`). Every other parameter leaf
+    factors, cost :math:`n T k D O + n^2 k D O`), each plus a memory term for its
+    large intermediates (``_site_costs``: ``2 n^2 T^2`` Gram entries, ``3 n k D O``
+    Jacobian entries written and read, the latter dominating skinny products).
+    Every other parameter leaf
     (e.g. LayerNorm / BatchNorm scales and biases, whose per-feature Jacobian
     :math:`\\sum_t \\hat z_{tf} \\delta_{ktf}` is already their Gram factor) is
     differentiated by ``jax.jacrev`` per row and listed in ``rest_paths``.
@@ -798,7 +834,8 @@ def _method_costs(plan, params, n1, n2, full, same):
     (:func:`_site_costs`) plus ``n1 n2 k P_rest``; ``jacobian`` also forms every
     weight gradient, ``r (2k+1) F + n1 n2 k P``; ``jvp`` runs a vjp over ``x2`` and a
     jvp over ``x1`` per column, ``n2 k (3 n2 + 2 n1) F``. (``k^2`` for ``k`` in the
-    contractions when ``full``.)
+    contractions when ``full``.) Both Jacobian contractions also pay for moving
+    their per-row Jacobians (:func:`_jacobian_moves` of ``P_rest`` / ``P``).
     """
     k = plan.k
     kk = k * k if full else k
@@ -810,8 +847,15 @@ def _method_costs(plan, params, n1, n2, full, same):
     rows = n1 if same else n1 + n2
     sites = sum(min(_site_costs(s, k, n1, n2, full, same).values()) for s in plan.sites)
     return {
-        "structured": float(rows * (k + 1) * f + sites + n1 * n2 * kk * p_rest),
-        "jacobian": float(rows * (2 * k + 1) * f + n1 * n2 * kk * p_all),
+        "structured": float(
+            rows * (k + 1) * f
+            + sites
+            + n1 * n2 * kk * p_rest
+            + _jacobian_moves(k, p_rest, n1, n2, same)
+        ),
+        "jacobian": float(
+            rows * (2 * k + 1) * f + n1 * n2 * kk * p_all + _jacobian_moves(k, p_all, n1, n2, same)
+        ),
         "jvp": float(n2 * k * (3 * n2 + 2 * n1) * f),
     }
 

@@ -537,9 +537,9 @@ class _Plan:
         return (self.eqns, self.in_keys, self.consts, self.out_refs, self.sites, self.rest)[i]
 
 
-def _site_costs(site, k, n1, n2, full, same):
-    """Estimated cost (multiply-adds, plus :data:`_MOVE_COST` per element of the
-    large intermediates) of the two routes of one site for an ``n1 x n2`` kernel.
+def _site_costs(site, k, n1, n2, full, same, move=_MOVE_COST):
+    """Estimated cost (multiply-adds, plus ``move`` (:data:`_MOVE_COST`) per element of
+    the large intermediates) of the two routes of one site for an ``n1 x n2`` kernel.
 
     ``gram``: the products :math:`\\langle a_t, a'_{t'}\\rangle` and
     :math:`\\langle \\delta_t, \\delta'_{t'}\\rangle`, :math:`n_1 n_2 T^2 (D + k O)`
@@ -553,17 +553,19 @@ def _site_costs(site, k, n1, n2, full, same):
     """
     t, d, o = site.shape
     kk = k * k if full else k
-    gram = n1 * n2 * t * t * (d + kk * o + _MOVE_COST * (1 + kk if full else 2))
+    gram = n1 * n2 * t * t * (d + kk * o + move * (1 + kk if full else 2))
     rows = n1 if same else n1 + n2
-    jac = rows * t * k * d * o + n1 * n2 * kk * d * o + _jacobian_moves(k, d * o, n1, n2, same)
+    jac = (
+        rows * t * k * d * o + n1 * n2 * kk * d * o + _jacobian_moves(k, d * o, n1, n2, same, move)
+    )
     return {"gram": float(gram), "jacobian": float(jac)}
 
 
-def _jacobian_moves(k, p, n1, n2, same):
-    """:data:`_MOVE_COST` times the elements of per-row ``(k, p)`` Jacobians written
+def _jacobian_moves(k, p, n1, n2, same, move=_MOVE_COST):
+    """``move`` times the elements of per-row ``(k, p)`` Jacobians written
     once and read once per operand of their ``n1 x n2`` contraction."""
     rows = n1 if same else n1 + n2
-    return _MOVE_COST * (rows + n1 + n2) * k * p
+    return move * (rows + n1 + n2) * k * p
 
 
 def _routes(plan, n1, n2, full, same):
@@ -830,7 +832,7 @@ def _num_outputs(apply_fn, params, x1):
     return out.shape[1]
 
 
-def _method_costs(plan, params, n1, n2, full, same):
+def _method_costs(plan, params, n1, n2, full, same, move=_MOVE_COST):
     """Estimated multiply-adds of the three methods for an ``n1 x n2`` kernel.
 
     With ``F`` the multiply-adds of one row's forward pass through the sites (plus
@@ -841,7 +843,8 @@ def _method_costs(plan, params, n1, n2, full, same):
     weight gradient, ``r (2k+1) F + n1 n2 k P``; ``jvp`` runs a vjp over ``x2`` and a
     jvp over ``x1`` per column, ``n2 k (3 n2 + 2 n1) F``. (``k^2`` for ``k`` in the
     contractions when ``full``.) Both Jacobian contractions also pay for moving
-    their per-row Jacobians (:func:`_jacobian_moves` of ``P_rest`` / ``P``).
+    their per-row Jacobians (:func:`_jacobian_moves` of ``P_rest`` / ``P``); ``move=0``
+    gives the multiply-adds only (of the routes the memory term picks).
     """
     k = plan.k
     kk = k * k if full else k
@@ -851,16 +854,22 @@ def _method_costs(plan, params, n1, n2, full, same):
     p_all = p_rest + sum(sizes[i] for i in handled if i is not None)
     f = sum(math.prod(s.shape) for s in plan.sites) + p_rest
     rows = n1 if same else n1 + n2
-    sites = sum(min(_site_costs(s, k, n1, n2, full, same).values()) for s in plan.sites)
+    routes = _routes(plan, n1, n2, full, same)  # chosen with the memory term
+    sites = sum(
+        _site_costs(s, k, n1, n2, full, same, move)[r]
+        for s, r in zip(plan.sites, routes, strict=True)
+    )
     return {
         "structured": float(
             rows * (k + 1) * f
             + sites
             + n1 * n2 * kk * p_rest
-            + _jacobian_moves(k, p_rest, n1, n2, same)
+            + _jacobian_moves(k, p_rest, n1, n2, same, move)
         ),
         "jacobian": float(
-            rows * (2 * k + 1) * f + n1 * n2 * kk * p_all + _jacobian_moves(k, p_all, n1, n2, same)
+            rows * (2 * k + 1) * f
+            + n1 * n2 * kk * p_all
+            + _jacobian_moves(k, p_all, n1, n2, same, move)
         ),
         "jvp": float(n2 * k * (3 * n2 + 2 * n1) * f),
     }

@@ -20,7 +20,8 @@ current JAX through :mod:`wideth.compat`; 1 and 2 in ``--quick``; ``vmap_axes=0`
 contracted by ``jnp.einsum``). Time: median wall time
 after a compiling warm-up. FLOPs: XLA's ``cost_analysis`` of the compiled call
 (loops are counted once per body, so blocked routes are undercounted) and, for
-wideth, our cost model's estimate (multiply-adds, ``empirical._method_costs``).
+wideth, our cost model's estimate (multiply-adds, ``empirical._method_costs``
+with ``move=0``; ``auto`` and the routes also charge its memory term).
 FLOP floor: the structured route's model FLOPs divided by the machine's
 dense float32 matmul throughput, measured right before each network (median of
 5 jitted 2048 x 2048 x 2048 products); "time / floor" is how far a route is from
@@ -137,7 +138,7 @@ def _bench(name, module, x, quick):
     apply_fn = lambda p, xx: nnx.merge(graphdef, p)(xx)
     n = x.shape[0]
     plan = empirical._structured_plan(apply_fn, params, x.shape[1:], x.dtype)
-    model = empirical._method_costs(plan, params, n, n, False, True)
+    model = empirical._method_costs(plan, params, n, n, False, True, move=0)  # arithmetic only
     auto = empirical._choose(apply_fn, params, x, n)
     floor = 2 * model["structured"] / matmul_flops_per_second(512 if quick else 2048)
     results, failures, stats = {}, {}, {}
@@ -215,8 +216,9 @@ _INTRO = (
     "cores shared with other jobs (absolute times vary with load; compare within a "
     "network). Speed-up: the best neural-tangents time / this row's time. XLA FLOPs: "
     "`cost_analysis()` of the compiled call. Model FLOPs: our cost model "
-    "(2 x multiply-adds) that `auto` uses. Peak memory: `memory_analysis()` of the "
-    "compiled call (arguments + outputs + temporaries; also for routes that then fail). "
+    "(2 x multiply-adds; `auto` and the routes add a memory term for large "
+    "intermediates). Peak memory: `memory_analysis()` of the compiled call (arguments "
+    "+ outputs + temporaries; also for routes that then fail). "
     "Max abs diff: to the reference kernel. Time / floor: the time divided by the "
     "structured computation's model FLOPs at the dense float32 matmul throughput "
     "measured in the same run just before the network."

@@ -106,6 +106,13 @@ _FACTOR_BUDGET_BYTES = 1 << 29
 #: ``auto`` uses ``"jacobian"`` when two Jacobian blocks fit in this many bytes.
 _JACOBIAN_BUDGET_BYTES = 1 << 30
 
+#: Cost, in multiply-adds, of moving one array element through a memory-bound
+#: stage (writing a per-row Jacobian, reading it in a skinny ``(n, P) x (P, n)``
+#: product). Calibrated on CPU: a float32 ``64 x 1.1e6 x 64`` product ran ~4.5x
+#: slower than its multiply-adds at square-matmul speed, i.e. ~110 multiply-adds
+#: per operand element on top of them.
+_MOVE_COST = 100
+
 #: ``"jvp"`` vmaps over this many identity columns at a time (in sequence over chunks).
 _JVP_COLUMNS = 64
 
@@ -211,7 +218,9 @@ def _flat_jacobian(apply_fn, params, x):
 def _contract(j1, j2, full):
     if full:
         return jnp.einsum("ikp,jlp->ijkl", j1, j2)
-    return jnp.einsum("ikp,jkp->ij", j1, j2) / j1.shape[1]
+    # one (n1, k P) x (k P, n2) product (faster on CPU than the two-axis einsum)
+    m1, m2 = j1.reshape(j1.shape[0], -1), j2.reshape(j2.shape[0], -1)
+    return jax.lax.dot_general(m1, m2, (((1,), (1,)), ((), ()))) / j1.shape[1]
 
 
 def _ntk_block_jacobian(apply_fn, params, x1, x2, full, apply2=None):
@@ -528,20 +537,35 @@ class _Plan:
         return (self.eqns, self.in_keys, self.consts, self.out_refs, self.sites, self.rest)[i]
 
 
-def _site_costs(site, k, n1, n2, full, same):
-    """FLOPs (multiply-adds) of the two routes of one site for an ``n1 x n2`` kernel.
+def _site_costs(site, k, n1, n2, full, same, move=_MOVE_COST):
+    """Estimated cost (multiply-adds, plus ``move`` (:data:`_MOVE_COST`) per element of
+    the large intermediates) of the two routes of one site for an ``n1 x n2`` kernel.
 
-    ``gram``: :math:`n_1 n_2 T^2 (D + k O)` (``k^2 O`` when ``full``); ``jacobian``:
-    forming :math:`J = \\sum_t a_t \\delta_t^\\top` costs :math:`T k D O` per row
-    (``n1`` rows, plus ``n2`` unless ``x2 is x1``), contracting :math:`n_1 n_2 k D O`
-    (``k^2 D O`` when ``full``).
+    ``gram``: the products :math:`\\langle a_t, a'_{t'}\\rangle` and
+    :math:`\\langle \\delta_t, \\delta'_{t'}\\rangle`, :math:`n_1 n_2 T^2 (D + k O)`
+    (``k^2 O`` when ``full``), giving :math:`2 n_1 n_2 T^2` elements
+    (:math:`(1 + k^2) n_1 n_2 T^2` when ``full``); ``jacobian``: forming
+    :math:`J = \\sum_t a_t \\delta_t^\\top` costs :math:`T k D O` per row (``r = n1``
+    rows, plus ``n2`` unless ``x2 is x1``), contracting :math:`n_1 n_2 k D O`
+    (``k^2 D O`` when ``full``), with :math:`(r + n_1 + n_2) k D O` elements moved
+    (each Jacobian written once, read per operand) -- the memory-bound part of a
+    skinny ``n x P`` product.
     """
     t, d, o = site.shape
     kk = k * k if full else k
-    gram = n1 * n2 * t * t * (d + kk * o)
+    gram = n1 * n2 * t * t * (d + kk * o + move * (1 + kk if full else 2))
     rows = n1 if same else n1 + n2
-    jac = rows * t * k * d * o + n1 * n2 * kk * d * o
+    jac = (
+        rows * t * k * d * o + n1 * n2 * kk * d * o + _jacobian_moves(k, d * o, n1, n2, same, move)
+    )
     return {"gram": float(gram), "jacobian": float(jac)}
+
+
+def _jacobian_moves(k, p, n1, n2, same, move=_MOVE_COST):
+    """``move`` times the elements of per-row ``(k, p)`` Jacobians written
+    once and read once per operand of their ``n1 x n2`` contraction."""
+    rows = n1 if same else n1 + n2
+    return move * (rows + n1 + n2) * k * p
 
 
 def _routes(plan, n1, n2, full, same):
@@ -564,9 +588,11 @@ def _bind(eqn, invals):
 
 
 def _patches(p, lhs, rhs_shape):
-    """Input patches of a convolution, ``(N, *out_spatial, C * taps)`` with the spatial
-    dimensions in ``lhs_spec`` order: padded strided slices, one per filter tap
-    (``conv_general_dilated_patches`` for input dilation or negative padding)."""
+    """Input patches of a convolution, ``(N, *out_spatial, taps * C)`` with the spatial
+    dimensions in ``lhs_spec`` order: padded strided slices, one per filter tap,
+    concatenated (``conv_general_dilated_patches``, ``(..., C * taps)``, for input
+    dilation or negative padding; the order of the patch entries is immaterial to
+    the kernel as long as both sides use the same)."""
     lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
     filt = [rhs_shape[s] for s in rhs_spec[2:]]
     pads = p["padding"]
@@ -579,7 +605,7 @@ def _patches(p, lhs, rhs_shape):
             lhs_dilation=p["lhs_dilation"],
             rhs_dilation=p["rhs_dilation"],
             dimension_numbers=p["dimension_numbers"],
-            precision=p["precision"],
+            precision=jax.lax.Precision.HIGHEST,  # an exact copy also on GPU (no TF32)
         )
         return jnp.transpose(a, (out_spec[0], *out_spec[2:], out_spec[1]))
     x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))
@@ -595,8 +621,7 @@ def _patches(p, lhs, rhs_shape):
             x.shape[-1],
         ]
         taps.append(jax.lax.slice(x, start, limit, [1, *strides, 1]))
-    a = jnp.stack(taps, axis=-1)
-    return a.reshape(*a.shape[:-2], -1)
+    return jnp.concatenate(taps, axis=-1)
 
 
 def _site_input(site, eqn, invals, read):
@@ -619,11 +644,13 @@ def _site_input(site, eqn, invals, read):
     return jax.lax.stop_gradient(a)
 
 
-def _structured_factors(apply_fn, params, x, plan, routes):
+def _structured_factors(apply_fn, params, x, plan, routes, full=True):
     """Per-row factors of a block ``x``: for ``gram`` sites the inputs ``a`` (n, T, D)
     and cotangents ``delta`` (n, k, T, O); for ``jacobian`` sites and the remaining
-    parameters one per-row Jacobian (n, k, P_jac), the sites' blocks formed as
-    :math:`\\sum_t \\delta_t a_t^\\top` from the same factors."""
+    parameters per-row Jacobian blocks (n, k, P_block), the sites' blocks formed as
+    :math:`\\sum_t \\delta_t a_t^\\top` from the same factors. Without ``full``
+    only the flattened ``(k, P_block)`` rows are contracted, so a site's block is
+    kept in the layout its product gives, ``(D, k, O)``, reshaped to ``(k, D O)``."""
     eqns, in_keys, consts, out_refs, sites, rest = plan[:6]
     leaves = jax.tree.leaves(params)
     site_of = {s.eqn_index: j for j, s in enumerate(sites)}
@@ -673,10 +700,10 @@ def _structured_factors(apply_fn, params, x, plan, routes):
                 gram_a.append(a)
                 gram_d.append(d)
             else:
-                jac.append(jnp.einsum("tD,ktO->kDO", a, d).reshape(k, -1))
+                spec = "tD,ktO->kDO" if full else "tD,ktO->DkO"
+                jac.append(jnp.einsum(spec, a, d).reshape(k, -1))
         jac += [j.reshape(k, -1) for j in d_rest]
-        jr = jnp.concatenate(jac, -1) if jac else jnp.zeros((k, 0), x.dtype)
-        return gram_a, gram_d, jr
+        return gram_a, gram_d, jac
 
     return jax.vmap(per_sample)(x)
 
@@ -684,7 +711,12 @@ def _structured_factors(apply_fn, params, x, plan, routes):
 def _structured_contract(f1, f2, full):
     acts1, deltas1, jr1 = f1
     acts2, deltas2, jr2 = f2
-    out = _contract(jr1, jr2, full)
+    n1, n2 = jax.tree.leaves(f1)[0].shape[0], jax.tree.leaves(f2)[0].shape[0]
+    dtype, k = jax.tree.leaves(f1)[0].dtype, (*jr1, *deltas1)[0].shape[1]
+    out = jnp.zeros((n1, n2, *(2 * (k,) if full else ())), dtype)
+    # one product per Jacobian block: no concatenated copy of the per-row Jacobians
+    for j1, j2 in zip(jr1, jr2, strict=True):
+        out = out + _contract(j1, j2, full)
     for a1, d1, a2, d2 in zip(acts1, deltas1, acts2, deltas2, strict=True):
         if a1.shape[1] == 1 and a2.shape[1] == 1:
             g = a1[:, 0] @ a2[:, 0].T
@@ -694,6 +726,15 @@ def _structured_contract(f1, f2, full):
             else:
                 h = d1[:, :, 0].reshape(d1.shape[0], -1) @ d2[:, :, 0].reshape(d2.shape[0], -1).T
                 out = out + g * h / d1.shape[1]
+        elif not full:
+            # two well-shaped products: (n1 T, D) x (D, n2 T) and (n1 T, k O) x (k O, n2 T)
+            n1, k, t1, q = d1.shape
+            n2, t2 = d2.shape[0], d2.shape[2]
+            g = a1.reshape(n1 * t1, -1) @ a2.reshape(n2 * t2, -1).T
+            h1 = jnp.transpose(d1, (0, 2, 1, 3)).reshape(n1 * t1, k * q)
+            h2 = jnp.transpose(d2, (0, 2, 1, 3)).reshape(n2 * t2, k * q)
+            h = h1 @ h2.T
+            out = out + (g * h).reshape(n1, t1, n2, t2).sum((1, 3)) / k
         else:
             g = jnp.einsum("itp,jsp->ijts", a1, a2)
             if full:
@@ -716,7 +757,10 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
     (:math:`\\sum_{t,t'} \\langle a_t, a'_{t'}\\rangle \\langle \\delta_t,
     \\delta'_{t'}\\rangle`, cost :math:`n^2 T^2 (D + kO)`) or ``"jacobian"`` (the
     site's per-row Jacobian :math:`\\sum_t \\delta_t a_t^\\top` from the same
-    factors, cost :math:`n T k D O + n^2 k D O`). Every other parameter leaf
+    factors, cost :math:`n T k D O + n^2 k D O`), each plus a memory term for its
+    large intermediates (``_site_costs``: ``2 n^2 T^2`` Gram entries, ``3 n k D O``
+    Jacobian entries written and read, the latter dominating skinny products).
+    Every other parameter leaf
     (e.g. LayerNorm / BatchNorm scales and biases, whose per-feature Jacobian
     :math:`\\sum_t \\hat z_{tf} \\delta_{ktf}` is already their Gram factor) is
     differentiated by ``jax.jacrev`` per row and listed in ``rest_paths``.
@@ -788,7 +832,7 @@ def _num_outputs(apply_fn, params, x1):
     return out.shape[1]
 
 
-def _method_costs(plan, params, n1, n2, full, same):
+def _method_costs(plan, params, n1, n2, full, same, move=_MOVE_COST):
     """Estimated multiply-adds of the three methods for an ``n1 x n2`` kernel.
 
     With ``F`` the multiply-adds of one row's forward pass through the sites (plus
@@ -798,7 +842,9 @@ def _method_costs(plan, params, n1, n2, full, same):
     (:func:`_site_costs`) plus ``n1 n2 k P_rest``; ``jacobian`` also forms every
     weight gradient, ``r (2k+1) F + n1 n2 k P``; ``jvp`` runs a vjp over ``x2`` and a
     jvp over ``x1`` per column, ``n2 k (3 n2 + 2 n1) F``. (``k^2`` for ``k`` in the
-    contractions when ``full``.)
+    contractions when ``full``.) Both Jacobian contractions also pay for moving
+    their per-row Jacobians (:func:`_jacobian_moves` of ``P_rest`` / ``P``); ``move=0``
+    gives the multiply-adds only (of the routes the memory term picks).
     """
     k = plan.k
     kk = k * k if full else k
@@ -808,10 +854,23 @@ def _method_costs(plan, params, n1, n2, full, same):
     p_all = p_rest + sum(sizes[i] for i in handled if i is not None)
     f = sum(math.prod(s.shape) for s in plan.sites) + p_rest
     rows = n1 if same else n1 + n2
-    sites = sum(min(_site_costs(s, k, n1, n2, full, same).values()) for s in plan.sites)
+    routes = _routes(plan, n1, n2, full, same)  # chosen with the memory term
+    sites = sum(
+        _site_costs(s, k, n1, n2, full, same, move)[r]
+        for s, r in zip(plan.sites, routes, strict=True)
+    )
     return {
-        "structured": float(rows * (k + 1) * f + sites + n1 * n2 * kk * p_rest),
-        "jacobian": float(rows * (2 * k + 1) * f + n1 * n2 * kk * p_all),
+        "structured": float(
+            rows * (k + 1) * f
+            + sites
+            + n1 * n2 * kk * p_rest
+            + _jacobian_moves(k, p_rest, n1, n2, same, move)
+        ),
+        "jacobian": float(
+            rows * (2 * k + 1) * f
+            + n1 * n2 * kk * p_all
+            + _jacobian_moves(k, p_all, n1, n2, same, move)
+        ),
         "jvp": float(n2 * k * (3 * n2 + 2 * n1) * f),
     }
 
@@ -861,10 +920,10 @@ def _ntk_structured(apply_fn, params, x1, x2, batch_size, full, same, apply2=Non
     b1, b2 = min(b, n1), min(b, n2)
     xb1, _ = _blocks(x1, b1)
     xb2, _ = _blocks(x2, b2)
-    factors = lambda xb: _structured_factors(apply_fn, params, xb, plan, routes)
+    factors = lambda xb: _structured_factors(apply_fn, params, xb, plan, routes, full)
     factors2 = factors
     if apply2 is not None:
-        factors2 = lambda xb: _structured_factors(apply2, params, xb, plan2, routes)
+        factors2 = lambda xb: _structured_factors(apply2, params, xb, plan2, routes, full)
     if xb2.shape[0] * b2 * per_row <= _FACTOR_BUDGET_BYTES or xb1.shape[0] == 1:
         unblock = lambda t: jax.tree.map(
             lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), t

@@ -44,7 +44,7 @@ def _to64(net):
 
 
 def _ntk_errors(widths, seeds, x, depth, n_heads, **kw):
-    analytic_kw = {k: v for k, v in kw.items() if k not in ("W_std", "b_std")}
+    analytic_kw = {k: v for k, v in kw.items() if k not in ("W_std", "b_std", "tokens")}
     _, _, kernel_fn = analytic.transformer(
         depth, 1, n_heads, "relu", kw["W_std"], kw["b_std"], **analytic_kw
     )
@@ -333,21 +333,9 @@ def test_positional_embedding_model_arguments():
 
 
 def _pos_ntk_errors(widths, seeds, x, pe):
-    kw = dict(W_qk_std=1.5, **pe)
-    _, _, kernel_fn = analytic.transformer(1, 1, 2, "relu", 2**0.5, 0.2, **kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        k = np.asarray(analytic.kernel(kernel_fn, x, get="ntk"))
-    errs = {}
-    for width in widths:
-        e = []
-        for seed in range(seeds):
-            net = models.Transformer(4, width, 1, 1, 2, b_std=0.2, tokens=x.shape[1],
-                                     rngs=nnx.Rngs(seed), **kw)  # fmt: skip
-            theta = np.asarray(empirical.ntk(_to64(net), None, x))
-            e.append(np.linalg.norm(theta - k) / np.linalg.norm(k))
-        errs[width] = float(np.mean(e))
-    return errs, k
+    """:func:`_ntk_errors` of one block with positional embeddings ``pe``."""
+    kw = dict(W_std=2**0.5, b_std=0.2, W_qk_std=1.5, tokens=x.shape[1], **pe)
+    return _ntk_errors(widths, seeds, x, 1, 2, **kw)
 
 
 def test_positional_embedding_empirical_ntk_is_near_analytic_at_width_256(x64):

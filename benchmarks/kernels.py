@@ -80,7 +80,7 @@ def _bench_network(name, triple, x, quick):
         run = lambda m=method: empirical.ntk(apply_fn, params, x, method=m)
         results[f"wideth {method}"] = (_repeats(run, quick), np.asarray(block(run())))
         print(f"{name}: wideth {method} done", flush=True)
-    auto = empirical._choose(apply_fn, params, x, x.shape[0])
+    auto = empirical.structured_report(apply_fn, params, x)["auto"]
     nt_best = min((k for k in results if k.startswith("neural")), key=lambda k: results[k][0])
     t_ref, k_ref = results[nt_best]
     rows = [

@@ -20,7 +20,7 @@ current JAX through :mod:`wideth.compat`; 1 and 2 in ``--quick``; ``vmap_axes=0`
 contracted by ``jnp.einsum``). Time: median wall time
 after a compiling warm-up. FLOPs: XLA's ``cost_analysis`` of the compiled call
 (loops are counted once per body, so blocked routes are undercounted) and, for
-wideth, our cost model's estimate (multiply-adds, ``empirical._method_costs``
+wideth, our cost model's estimate (multiply-adds, ``empirical.structured_report``
 with ``move=0``; ``auto`` and the routes also charge its memory term).
 FLOP floor: the structured route's model FLOPs divided by the machine's
 dense float32 matmul throughput, measured right before each network (median of
@@ -136,10 +136,8 @@ def _jacrev_einsum(apply_fn):
 def _bench(name, module, x, quick):
     graphdef, params = nnx.split(module, nnx.Param)
     apply_fn = lambda p, xx: nnx.merge(graphdef, p)(xx)
-    n = x.shape[0]
-    plan = empirical._structured_plan(apply_fn, params, x.shape[1:], x.dtype)
-    model = empirical._method_costs(plan, params, n, n, False, True, move=0)  # arithmetic only
-    auto = empirical._choose(apply_fn, params, x, n)
+    report = empirical.structured_report(apply_fn, params, x)
+    model, auto = report["method_costs"], report["auto"]  # multiply-adds (arithmetic only)
     floor = 2 * model["structured"] / matmul_flops_per_second(512 if quick else 2048)
     results, failures, stats = {}, {}, {}
     for impl in (1, 2) if quick else (2, 3):  # impl 1: ~3x slower than 2 on MLPs (DESIGN.md)
@@ -162,8 +160,8 @@ def _bench(name, module, x, quick):
     print(f"{name}: jacrev done", flush=True)
     for method in ("structured", "jacobian"):
         run = lambda m=method: empirical.ntk(apply_fn, params, x, method=m)
-        args = (apply_fn, params, x, x, method, None, False, True)
-        stats[f"wideth {method}"] = _compiled(empirical._ntk_jit, *args)
+        jitted = jax.jit(lambda p, xx, m=method: empirical.ntk(apply_fn, p, xx, method=m))
+        stats[f"wideth {method}"] = _compiled(jitted, params, x)
         try:
             t, k = _time(run, quick)
         except Exception as e:  # noqa: BLE001 -- the full Jacobian may not fit in memory

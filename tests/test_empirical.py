@@ -224,6 +224,24 @@ def test_wideth_models_mlp_if_available(x64):
         )
 
 
+def test_structured_report_states_the_method_costs_and_autos_choice():
+    """Closed-form cost check on a bias-free 2-layer MLP 5-32-2, n = 6 rows: one
+    forward row costs F = 5*32 + 32*2 = 224 multiply-adds, so ``jvp`` costs
+    n k (3n + 2n) F = 6*2*30*224; a network with no weight product has no
+    structured route and ``auto`` must not pick it."""
+    w1, w2 = jnp.ones((5, 32)) / 5, jnp.ones((32, 2)) / 32
+    apply_fn = lambda p, x: jnp.tanh(x @ p["w1"]) @ p["w2"]
+    x = jnp.ones((6, 5))
+    report = empirical.structured_report(apply_fn, {"w1": w1, "w2": w2}, x)
+    costs = report["method_costs"]
+    assert set(costs) == {"structured", "jacobian", "jvp"}
+    assert costs["jvp"] == 6 * 2 * 30 * 224
+    assert costs["structured"] < costs["jacobian"]
+    assert report["auto"] == "structured"
+    no_sites = lambda p, x: jnp.tanh(x * p["s"]).sum(-1, keepdims=True)
+    assert empirical.structured_report(no_sites, {"s": jnp.ones(5)}, x)["auto"] != "structured"
+
+
 @pytest.mark.slow
 def test_ntk_matvec_equals_kernel_times_vector(x64):
     params = _cnn_params(jax.random.PRNGKey(0))

@@ -778,13 +778,21 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
       ``rest_paths``, ``dense_leaves`` (indices of the dense weights), ``conv_leaves``,
       ``bias_leaves`` (folded biases), ``rest_leaves`` (indices handled by per-row
       Jacobians), ``dense_fraction`` (share of the parameter count handled by site
-      factors) and ``num_leaves``.
+      factors), ``num_leaves``, ``method_costs`` (estimated multiply-adds of the
+      ``"structured"``, ``"jacobian"`` and ``"jvp"`` methods for the ``n x n``
+      kernel, arithmetic only) and ``auto`` (the method ``method="auto"`` picks
+      for these inputs: the least cost with the memory term, ``jacobian`` only
+      when its blocks fit in memory).
     """
     apply_fn, params = _as_functional(apply_fn, params)
     x = _checks.array("x", x, min_ndim=2, min_rows=1, kind="number")
     _check_outputs(apply_fn, params, x, "x")
     plan = _structured_plan(apply_fn, params, x.shape[1:], x.dtype)
-    return _report(params, plan, x.shape[0])
+    n = x.shape[0]
+    report = _report(params, plan, n)
+    report["method_costs"] = _method_costs(plan, params, n, n, False, True, move=0)
+    report["auto"] = _choose(apply_fn, params, x, n)
+    return report
 
 
 def _report(params, plan, n=1, full=False):

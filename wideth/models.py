@@ -1098,7 +1098,10 @@ class Transformer(nnx.Module):
         ``mask_constant`` semantics); the returned features are zero there.
         """
         x = _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
-        mask = _check_mask(mask, x.shape)
+        return self._features(x, _check_mask(mask, x.shape))
+
+    def _features(self, x: jax.Array, mask: jax.Array | None) -> list[jax.Array]:
+        """:meth:`features` of checked inputs."""
         if mask is None:
             zero = lambda z: z
         else:
@@ -1135,23 +1138,21 @@ class Transformer(nnx.Module):
           rows). With ``pool="flatten"`` such a sequence is allowed and gives
           the same output.
         """
-        if self.pool == "flatten":
-            _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
-            if x.shape[1] != self.tokens:
-                raise ValueError(
-                    f"x: expected sequences of length tokens={self.tokens} with "
-                    f"pool='flatten', got shape {tuple(x.shape)}"
-                )
+        x = _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
+        if self.pool == "flatten" and x.shape[1] != self.tokens:
+            raise ValueError(
+                f"x: expected sequences of length tokens={self.tokens} with "
+                f"pool='flatten', got shape {tuple(x.shape)}"
+            )
+        mask = _check_mask(mask, x.shape)
         if self.pool == "global" and mask is not None and not _checks.is_tracer(mask):
-            _check_features(x, self.in_dim, "(n, T, in_dim)", ndim=3)
-            _check_mask(mask, x.shape)
             empty = np.flatnonzero(np.all(np.asarray(mask), axis=1))
             if empty.size:
                 raise ValueError(
                     "mask: expected at least one unmasked token per sequence with "
                     f"pool='global', got fully masked sequences {empty.tolist()}"
                 )
-        h = self.features(x, mask)[-1]
+        h = self._features(x, mask)[-1]
         if self.pool == "flatten":
             h = h.reshape(h.shape[0], -1)
         elif mask is None:

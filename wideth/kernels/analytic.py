@@ -857,18 +857,19 @@ def _pos_emb_spec(
             f"n_chan_pos_emb: expected None or the stream width {width} with "
             f"pos_emb_type='sum' (embeddings are added to the tokens), got {n_chan}"
         )
-    spec = _PosEmb(kind, p_norm, pos_emb_decay_fn, n_chan, std, values)
     if kind == "none":
-        for field, default in (("decay_fn", None), ("n_chan", None), ("values", False)):
-            if getattr(spec, field) != default:
-                name = {"decay_fn": "pos_emb_decay_fn", "n_chan": "n_chan_pos_emb"}.get(
-                    field, "val_pos_emb"
-                )
+        unused = (
+            ("pos_emb_decay_fn", pos_emb_decay_fn, None),
+            ("n_chan_pos_emb", n_chan, None),
+            ("val_pos_emb", values, False),
+        )
+        for name, value, default in unused:
+            if value != default:
                 raise ValueError(
                     f"{name}: only used with pos_emb_type 'sum' or 'concat', got "
-                    f"{getattr(spec, field)!r} with pos_emb_type='none'"
+                    f"{value!r} with pos_emb_type='none'"
                 )
-    return spec
+    return _PosEmb(kind, p_norm, pos_emb_decay_fn, n_chan, std, values)
 
 
 def transformer(

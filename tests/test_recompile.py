@@ -115,6 +115,25 @@ def test_empirical_ntk_second_call_compiles_nothing(problem):
     assert not seen, seen
 
 
+def test_joint_output_ensemble_second_prediction_compiles_nothing():
+    """predict.ensemble(..., trace_axes=()) evaluates the user's kernel_fn through one
+    cached jit: a second prediction on new test inputs of the same shape compiles nothing."""
+    from wideth.kernels import predict
+
+    def kernel_fn(x1, x2=None, get="ntk"):
+        x2 = x1 if x2 is None else x2
+        k = jnp.einsum("ip,jp,ab->ijab", jnp.tanh(x1), jnp.tanh(x2), jnp.eye(2)) + 0.1
+        return k if isinstance(get, str) else tuple(k for _ in get)
+
+    x = jax.random.normal(jax.random.key(0), (9, 3))
+    y = jax.random.normal(jax.random.key(1), (5, 2))
+    predict_fn = predict.ensemble(kernel_fn, x[:5], y, trace_axes=())
+    predict_fn(1.0, x[5:7])
+    with count_compiles() as seen:
+        predict_fn(1.0, x[7:9]).mean.block_until_ready()
+    assert not seen, seen
+
+
 def test_a_fresh_loss_closure_does_compile(problem):
     # The counterpart of the tests above: the cache is keyed on the function object.
     apply_fn, params, (b1, _) = problem

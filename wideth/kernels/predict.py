@@ -947,7 +947,7 @@ def ensemble(
     def kernels(x1, x2, get):
         if per_output:
             return analytic.kernel(kernel_fn, x1, x2, get, batch_size=batch_size)
-        out = jax.jit(lambda a, b: kernel_fn(a, b, get))(x1, x2)
+        out = analytic._jitted(kernel_fn)(x1, x2, get)  # compiled once per shape and get
         outs = (out,) if isinstance(get, str) else tuple(out)
         want = (x1.shape[0], (x1 if x2 is None else x2).shape[0], y.shape[1], y.shape[1])
         for o in outs:

@@ -791,7 +791,7 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
     n = x.shape[0]
     report = _report(params, plan, n)
     report["method_costs"] = _method_costs(plan, params, n, n, False, True, move=0)
-    report["auto"] = _choose(apply_fn, params, x, n)
+    report["auto"] = _choose_from_plan(plan, params, x, n, n, False, True)
     return report
 
 
@@ -892,7 +892,12 @@ def _choose(apply_fn, params, x1, b, x2=None, full=False):
     """
     plan = _structured_plan(apply_fn, params, x1.shape[1:], x1.dtype)
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
-    costs = _method_costs(plan, params, x1.shape[0], n2, full, x2 is None)
+    return _choose_from_plan(plan, params, x1, b, n2, full, x2 is None)
+
+
+def _choose_from_plan(plan, params, x1, b, n2, full, same):
+    """:func:`_choose` for an already traced ``plan`` (``n2`` columns)."""
+    costs = _method_costs(plan, params, x1.shape[0], n2, full, same)
     num_params = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params))
     nbytes = 2 * b * plan.k * num_params * jnp.dtype(x1.dtype).itemsize
     if nbytes > _JACOBIAN_BUDGET_BYTES:

@@ -234,9 +234,8 @@ def smoothed_xent(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) 
     (the targets do not enter it), so the measurement of part A is unchanged;
     only the trained network differs.
     """
-    c = logits.shape[-1]
-    target = jax.nn.one_hot(labels, c, dtype=logits.dtype) * (1 - smoothing) + smoothing / c
-    return train.xent(logits, target)
+    one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    return train.xent(logits, optax.smooth_labels(one_hot, smoothing))
 
 
 def train_with_probes(sz, apply_fn, features_fn, params, x, y, key):

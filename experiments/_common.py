@@ -24,7 +24,7 @@ import time
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -43,6 +43,8 @@ class Config:
     seed: int
     out: Path
     quiet: bool
+    #: ``--set KEY=VALUE`` size overrides, as given (strings), applied by :class:`Sizes`
+    overrides: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +65,34 @@ class Sizes:
 
     def __call__(self, cfg: Config | bool) -> types.SimpleNamespace:
         quick = cfg if isinstance(cfg, bool) else cfg.quick
-        return types.SimpleNamespace(**(self.quick if quick else self.full))
+        sizes = dict(self.quick if quick else self.full)
+        for key, text in () if isinstance(cfg, bool) else cfg.overrides:
+            if key not in sizes:
+                raise ValueError(
+                    f"--set: expected a size of this experiment {sorted(sizes)}, got {key!r}"
+                )
+            sizes[key] = _parse_size(key, text, sizes[key])
+        return types.SimpleNamespace(**sizes)
+
+
+def _parse_size(key: str, text: str, default: Any) -> Any:
+    """``text`` read as the type of ``default``: bool, int, float or str, or a tuple of
+    them (comma-separated, each read as the default's first element)."""
+    if isinstance(default, tuple):
+        like = default[0] if default else ""
+        return tuple(_parse_size(key, t.strip(), like) for t in text.split(",") if t.strip())
+    if not isinstance(default, bool | int | float | str):
+        raise ValueError(f"--set: {key} is a {type(default).__name__}, not settable from here")
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"--set: expected {key} as true or false, got {text!r}")
+        return text.lower() == "true"
+    try:
+        return type(default)(text)
+    except ValueError:
+        raise ValueError(
+            f"--set: expected {key} as {type(default).__name__}, got {text!r}"
+        ) from None
 
 
 @dataclasses.dataclass
@@ -160,6 +189,7 @@ def write_metrics(cfg: Config, result: Result, runtime_s: float, description: st
         "summary": result.summary,
         "mode": "quick" if cfg.quick else "full",
         "seed": cfg.seed,
+        "overrides": dict(cfg.overrides),
         "config": result.config,
         "versions": environment.versions(),
         "hardware": environment.hardware(),
@@ -172,9 +202,16 @@ def write_metrics(cfg: Config, result: Result, runtime_s: float, description: st
     return io.write_json(cfg.out / "metrics.json", payload, name="--out")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> Config:
     """Parse the common experiment command line."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"python -m experiments.{name}",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -185,8 +222,28 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
     parser.add_argument("--out", type=Path, default=Path("results") / name, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one size of the chosen mode (comma-separated for a tuple); repeatable",
+    )
     args = parser.parse_args(argv)
-    return Config(name=name, quick=args.quick, seed=args.seed, out=args.out, quiet=args.quiet)
+    overrides = []
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--set: expected KEY=VALUE, got {item!r}")
+        overrides.append((key.strip(), value.strip()))
+    return Config(
+        name=name,
+        quick=args.quick,
+        seed=args.seed,
+        out=args.out,
+        quiet=args.quiet,
+        overrides=tuple(overrides),
+    )
 
 
 def cli(

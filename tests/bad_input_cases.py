@@ -1625,6 +1625,15 @@ def _experiments() -> None:
     T(e, "passed", "passed a string", lambda: c.check("x", "a < b", 1.0, None, passed="yes"))
     e = "experiments._common.Sizes"
     V(e, "full", "quick and full with other keys", lambda: c.Sizes({"a": 1}, {"b": 2}))
+    sizes = c.Sizes(
+        {"n": 3, "lr": 0.1, "on": True, "names": ("a",)},
+        {"n": 9, "lr": 1.0, "on": False, "names": ("b",)},
+    )
+    with_set = lambda *kv: dataclasses.replace(config("."), overrides=kv)
+    V(e, "--set", "--set an unknown size", lambda: sizes(with_set(("m", "3"))))
+    V(e, "--set", "--set an int size from a float", lambda: sizes(with_set(("n", "2.5"))))
+    V(e, "--set", "--set a float size from a word", lambda: sizes(with_set(("lr", "fast"))))
+    V(e, "--set", "--set a bool size from 'yes'", lambda: sizes(with_set(("on", "yes"))))
     e = "experiments._common.execute"
     V(e, "--out", "--out an existing file", lambda: c.execute(fake_run, config(a_file())))
     V(

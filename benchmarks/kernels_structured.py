@@ -13,8 +13,9 @@ every route, one run, so the ratios are side by side on the same machine load):
   readout, 64 sequences of 16 tokens of 16 features.
 
 Routes: ``wideth structured`` / ``jacobian`` / ``auto``; neural-tangents
-``empirical_ntk_fn`` implementations 2 and 3 (structured derivatives, running on
-current JAX through :mod:`wideth.compat`; 1 and 2 in ``--quick``; ``vmap_axes=0``,
+``empirical_ntk_fn`` implementations 1 (Jacobian contraction), 2 (NTK-vector
+products) and 3 (structured derivatives, running on current JAX through
+:mod:`wideth.compat`; 1 and 2 in ``--quick``; ``vmap_axes=0``,
 ``trace_axes=(-1,)``, jitted; the best working one is the reference);
 ``jacrev + einsum`` (``jax.vmap`` of a one-row ``jax.jacrev``, flattened,
 contracted by ``jnp.einsum``). Time: median wall time
@@ -171,7 +172,7 @@ def _bench(name, module, x, quick):
     model, auto = report["method_costs"], report["auto"]  # multiply-adds (arithmetic only)
     floor = 2 * model["structured"] / matmul_flops_per_second(512 if quick else 2048)
     results, failures, stats = {}, {}, {}
-    for impl in (1, 2) if quick else (2, 3):  # impl 1: ~3x slower than 2 on MLPs (DESIGN.md)
+    for impl in (1, 2) if quick else (1, 2, 3):
         label = f"neural-tangents impl {impl}"
         try:
             fn = nt_empirical_ntk(apply_fn, impl)
@@ -224,9 +225,11 @@ def _bench(name, module, x, quick):
     timed = lambda label: results[label][0] if label in results else float("inf")
     best_ours = min(("structured", "jacobian"), key=lambda m: timed(f"wideth {m}"))
     jr_label = "jax.jacrev + einsum"
+    nt_rows = [k for k in results if k.startswith("neural")]
     versus = [
-        f"{t_ref / ours:.3g}x faster than {nt_best}"
-        if nt_best != "wideth structured"
+        "neural-tangents time / structured time: "
+        + ", ".join(f"{k[-6:]} {results[k][0] / ours:.3g}" for k in nt_rows)
+        if nt_rows
         else "every neural-tangents implementation fails (see its rows)",
         f"{timed(jr_label) / ours:.3g}x faster than jacrev + einsum"
         if jr_label in results

@@ -78,7 +78,9 @@ def section(name: str, out: Path) -> str:
         lines += [m["summary"], ""]
     hw = m.get("hardware", {})
     lines += [
-        f"Mode: {m.get('mode')}, seed {m.get('seed')}, runtime {m.get('runtime_s')} s on "
+        f"Mode: {m.get('mode')}"
+        + "".join(f", {k} = {v}" for k, v in (m.get("overrides") or {}).items())
+        + f", seed {m.get('seed')}, runtime {m.get('runtime_s')} s on "
         f"{hw.get('device_kind', '?')} ({hw.get('cpu_count', '?')} CPU cores, "
         f"backend {hw.get('jax_backend', '?')}). Checks passed: {n_pass}/{len(checks)}.",
         "",

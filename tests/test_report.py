@@ -39,3 +39,12 @@ def test_metrics_without_kinds_count_as_claims(tmp_path):
 def test_check_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="^kind: expected one of"):
         check("x", 1.0, 1.0, 0.1, kind="sanity")
+
+
+def test_size_overrides_are_named_in_the_report(tmp_path):
+    _write(tmp_path, "plain", [])
+    (tmp_path / "part").mkdir()
+    payload = {"experiment": "part", "checks": [], "mode": "full", "overrides": {"seeds": "3"}}
+    (tmp_path / "part" / "metrics.json").write_text(json.dumps(payload))
+    text = report.write_report(["plain", "part"], tmp_path).read_text()
+    assert "Mode: full, seeds = 3, seed" in text and "Mode: quick, seed" in text

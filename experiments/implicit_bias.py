@@ -471,11 +471,6 @@ def svm_offset(X: np.ndarray, y: np.ndarray, eta: float) -> dict[str, Any]:
     return {**s, "w_tilde": w_tilde, "theta": theta, "kappa": kappa}
 
 
-def logistic_loss(outputs: jax.Array, labels: jax.Array) -> jax.Array:
-    r""":math:`\frac1n\sum_i\log(1 + e^{-y_if_i})` for ``(n, 1)`` outputs and ``(n,)`` labels."""
-    return jnp.mean(jnp.logaddexp(0.0, -labels * outputs[:, 0]))
-
-
 def linear_apply(w: jax.Array, x: jax.Array) -> jax.Array:
     """The linear model ``x @ w`` with ``w`` of shape ``(d, 1)``."""
     return x @ w
@@ -497,7 +492,7 @@ def logistic_gd(
     from wideth import train
 
     tx = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
-    step = train.train_step(linear_apply, logistic_loss, tx, metrics=())
+    step = train.train_step(linear_apply, "logistic", tx, metrics=())
     probes = {"w": lambda state, batch: state.params[:, 0]}
     ts, ws = [], []
     with jax.enable_x64(True):

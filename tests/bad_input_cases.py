@@ -1061,6 +1061,15 @@ def _train() -> None:
         "NaN in one-hot labels",
         lambda: train.xent(logits(), jnp.eye(2, 3).at[0, 0].set(nan)),
     )
+    e = "losses.logistic"
+    from wideth import losses
+
+    pm = lambda: jnp.array([1.0, -1.0])
+    V(e, "labels", "0/1 labels", lambda: losses.logistic(jnp.zeros((2, 1)), jnp.array([0.0, 1.0])))
+    V(e, "labels", "labels of another length", lambda: losses.logistic(jnp.zeros(3), pm()))
+    V(e, "labels", "NaN label", lambda: losses.logistic(jnp.zeros(2), pm().at[0].set(nan)))
+    V(e, "outputs", "two outputs per example", lambda: losses.logistic(jnp.zeros((2, 2)), pm()))
+    T(e, "outputs", "outputs of strings", lambda: losses.logistic("ab", pm()))
     e = "train.accuracy"
     V(e, "labels", "label = classes", lambda: train.accuracy(logits(), jnp.array([0, 3])))
     V(e, "labels", "label -1", lambda: train.accuracy(logits(), jnp.array([-1, 0])))

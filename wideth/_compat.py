@@ -53,11 +53,16 @@ import importlib
 import inspect
 import sys
 import types
+from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.extend.core as _jex
 
 __all__ = [
+    "JaxprLiteral",
+    "bind_equation",
+    "flatten_jaxpr",
     "is_tracer",
     "neural_tangents",
     "shim_report",
@@ -381,6 +386,65 @@ def neural_tangents() -> Any:
 def shim_report() -> dict[str, Any]:
     """Describe the compatibility layer: JAX version and names restored."""
     return {"jax": jax.__version__, "active": bool(SHIMMED), "restored": list(SHIMMED)}
+
+
+# ------------------------------------------------------------------ jaxpr interpretation
+# The structured empirical NTK reads a network's jaxpr; the JAX interfaces it needs
+# (``jax.extend.core.Literal``, ``Primitive.get_bind_params``/``bind``) live here.
+
+
+class JaxprLiteral:
+    """A literal operand of a flattened equation."""
+
+    def __init__(self, val: Any):
+        self.val = val
+
+
+def flatten_jaxpr(closed: Any) -> tuple[list, list, dict, list]:
+    """Inline ``jit`` calls; return (eqns, input keys, const env, output refs).
+
+    Each flattened equation is ``(eqn, in_refs, out_keys)``; a ref is an int key or a
+    :class:`JaxprLiteral`. Keys are fresh per call site, so a jitted helper called twice
+    gets distinct keys.
+    """
+    counter = iter(range(1 << 62))
+    eqns: list = []
+    consts: dict = {}
+
+    def run(jaxpr, const_vals, in_refs):
+        env = {}
+        for v, c in zip(jaxpr.constvars, const_vals, strict=True):
+            key = next(counter)
+            consts[key] = c
+            env[v] = key
+        env.update(zip(jaxpr.invars, in_refs, strict=True))
+        read = lambda v: JaxprLiteral(v.val) if isinstance(v, _jex.Literal) else env[v]
+        for eqn in jaxpr.eqns:
+            ins = [read(v) for v in eqn.invars]
+            if eqn.primitive.name in ("jit", "pjit") and not eqn.effects:
+                inner = eqn.params["jaxpr"]
+                outs = run(inner.jaxpr, inner.consts, ins)
+            else:
+                outs = [next(counter) for _ in eqn.outvars]
+                eqns.append((eqn, ins, outs))
+            for v, o in zip(eqn.outvars, outs, strict=True):
+                env[v] = o
+        return [read(v) for v in jaxpr.outvars]
+
+    in_keys = [next(counter) for _ in closed.jaxpr.invars]
+    out_refs = run(closed.jaxpr, closed.consts, in_keys)
+    return eqns, in_keys, consts, out_refs
+
+
+def bind_equation(eqn: Any, invals: Sequence[Any]) -> list[Any]:
+    """Evaluate one jaxpr equation on ``invals`` (``Primitive.bind`` with its bind parameters)."""
+    bind_params = eqn.primitive.get_bind_params(eqn.params)
+    subfuns = ()
+    if isinstance(bind_params, tuple):  # older JAX: (subfuns, params)
+        subfuns, bind_params = bind_params
+    with eqn.ctx.manager:
+        out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
+    return out if eqn.primitive.multiple_results else [out]
 
 
 def is_tracer(x: Any) -> bool:

@@ -22,7 +22,7 @@ where :math:`\mu_\ell` is the PL constant of :math:`\ell` in output space
 (:math:`\tfrac12\|\nabla\ell\|^2 \ge \mu_\ell(\ell - \ell^\star)`) and
 :math:`\beta_\ell` its smoothness (:math:`\|\nabla\ell\|^2 \le 2\beta_\ell(\ell -
 \ell^\star)` for a convex :math:`\beta_\ell`-smooth :math:`\ell`). For the mean
-squared error :math:`\ell = \frac1{2n}\|F - y\|^2` (:func:`wideth.train.losses.mse`)
+squared error :math:`\ell = \frac1{2n}\|F - y\|^2` (:func:`wideth.losses.mse`)
 both constants are :math:`1/n` (:func:`square_loss_constants`), so the sandwich
 is the Rayleigh quotient of the residual, exactly.
 

@@ -224,7 +224,7 @@ def _validate(
     apply_fn: Callable, params: Any, x: Any, y: Any, loss: str | Callable
 ) -> tuple[jax.Array, jax.Array, Callable]:
     """Check data, the network's output shape and the loss before any work; returns (x, y, loss)."""
-    from wideth.train.losses import get_loss
+    from wideth.losses import get_loss
 
     _checks.params_tree("params", params)
     x = _checks.array("x", x, min_ndim=1, min_rows=1, kind="number")

@@ -352,7 +352,7 @@ def ntk(apply_fn: Any, params: PyTree, x: Any, *, dtype: Any = None) -> Operator
     never forming :math:`J` or :math:`\Theta`. Its eigenvalues are those of
     the full (not output-traced) NTK; :math:`\lambda_{\max}(\Theta)/n` sets
     the gradient-descent stability limit :math:`\eta < 2n/\lambda_{\max}` of
-    the ``mse`` loss (:mod:`wideth.train.losses`).
+    the ``mse`` loss (:mod:`wideth.losses`).
 
     Args:
       apply_fn: ``apply_fn(params, x)`` or an ``nnx.Module`` (then ``params`` is ``None``).

@@ -77,7 +77,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from wideth import _checks
+from wideth import _checks, losses
 
 from .operators import Operator, Space, ggn
 
@@ -120,8 +120,7 @@ class GGNDecomposition(NamedTuple):
 
 
 def _xent(logits: jax.Array, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
-    onehot = batch[1]
-    return -jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+    return losses.xent(logits, batch[1])
 
 
 def _logits(apply_fn: Callable[..., Any], params: PyTree, batch: Any) -> jax.Array:

@@ -88,12 +88,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from wideth import _checks
+from wideth._compat import JaxprLiteral as _Lit
+from wideth._compat import bind_equation as _bind
+from wideth._compat import flatten_jaxpr as _flatten_jaxpr
 from wideth.functional import ModuleApply, as_apply
 
 __all__ = ["ntk", "nngp", "ntk_matvec", "structured_report", "METHODS"]
@@ -235,49 +237,6 @@ def _ntk_block_jacobian(apply_fn, params, x1, x2, full, apply2=None):
 # --------------------------------------------------------------------------------------
 # Method "structured": dense products through their factors, the rest by Jacobians
 # --------------------------------------------------------------------------------------
-
-
-class _Lit:
-    """A literal operand of a flattened equation."""
-
-    def __init__(self, val):
-        self.val = val
-
-
-def _flatten_jaxpr(closed: Any) -> tuple[list, list, dict, list]:
-    """Inline ``jit`` calls; return (eqns, input keys, const env, output refs).
-
-    Each flattened equation is ``(eqn, in_refs, out_keys)``; a ref is an int key or a
-    :class:`_Lit`. Keys are fresh per call site, so a jitted helper called twice
-    gets distinct keys.
-    """
-    counter = iter(range(1 << 62))
-    eqns: list = []
-    consts: dict = {}
-
-    def run(jaxpr, const_vals, in_refs):
-        env = {}
-        for v, c in zip(jaxpr.constvars, const_vals, strict=True):
-            key = next(counter)
-            consts[key] = c
-            env[v] = key
-        env.update(zip(jaxpr.invars, in_refs, strict=True))
-        read = lambda v: _Lit(v.val) if isinstance(v, jex.Literal) else env[v]
-        for eqn in jaxpr.eqns:
-            ins = [read(v) for v in eqn.invars]
-            if eqn.primitive.name in ("jit", "pjit") and not eqn.effects:
-                inner = eqn.params["jaxpr"]
-                outs = run(inner.jaxpr, inner.consts, ins)
-            else:
-                outs = [next(counter) for _ in eqn.outvars]
-                eqns.append((eqn, ins, outs))
-            for v, o in zip(eqn.outvars, outs, strict=True):
-                env[v] = o
-        return [read(v) for v in jaxpr.outvars]
-
-    in_keys = [next(counter) for _ in closed.jaxpr.invars]
-    out_refs = run(closed.jaxpr, closed.consts, in_keys)
-    return eqns, in_keys, consts, out_refs
 
 
 class _Site:
@@ -575,16 +534,6 @@ def _routes(plan, n1, n2, full, same):
         c = _site_costs(site, plan.k, n1, n2, full, same)
         out.append("gram" if c["gram"] <= c["jacobian"] else "jacobian")
     return tuple(out)
-
-
-def _bind(eqn, invals):
-    bind_params = eqn.primitive.get_bind_params(eqn.params)
-    subfuns = ()
-    if isinstance(bind_params, tuple):  # older JAX: (subfuns, params)
-        subfuns, bind_params = bind_params
-    with eqn.ctx.manager:
-        out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
-    return out if eqn.primitive.multiple_results else [out]
 
 
 def _patches(p, lhs, rhs_shape):

@@ -1,6 +1,6 @@
 r"""Training as values: losses, a pure step over a state pytree, a vmappable loop, a driver.
 
-* :mod:`~wideth.train.losses` -- the loss registry (``mse``, ``xent``) and ``accuracy``;
+* :mod:`wideth.losses` (re-exported here) -- the loss registry (``mse``, ``xent``) and ``accuracy``;
 * :func:`train_step` -- ``step(state, batch) -> (state, metrics)`` over a :class:`TrainState`;
 * :func:`run` -- one ``lax.scan`` over steps with in-jit probes (:mod:`~wideth.train.probes`),
   jittable and ``vmap``-able over seeds, hyperparameters (:func:`with_hyperparams`) and
@@ -25,6 +25,15 @@ A learning-rate x seed sweep with a sharpness probe:
         return train.run(step, state, (x, y), 1000, probes=probes, every=50)
 """
 
+from wideth import losses as losses
+from wideth.losses import LOSSES as LOSSES
+from wideth.losses import METRICS as METRICS
+from wideth.losses import accuracy as accuracy
+from wideth.losses import get_loss as get_loss
+from wideth.losses import is_classification as is_classification
+from wideth.losses import mse as mse
+from wideth.losses import xent as xent
+
 from . import noise as noise
 from . import probes as probes
 from .fit import FitResult as FitResult
@@ -35,13 +44,6 @@ from .loop import Stacked as Stacked
 from .loop import minibatches as minibatches
 from .loop import run as run
 from .loop import stacked as stacked
-from .losses import LOSSES as LOSSES
-from .losses import METRICS as METRICS
-from .losses import accuracy as accuracy
-from .losses import get_loss as get_loss
-from .losses import is_classification as is_classification
-from .losses import mse as mse
-from .losses import xent as xent
 from .step import TrainState as TrainState
 from .step import TrainStep as TrainStep
 from .step import global_norm as global_norm
@@ -62,6 +64,7 @@ __all__ = [
     "get_loss",
     "global_norm",
     "is_classification",
+    "losses",
     "minibatches",
     "mse",
     "noise",

@@ -25,9 +25,9 @@ from flax import nnx
 
 from wideth import _checks
 from wideth.functional import as_apply
+from wideth.losses import LossFn, get_loss, is_classification
 
 from .loop import _Carry, _check_probes, _scan, _select, minibatches
-from .losses import LossFn, get_loss, is_classification
 from .step import TrainState, TrainStep, train_step
 
 __all__ = ["FitResult", "fit"]
@@ -86,7 +86,7 @@ def _chunk(step: TrainStep, carry: _Carry, data: Any, num_steps: int, probes: tu
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "loss_fn", "classification"))
 def _evaluate(apply_fn: Any, loss_fn: LossFn, classification: bool, params: Any, x, y):
-    from .losses import accuracy
+    from wideth.losses import accuracy
 
     out = apply_fn(params, x)
     acc = accuracy(out, y) if classification else jnp.zeros([], jnp.float32)

@@ -19,8 +19,8 @@ import optax
 
 from wideth import _checks, hessian
 from wideth.functional import as_apply
+from wideth.losses import LossFn, get_loss
 
-from .losses import LossFn, get_loss
 from .step import TrainState, TrainStep, global_norm
 
 __all__ = [
@@ -183,7 +183,7 @@ def outputs(apply_fn: Any, x: Any) -> Probe:
 
 def metric(apply_fn: Any, fn: str | LossFn, data: Any) -> Probe:
     """Any ``(outputs, targets)`` metric on fixed ``data = (x, y)`` (e.g. test accuracy)."""
-    from .losses import METRICS
+    from wideth.losses import METRICS
 
     apply_fn = _apply(apply_fn)
     f = METRICS[fn] if isinstance(fn, str) and fn in METRICS else get_loss(fn, "fn")

@@ -31,8 +31,7 @@ from flax import struct
 
 from wideth import _checks
 from wideth.functional import as_apply
-
-from .losses import METRICS, LossFn, accuracy, get_loss
+from wideth.losses import METRICS, LossFn, accuracy, get_loss
 
 __all__ = ["TrainState", "TrainStep", "train_step", "with_hyperparams", "global_norm"]
 

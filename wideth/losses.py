@@ -1,4 +1,4 @@
-r"""The one loss registry: ``mse``, ``xent`` and the ``accuracy`` metric.
+r"""The one loss registry: ``mse``, ``xent``, ``logistic`` and the ``accuracy`` metric.
 
 Loss normalisation (shared with :mod:`wideth.kernels.predict`):
 
@@ -24,7 +24,9 @@ by that of the traced kernel; in the infinite-width limit the full NTK is
 
 Every part of wideth that takes a loss by name (training, Hessians,
 diagnostics, the command line, experiments) resolves it here with
-:func:`get_loss`.
+:func:`get_loss`; the module sits at the package root so that the pure-function
+packages (kernels, hessian) can use it without importing :mod:`wideth.train`,
+which re-exports it.
 
 References:
   Lee et al., `Wide Neural Networks of Any Depth Evolve as Linear Models Under
@@ -43,7 +45,16 @@ import jax.numpy as jnp
 
 from wideth import _checks
 
-__all__ = ["LOSSES", "METRICS", "accuracy", "get_loss", "is_classification", "mse", "xent"]
+__all__ = [
+    "LOSSES",
+    "METRICS",
+    "accuracy",
+    "get_loss",
+    "is_classification",
+    "logistic",
+    "mse",
+    "xent",
+]
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -135,6 +146,38 @@ def xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(logits, axis=-1), axis=-1))
 
 
+def logistic(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+    r"""Binary logistic loss for labels :math:`y_i\in\{-1, +1\}`, mean over examples.
+
+    .. math::
+
+        \mathcal L = \frac1n \sum_{i=1}^n \log\bigl(1 + e^{-y_i f_i}\bigr)
+
+    (the loss of Soudry et al. 2018's implicit-bias theorem; computed as
+    ``logaddexp(0, -y f)``, finite for any finite margin).
+
+    Args:
+      outputs: ``(n,)`` or ``(n, 1)`` scores :math:`f_i`.
+      labels: ``(n,)`` with entries :math:`\pm 1` (checked when concrete).
+
+    Returns:
+      Scalar loss.
+
+    Raises:
+      ValueError / TypeError: outputs not ``(n,)``/``(n, 1)``, labels of another
+        length, labels other than :math:`\pm 1`, non-numeric arrays.
+    """
+    outputs = _checks.array("outputs", outputs, min_ndim=1, kind="real", check_finite=False)
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        outputs = outputs[:, 0]
+    elif outputs.ndim != 1:
+        raise ValueError(f"outputs: expected shape (n,) or (n, 1), got {tuple(outputs.shape)}")
+    labels = _checks.array("labels", labels, shape=outputs.shape, kind="real")
+    if not _checks.is_tracer(labels) and not bool(jnp.all(jnp.abs(labels) == 1)):
+        raise ValueError("labels: expected entries -1 or +1 for the logistic loss")
+    return jnp.mean(jnp.logaddexp(0.0, -labels * outputs))
+
+
 def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
     """Fraction of examples whose arg-max output equals the label.
 
@@ -165,7 +208,9 @@ def accuracy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 #: Differentiable losses by name, ``(outputs, targets) -> scalar``.
-LOSSES: MappingProxyType[str, LossFn] = MappingProxyType({"mse": mse, "xent": xent})
+LOSSES: MappingProxyType[str, LossFn] = MappingProxyType(
+    {"mse": mse, "xent": xent, "logistic": logistic}
+)
 #: Metrics by name (losses and ``accuracy``).
 METRICS: MappingProxyType[str, LossFn] = MappingProxyType({**LOSSES, "accuracy": accuracy})
 

@@ -211,9 +211,7 @@ def progress(
     l1 = float(loss_fn(new_params))
     g = jax.grad(loss_fn)(params)
     g2 = float(optax.tree.norm(g, squared=True))  # sum |g|^2, also for complex leaves
-    n = sum(x.size for x in jax.tree.leaves(params))
-    lam, _ = hessian.top_eigenpairs(loss_fn, params, k=1, num_steps=min(lanczos_steps, n), key=key)
-    lam_max = float(lam[0])
+    lam_max = float(hessian.sharpness(loss_fn, params, num_steps=lanczos_steps, key=key))
     delta = 0.5 * learning_rate * g2
     bounds = (
         _upper(

@@ -523,9 +523,9 @@ def gradient_noise(
         return out
 
     op = hessian.from_matvec(sigma_matvec, params, params, x, y)
-    top, _ = hessian.top_eigenpairs(op, k=1, num_steps=min(num_steps, op.size), key=key)
+    top = hessian.sharpness(op, num_steps=min(num_steps, op.size), key=key)
     noise = minibatch_noise(objective, params, (x, y), 1, chunk=chunk)
-    tr, g2, norm = float(noise["trace_sigma"]), float(noise["grad_sq"]), float(top[0])
+    tr, g2, norm = float(noise["trace_sigma"]), float(noise["grad_sq"]), float(top)
     if tr == 0:
         scale = 0.0
     else:
@@ -874,8 +874,7 @@ def profile(
         for w in widths:
             fn_w, p_w = make_model(int(w))
             lf = lambda p, fn_w=fn_w: loss_out(fn_w(p, xb), yb)
-            lam_w, _ = hessian.top_eigenpairs(lf, p_w, k=1, num_steps=steps, key=k1)
-            lr_w = 1.0 / float(lam_w[0])
+            lr_w = 1.0 / float(hessian.sharpness(lf, p_w, num_steps=steps, key=k1))
             p_t, _ = _probe_run(fn_w, loss_out, p_w, (xb, yb), lr_w, probe_steps)
             drifts.append(_drift(fn_w, p_w, p_t, xb))
         slope = float(np.polyfit(np.log(widths), np.log(drifts), 1)[0])

@@ -159,6 +159,29 @@ def test_profile_accepts_module(digits):
     )
 
 
+@pytest.mark.slow
+def test_profile_width_scaling_kernel_regime_and_a_width_blind_model(digits):
+    """Criterion 7: an NTK-parameterised MLP's drift falls with width (slope between the
+    leading-order -1 and the -1/2 bound: library); a make_model that ignores the width
+    has slope 0 (tame), so the criterion can fail."""
+    x, y = digits[0][:64], digits[1][:64]
+
+    def make(width):
+        return _mlp(x.shape[1], y.shape[1], width=width, depth=1, seed=1)[1:]
+
+    fn, p = make(64)
+    kw = dict(key=jax.random.PRNGKey(0), probe_steps=20, probe_size=64, lanczos_steps=10)
+    cert = diagnostics.profile(fn, p, x, y, widths=(64, 256, 1024), make_model=make, **kw)
+    slope = cert.measurements["width_slope"]
+    assert -1.2 < slope < -0.3, slope
+    assert cert.criteria["width_scaling"]["verdict"] == "library"
+    blind = diagnostics.profile(
+        fn, p, x, y, widths=(64, 256, 1024), make_model=lambda w: make(64), **kw
+    )
+    assert abs(blind.measurements["width_slope"]) < 1e-6
+    assert blind.criteria["width_scaling"]["verdict"] == "tame"
+
+
 def test_profile_bad_input(digits):
     x, y, _, _ = digits
     _, apply_fn, params = _mlp(x.shape[1], y.shape[1], width=16, depth=1)

@@ -252,6 +252,14 @@ def nnx_linear():
 def _meanfield() -> None:
     from wideth.kernels import meanfield as mf
 
+    e = "activations.derivative"
+    from wideth import activations
+
+    V(e, "order", "order 3", lambda: activations.derivative("tanh", 3))
+    V(e, "order", "order True", lambda: activations.derivative("tanh", True))
+    V(e, "activation", "unknown name", lambda: activations.derivative("softplus"))
+    V(e, "activation", "a number", lambda: activations.derivative(3))
+    V(e, "activation", "missing parameters", lambda: activations.derivative("abrelu"))
     e = "meanfield.variance_map"
     V(e, "activation", "unknown activation", lambda: mf.variance_map(1.0, "softplus", 1.0, 0.1))
     V(e, "activation", "activation not a string", lambda: mf.variance_map(1.0, 3, 1.0, 0.1))

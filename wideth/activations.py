@@ -61,6 +61,7 @@ __all__ = [
     "PARAMETER_FREE",
     "Activation",
     "canonical",
+    "derivative",
     "get",
     "is_single",
     "per_layer",
@@ -340,6 +341,84 @@ def get(spec: Any) -> Callable[[jax.Array], jax.Array]:
       -1.0
     """
     return resolve(spec).fn
+
+
+_SQRT_PI = math.sqrt(math.pi)
+
+
+def _tanh_derivatives(order: int) -> Callable[[jax.Array], jax.Array]:
+    if order == 1:
+        return lambda z: 1.0 - jnp.tanh(z) ** 2
+    return lambda z: -2.0 * jnp.tanh(z) * (1.0 - jnp.tanh(z) ** 2)
+
+
+def _sigmoid_derivatives(order: int) -> Callable[[jax.Array], jax.Array]:
+    s = jax.nn.sigmoid
+    if order == 1:
+        return lambda z: s(z) * (1.0 - s(z))
+    return lambda z: s(z) * (1.0 - s(z)) * (1.0 - 2.0 * s(z))
+
+
+def _erf_derivatives(order: int, a: float, b: float, c: float) -> Callable[[jax.Array], jax.Array]:
+    del c
+    if (a, b) == (1.0, 1.0):
+        if order == 1:
+            return lambda z: 2.0 / _SQRT_PI * jnp.exp(-(z**2))
+        return lambda z: -4.0 * z / _SQRT_PI * jnp.exp(-(z**2))
+    if order == 1:
+        return lambda z: a * b * 2.0 / _SQRT_PI * jnp.exp(-((b * z) ** 2))
+    return lambda z: -4.0 * a * b**3 * z / _SQRT_PI * jnp.exp(-((b * z) ** 2))
+
+
+# name -> (order, **params) -> phi^(order), for the closed forms; others by autodiff.
+_CLOSED_DERIVATIVES: dict[str, Callable[..., Callable[[jax.Array], jax.Array]]] = {
+    # relu' = 1{z > 0} (0 at 0, as jax.nn.relu's gradient); relu'' is a delta at 0,
+    # taken as 0 (everywhere it multiplies relu itself, phi'' phi = 0).
+    "relu": lambda order: (
+        (lambda z: (z > 0).astype(z.dtype)) if order == 1 else (lambda z: jnp.zeros_like(z))
+    ),
+    "tanh": _tanh_derivatives,
+    "sigmoid": _sigmoid_derivatives,
+    "erf": _erf_derivatives,
+    "identity": lambda order: (
+        (lambda z: jnp.ones_like(z)) if order == 1 else (lambda z: jnp.zeros_like(z))
+    ),
+}
+
+
+def _autodiff(fn: Callable, order: int) -> Callable[[jax.Array], jax.Array]:
+    d = lambda t: jnp.asarray(fn(t), t.dtype)
+    for _ in range(order):
+        d = jax.grad(d)
+    return lambda z: jnp.vectorize(d)(z)
+
+
+def derivative(spec: Any, order: int = 1) -> Callable[[jax.Array], jax.Array]:
+    r"""The derivative :math:`\phi'` (``order=1``) or :math:`\phi''` (``order=2``), elementwise.
+
+    Closed forms for ``relu`` (:math:`1\{z > 0\}`, and :math:`\phi'' = 0`:
+    its delta at 0 multiplies :math:`\phi(0) = 0`), ``tanh``
+    (:math:`1 - \tanh^2`, :math:`-2\tanh(1 - \tanh^2)`), ``sigmoid``
+    (:math:`\sigma(1-\sigma)`, :math:`\sigma(1-\sigma)(1-2\sigma)`), ``erf``
+    (:math:`\tfrac{2ab}{\sqrt\pi} e^{-b^2 z^2}`, :math:`-\tfrac{4ab^3 z}{\sqrt\pi}
+    e^{-b^2z^2}`) and ``identity``; ``numerical`` uses its ``df`` for the first
+    derivative when given; everything else is differentiated by ``jax.grad``
+    per element. The one place wideth takes derivatives of activations
+    (mean-field :math:`\chi_1`, the analytic NTK by quadrature).
+
+    Examples:
+      >>> float(derivative("tanh")(jnp.asarray(0.0))), float(derivative("relu")(jnp.asarray(-1.0)))
+      (1.0, 0.0)
+    """
+    act = resolve(spec)
+    if isinstance(order, bool) or order not in (1, 2):
+        raise ValueError(f"order: expected 1 or 2, got {order!r}")
+    if act.name in _CLOSED_DERIVATIVES:
+        return _CLOSED_DERIVATIVES[act.name](order, **act.kwargs)
+    df = act.kwargs.get("df")
+    if act.name == "numerical" and df is not None:
+        return df if order == 1 else _autodiff(df, 1)
+    return _autodiff(act.fn, order)
 
 
 #: Read-only mapping ``name -> phi`` of the parameter-free names (defaults applied).

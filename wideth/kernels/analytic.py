@@ -73,6 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wideth import _checks, _compat, activations
+from wideth.kernels import _quadrature
 from wideth.kernels.blocks import _pad_rows
 
 __all__ = [
@@ -147,27 +148,8 @@ def _gauss_pair(f, cov12, var1, var2, num: int, xp=jnp):
     dtype = xp.result_type(cov12, float)
     q = xp.maximum(xp.maximum(var1, var2), 1e-300)
     h = xp.minimum((8 * np.pi**2 / ((num - 1) ** 2 * xp.sqrt(q))) ** (1.0 / 3.0), _H_MAX)
-    z = h * (xp.arange(num, dtype=dtype) - (num - 1) / 2)
-    w = xp.exp(-0.5 * z**2)
-    w = w / xp.sum(w)
-    s1 = xp.sqrt(var1)
-    r = cov12 / xp.where(s1 > 0, s1, 1.0)
-    s2 = xp.sqrt(xp.maximum(var2 - r**2, 0.0))
-    fu = f(s1 * z)
-    fv = f(r * z[:, None] + s2 * z[None, :])
-    return (w * fu) @ (fv @ w)
-
-
-def _derivative(act: activations.Activation) -> Callable[[Any], Any]:
-    if act.name == "tanh":
-        return lambda x: 1.0 - jnp.tanh(x) ** 2
-    if act.name == "sigmoid":
-        return lambda x: jax.nn.sigmoid(x) * (1.0 - jax.nn.sigmoid(x))
-    df = act.kwargs.get("df")
-    if df is not None:
-        return df
-    fn = act.kwargs["fn"]
-    return lambda x: jnp.vectorize(jax.grad(lambda t: jnp.asarray(fn(t), t.dtype)))(x)
+    z, w = _quadrature.nodes(num, h, dtype, xp)
+    return _quadrature.expect_pair(f, f, _quadrature.cholesky(cov12, var1, var2, xp), z, w)
 
 
 def quadrature_points(activation: Any, max_variance: float, rtol: float = QUADRATURE_RTOL) -> int:
@@ -211,7 +193,7 @@ def _numpy_fns(act: activations.Activation) -> tuple[Callable, Callable]:
     if act.name == "sigmoid":
         sig = lambda x: 0.5 * (1.0 + np.tanh(0.5 * x))
         return sig, lambda x: sig(x) * (1.0 - sig(x))
-    fn, df = act.fn, _derivative(act)
+    fn, df = act.fn, activations.derivative(act)
 
     def wrap(g):
         def h(x):
@@ -259,7 +241,7 @@ def _points_for(act: activations.Activation, q: float, rtol: float) -> int:
 
 def _quadrature_layer(stax: Any, act: activations.Activation, num: int) -> Any:
     r"""``stax.Elementwise`` whose :math:`E[\phi\phi]`, :math:`E[\phi'\phi']` are quadratures."""
-    fn, df = act.fn, _derivative(act)
+    fn, df = act.fn, activations.derivative(act)
     return stax.Elementwise(
         fn,
         lambda c, v1, v2: _gauss_pair(fn, c, v1, v2, num),

@@ -86,11 +86,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
-from jax.scipy.special import erf as _erf
 
 from wideth import _checks, activations
+from wideth.kernels import _quadrature
 
 __all__ = [
     "ACTIVATIONS",
@@ -124,7 +123,6 @@ MIN_QUAD = (201, 101)
 #: Half-width of the quadrature grid in standard deviations.
 Z_MAX = 10.0
 
-_SQRT_PI = float(np.sqrt(np.pi))
 
 #: Per-layer excess kurtosis :math:`\kappa - 1 = E[\phi^4]/E[\phi^2]^2 - 1`
 #: of the post-activations, for the activations whose finite-width NNGP
@@ -177,23 +175,11 @@ def _check_defined(W_var, b_var) -> None:
 
 
 def _phi(activation: str, x):
-    if activation == "relu":
-        return jnp.maximum(x, 0.0)
-    if activation == "tanh":
-        return jnp.tanh(x)
-    if activation == "erf":
-        return _erf(x)
-    return x
+    return activations.get(activation)(x)
 
 
 def _dphi(activation: str, x):
-    if activation == "relu":
-        return (x > 0).astype(x.dtype)
-    if activation == "tanh":
-        return 1.0 - jnp.tanh(x) ** 2
-    if activation == "erf":
-        return 2.0 / _SQRT_PI * jnp.exp(-(x**2))
-    return jnp.ones_like(x)
+    return activations.derivative(activation)(x)
 
 
 def derivative(activation: str, x: Any) -> jax.Array:
@@ -227,39 +213,28 @@ def derivative(activation: str, x: Any) -> jax.Array:
 
 def _d2phi(activation: str, x):
     # ReLU's second derivative is a delta at 0 where phi vanishes: phi'' phi = 0.
-    if activation == "tanh":
-        t = jnp.tanh(x)
-        return -2.0 * t * (1.0 - t**2)
-    if activation == "erf":
-        return -4.0 * x / _SQRT_PI * jnp.exp(-(x**2))
-    return jnp.zeros_like(x)
-
-
-def _nodes(num: int, dtype) -> tuple[jax.Array, jax.Array]:
-    """Trapezoidal nodes and weights for E_z[.] on a uniform grid in [-Z_MAX, Z_MAX]."""
-    x = jnp.linspace(-Z_MAX, Z_MAX, num, dtype=dtype)
-    w = jnp.exp(-0.5 * x**2)
-    return x, w / jnp.sum(w)
+    return activations.derivative(activation, 2)(x)
 
 
 def _ftype(*xs):
     return jnp.result_type(float, *xs)
 
 
+def _grid(num: int, dtype):
+    """The uniform grid on [-Z_MAX, Z_MAX] with ``num`` points (see :mod:`._quadrature`)."""
+    return _quadrature.nodes(num, 2.0 * Z_MAX / (num - 1), dtype)
+
+
 def _gauss1(f, q, quad: tuple[int, int]):
     """E_z[f(sqrt(q) z)], z ~ N(0, 1)."""
-    x, w = _nodes(quad[0], _ftype(q))
-    return jnp.sum(w * f(jnp.sqrt(q) * x))
+    return _quadrature.expect(f, q, *_grid(quad[0], _ftype(q)))
 
 
 def _gauss2(f, g, q, c, quad: tuple[int, int]):
     """E[f(u1) g(u2)] with u1 = sqrt(q) z1, u2 = sqrt(q)(c z1 + sqrt(1-c^2) z2)."""
-    x, w = _nodes(quad[1], _ftype(q, c))
-    z1, z2 = x[:, None], x[None, :]
-    s = jnp.sqrt(jnp.clip(1.0 - c**2, 0.0, None))
-    u1 = jnp.sqrt(q) * z1
-    u2 = jnp.sqrt(q) * (c * z1 + s * z2)
-    return jnp.sum(w[:, None] * w[None, :] * f(u1) * g(u2))
+    sq = jnp.sqrt(q)
+    factors = (sq, sq * c, sq * jnp.sqrt(jnp.clip(1.0 - c**2, 0.0, None)))
+    return _quadrature.expect_pair(f, g, factors, *_grid(quad[1], _ftype(q, c)))
 
 
 def _second_moment(activation: str, q, quad: tuple[int, int]):

@@ -64,8 +64,10 @@ point of each phase, by more than 3 paired SE over seeds).
 Tolerances: half the grid (or bisection) resolution plus 3 standard errors over
 seeds; for the published :math:`12`, which is given to the integer, also
 :math:`\pm0.5`. Consistency: every bisection bracket holds (converges at its
-bottom, diverges at its top); a catapult phase exists for every seed; every
-catapult run (uv and MLP) lands with :math:`\eta\lambda_{\rm final}<2`.
+bottom, diverges at its top); a catapult phase exists for every seed. That
+every catapult run lands with :math:`\eta\lambda_{\rm final}<2` holds by
+construction (a run that converges at a fixed step is linearly stable there):
+it is a unit test, not a check.
 
 Where the infinite-width picture stops: at width 512 the top NTK eigenvalue of
 the ReLU net drifts down by about 10% in the first steps even for
@@ -491,22 +493,6 @@ def threshold_check(
     return check(name, theory, float(mean), tol, note=note, **kw)
 
 
-def catapult_lands_check(name: str, phase: np.ndarray, eta_lam_final: np.ndarray, source: str):
-    """Every catapult run ends with :math:`\\eta\\lambda_{\\rm final} < 2` (and one exists)."""
-    cat = np.asarray(phase) == CATAPULT
-    worst = float(np.nanmax(eta_lam_final[cat])) if cat.any() else math.nan
-    return check(
-        name,
-        "< 2",
-        worst,
-        None,
-        passed=bool(cat.any() and worst < 2),
-        note=f"max over the {int(cat.sum())} catapult runs of eta * final NTK; {source}; a "
-        "converged run needs eta*lambda <= 2 (linear stability), so this is a regime check",
-        kind="consistency",
-    )
-
-
 def lazy_below_check(grid: np.ndarray, phase: np.ndarray) -> dict[str, Any]:
     r"""No loss spike below :math:`\eta_{\rm crit}=2/\lambda_0`: every run there is lazy."""
     below = np.asarray(grid) < 2
@@ -776,12 +762,6 @@ def run(cfg: Config) -> Result:
             threshold_check(
                 f"uv y={y:g}: catapult -> divergent at eta*lambda0", 4.0, thr[:, 1], half, source_uv
             ),
-            catapult_lands_check(
-                f"uv y={y:g}: catapult ends with eta*lambda_final < 2",
-                sw["phase"],
-                sw["eta_lam_final"],
-                source_uv,
-            ),
         ]
         uv_metrics[f"y={y:g}"] = {
             "lam0": sw["lam0"],
@@ -812,12 +792,6 @@ def run(cfg: Config) -> Result:
     paper = "Lewkowycz et al. 2020"
     checks += [
         lazy_below_check(mlp["grid"], mlp["phase"]),
-        catapult_lands_check(
-            "MLP: catapult ends with eta*lambda_final < 2",
-            mlp["phase"],
-            mlp["eta_lam_final"],
-            f"{paper}: the kernel drops until eta*lambda < 2",
-        ),
         threshold_check(
             "MLP: eta_max*lambda0 (divergence boundary, bisection)",
             PUBLISHED_ETA_MAX,

@@ -63,6 +63,8 @@ References:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -223,8 +225,32 @@ def eos_checks(s: dict[str, Any], multiple: float) -> list[dict[str, Any]]:
             s["loss_last"] / s["loss_first"],
             None,
             passed=bool(s["finished"] and s["loss_last"] < 0.5 * s["loss_first"]),
+            note="Cohen et al. 2021, Fig. 1: training still makes progress at the edge, "
+            "non-monotonically; halving the loss is the least progress counted",
         ),
     ]
+
+
+def flow_check(flow_sharp: np.ndarray, etas: Sequence[float]) -> dict[str, Any]:
+    """Gradient flow (a step far below every edge) sharpens past the highest GD edge 2/min(eta).
+
+    Cohen et al. 2021, Sec. 3: progressive sharpening is not capped at 2/eta when
+    the step is small, so the flow reference must rise above the edge that caps
+    the smallest GD step; 1.2 x that edge keeps the claim clear of the 10% hover
+    band of the GD checks.
+    """
+    flow_sharp = np.asarray(flow_sharp, np.float64)
+    largest_edge = 2.0 / min(etas)
+    peak = float(np.nanmax(flow_sharp)) if np.isfinite(flow_sharp).any() else math.nan
+    return check(
+        "gradient flow sharpens past the highest GD edge: max lambda / (2/eta_min)",
+        ">= 1.2",
+        peak / largest_edge,
+        None,
+        passed=bool(np.isfinite(peak) and peak >= 1.2 * largest_edge),
+        note="Cohen et al. 2021, Sec. 3: gradient flow's sharpening is not capped at 2/eta; "
+        "1.2 keeps the claim outside the GD checks' 10% hover band",
+    )
 
 
 def xent_summary(sharp: np.ndarray, loss: np.ndarray, eta: float) -> dict[str, Any]:
@@ -298,6 +324,8 @@ def xent_checks(s: dict[str, Any], multiple: float, late: bool = False) -> list[
             s["loss_last"] / s["loss_first"],
             None,
             passed=bool(s["finished"] and s["loss_last"] < 0.5 * s["loss_first"]),
+            note="Cohen et al. 2021, cross-entropy figures: the loss falls at the edge; "
+            "halving it is the least progress counted",
         ),
     ]
     if late:
@@ -421,17 +449,7 @@ def run(cfg: Config) -> Result:
     summaries = [summary(sharp[i], loss[i], eta) for i, eta in enumerate(etas)]
     checks = [c for s, a in zip(summaries, sz.multiples, strict=True) for c in eos_checks(s, a)]
     flow_sharp = np.asarray(fl.probes["sharpness"][0])
-    largest_edge = 2.0 / min(etas)
-    checks.append(
-        check(
-            "gradient flow sharpens past the highest GD edge: max lambda / (2/eta_min)",
-            ">= 1.2",
-            float(np.nanmax(flow_sharp) / largest_edge),
-            None,
-            passed=bool(np.nanmax(flow_sharp) >= 1.2 * largest_edge),
-            note="Cohen et al. 2021, Sec. 3: gradient flow's sharpening is not capped at 2/eta",
-        )
-    )
+    checks.append(flow_check(flow_sharp, etas))
     px = p["xent"]
     xr = gd_runs(
         px["apply_fn"],

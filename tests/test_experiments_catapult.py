@@ -62,7 +62,11 @@ def test_uv_thresholds_with_label(y):
     # a wrong threshold fails on the same measurement
     assert not cp.threshold_check("div", 3.0, thr[:, 1], 0.125, "test")["pass"]
     assert not cp.threshold_check("lazy", 2.5, thr[:, 0], 0.125, "test")["pass"]
-    assert cp.catapult_lands_check("land", sw["phase"], sw["eta_lam_final"], "test")["pass"]
+    # a run that converges at a fixed eta is linearly stable there: eta * lambda_final < 2
+    # (Lewkowycz et al.'s "the kernel drops until eta*lambda < 2" holds by construction for
+    # the runs classified as catapults, so it is tested here, not claimed by the experiment)
+    cat = sw["phase"] == cp.CATAPULT
+    assert cat.any() and float(np.max(sw["eta_lam_final"][cat])) < 2
     # lazy runs away from the edge keep their kernel: eta * lambda_final ~ eta * lambda_0
     lazy = (sw["phase"] == cp.LAZY) & (grid <= 1.5)
     np.testing.assert_allclose(
@@ -80,14 +84,6 @@ def test_threshold_check_fails_wrong_theory_and_bias():
     # seed spread widens the tolerance: 3 SE
     c = cp.threshold_check("x", 2.0, np.array([1.0, 3.0]), 0.0, "t")
     assert c["tolerance"] == pytest.approx(3.0)
-
-
-def test_catapult_lands_check_fails():
-    phase = np.array([[cp.LAZY, cp.CATAPULT, cp.DIVERGENT]])
-    assert cp.catapult_lands_check("c", phase, np.array([[0.5, 1.5, np.nan]]), "t")["pass"]
-    assert not cp.catapult_lands_check("c", phase, np.array([[0.5, 2.5, np.nan]]), "t")["pass"]
-    none = np.array([[cp.LAZY, cp.LAZY, cp.DIVERGENT]])
-    assert not cp.catapult_lands_check("c", none, np.array([[0.5, 1.5, np.nan]]), "t")["pass"]
 
 
 def test_lazy_below_check_fails():

@@ -134,3 +134,13 @@ def test_late_decline_check_passes_on_a_decline_and_fails_without_it():
     bad = eos.xent_checks(eos.xent_summary(flat, loss, eta), 3.0, late=True)
     assert not bad[3]["pass"] and all(c["pass"] for c in bad[:3])
     assert len(eos.xent_checks(eos.xent_summary(flat, loss, eta), 3.0)) == 3  # quick mode
+
+
+def test_flow_check_needs_sharpening_past_the_highest_edge():
+    """Gradient flow must pass 1.2 x 2/min(eta); a capped or diverged series fails."""
+    etas = [0.5, 1.0]  # highest GD edge 2 / 0.5 = 4
+    rising = np.linspace(1.0, 6.0, 50)
+    assert eos.flow_check(rising, etas)["pass"]
+    assert eos.flow_check(rising, etas)["measured"] == pytest.approx(1.5)
+    assert not eos.flow_check(np.linspace(1.0, 4.4, 50), etas)["pass"]  # 1.1 x edge
+    assert not eos.flow_check(np.full(50, np.nan), etas)["pass"]

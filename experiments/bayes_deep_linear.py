@@ -69,7 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import digamma as _digamma
 
-from experiments._common import Config, Result, Sizes, check, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, cli, save_figure
 from wideth.kernels import deep_linear as dl
 
 #: Sizes the two modes share: the tiny network, the data of the pairs and the sweep.

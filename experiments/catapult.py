@@ -97,7 +97,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import Config, Result, Sizes, check, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, cli, save_figure
 
 LAZY, CATAPULT, DIVERGENT = "lazy", "catapult", "divergent"
 PUBLISHED_ETA_MAX = 12.0  # Lewkowycz et al. 2020: eta_max ~ 12 / lambda_0 for ReLU nets

@@ -30,11 +30,10 @@ through the mean-field maps of :mod:`wideth.kernels.meanfield` (Poole et al.
    (:math:`\sigma_b^2 = 0.05`, critical :math:`\sigma_w^2 \approx 1.76`) are
    trained on the digits data for a grid of :math:`\sigma_w^2` on **both
    sides** of criticality and depths on both sides of :math:`6\xi_c` at each
-   (quick: :math:`\sigma_w^2 \in \{0.55, 0.9, 1.2\}` ordered,
-   :math:`\{6, 30\}` chaotic, with :math:`6\xi_c \approx 8, 17, 36` and
-   :math:`33, 19`, against :math:`L \in \{6, 12, 24, 48\}`, so the curve lies
-   between two grid depths on every column; far from criticality
-   :math:`\xi_c` is short, which keeps the deepest network cheap). Optimiser:
+   (quick: :math:`\sigma_w^2 \in \{0.45, 0.9, 1.2, 1.4\}` ordered,
+   :math:`\{2.5, 6, 30\}` chaotic, with :math:`6\xi_c \approx 6, 17, 36, 64`
+   and :math:`71, 33, 19`, against :math:`L \in \{6, 12, 24, 48\}`; far from
+   criticality :math:`\xi_c` is short, which keeps the deepest network cheap). Optimiser:
    SGD with momentum 0.9 at the small learning rate :math:`10^{-3}` (the
    paper trains with SGD/RMSProp at :math:`10^{-3}`; at :math:`10^{-2}` with
    momentum deep near-critical networks fail for optimisation reasons and the
@@ -44,11 +43,25 @@ through the mean-field maps of :mod:`wideth.kernels.meanfield` (Poole et al.
    networks reach > 0.9, and untrainable ones stay near chance, so 0.5 sits in
    the gap between the two modes. The checked claim: the predictor
    :math:`L < 6\xi_c` has **balanced accuracy** (mean of the fractions of
-   trainable and of untrainable cells it gets right) :math:`\ge 0.8` on the
-   ordered and on the chaotic side separately. The always-trainable predictor
-   has balanced accuracy 0.5 (a consistency check; it fails the bar), and a
-   unit test shows that a wrong scale, :math:`2\xi_c` or :math:`\xi_c/2`,
-   fails on the true boundary. Training is :func:`wideth.train.run` with
+   trainable and of untrainable cells it gets right) above 0.8 on the
+   ordered and on the chaotic side separately (strictly: on the exact map a
+   predictor off by the grid's depth factor 2, :math:`3\xi_c`, scores 0.8).
+   The grid must make that claim falsifiable: on each side the best depth cutoff that ignores
+   :math:`\sigma_w^2` ("trainable iff :math:`L < c`" for one :math:`c`) must
+   score at most 0.8 (a consistency check; the always-trainable predictor, 0.5
+   by construction, is its special case :math:`c > \max L`), which is why the
+   grid spans :math:`6\xi_c` from about 6 to 70 layers; and a unit test shows
+   that a wrong scale, :math:`2\xi_c` or :math:`\xi_c/2`, fails on the true
+   boundary. Where this stops: on the chaotic side :math:`6\xi_c` only runs
+   from about 16 (:math:`\sigma_w^2 \to \infty`) upwards, so with depths up
+   to 48 even a map that follows :math:`6\xi_c` exactly is matched by the flat
+   cutoff :math:`L < 24` at balanced accuracy 0.83 (0.89 on the full grid, up to
+   128 layers): there the control passes only because the measured boundary
+   falls with :math:`\sigma_w^2` faster than :math:`6\xi_c` (measured 0.69 in
+   quick mode); a chaotic-side test that a flat line must fail needs
+   near-critical columns and depths of several hundred layers. On the ordered
+   side the exact map gives 0.77 and the measured one 0.72.
+   Training is :func:`wideth.train.run` with
    :func:`wideth.train.train_step`, vmapped over every (:math:`\sigma_w^2`,
    :math:`L`, seed): hidden layers are stacked and applied by ``lax.scan``
    with a depth mask (a frozen ``depth`` leaf of the parameters), so one
@@ -89,7 +102,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import Config, Result, Sizes, check, check_max_z, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, check_max_z, cli, save_figure
 from wideth import activations
 from wideth.kernels import meanfield as mf
 
@@ -420,13 +433,33 @@ TRAINABLE_ACCURACY = 0.5
 BALANCED_BAR = 0.8
 
 
+def flat_cutoff(depths: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    """Best balanced accuracy of ``trainable iff L < c`` with one ``c`` for every row.
+
+    ``c`` runs over the grid depths and one past the deepest (every network
+    trainable); returns ``(balanced accuracy, c)``.
+    """
+    L = np.asarray(depths)
+    measured = np.asarray(measured, bool)
+    cuts = np.r_[L, L.max() + 1]
+    scores = [
+        balanced_accuracy(np.broadcast_to(L[None, :] < c, measured.shape), measured)["balanced"]
+        for c in cuts
+    ]
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    i = int(np.argmax(scores))
+    return float(scores[i]), float(cuts[i])
+
+
 def trainability_checks(tr: dict[str, Any], xi_factor: float = 1.0) -> list[dict[str, Any]]:
     r"""Checks of "trainable iff :math:`L < 6\xi_c`" on each side of criticality.
 
     ``xi_factor`` scales :math:`\xi_c` (tests feed a wrong depth scale, e.g. 2).
-    Claims: balanced accuracy :math:`\ge` ``BALANCED_BAR`` on the ordered and on the
-    chaotic side. Controls: the always-trainable predictor scores 0.5 (so it fails
-    the bar); the grid straddles the curve on each side (both classes predicted).
+    Claims: balanced accuracy :math:`>` ``BALANCED_BAR`` on the ordered and on the
+    chaotic side. Controls: on each side the best depth cutoff that ignores
+    :math:`\sigma_w^2` (:func:`flat_cutoff`) scores below the bar, so the grid can
+    tell the curve from a flat line; the grid straddles the curve on each side
+    (both classes predicted).
     """
     W, L = tr["W_grid"], tr["depths"]
     measured = tr["accuracy"] > TRAINABLE_ACCURACY
@@ -438,12 +471,12 @@ def trainability_checks(tr: dict[str, Any], xi_factor: float = 1.0) -> list[dict
         ba = balanced_accuracy(predicted[rows], measured[rows])
         n = int(rows.sum()) * len(L)
         se = float(np.sqrt(0.8 * 0.2 / max(n, 1)))
-        ok = bool(np.isfinite(ba["balanced"]) and ba["balanced"] >= BALANCED_BAR)
+        ok = bool(np.isfinite(ba["balanced"]) and ba["balanced"] > BALANCED_BAR)
         out.append(
             check(
                 f"trainable (acc>{TRAINABLE_ACCURACY:g}) iff L < 6 xi_c, {side} side: "
                 "balanced accuracy",
-                f">= {BALANCED_BAR:g}",
+                f"> {BALANCED_BAR:g}",
                 ba["balanced"],
                 None,
                 passed=ok,
@@ -456,17 +489,24 @@ def trainability_checks(tr: dict[str, Any], xi_factor: float = 1.0) -> list[dict
                 ),
             )
         )
-    base = balanced_accuracy(np.ones_like(measured), measured)
-    out.append(
-        check(
-            "always-trainable baseline: balanced accuracy (must fall below the bar)",
-            0.5,
-            base["balanced"],
-            BALANCED_BAR - 0.5 - 1e-9,
-            note="a constant predictor has balanced accuracy 0.5 whenever both classes occur",
-            kind="consistency",
+    for side, rows in sides.items():
+        best, cut = flat_cutoff(L, measured[rows])
+        out.append(
+            check(
+                f"{side} side: best sigma_w^2-blind depth cutoff, balanced accuracy "
+                "(must not pass the bar)",
+                f"<= {BALANCED_BAR:g}",
+                best,
+                None,
+                passed=bool(np.isfinite(best) and best <= BALANCED_BAR),
+                note=(
+                    f"'trainable iff L < {cut:g}' at every sigma_w^2 is the best predictor that "
+                    "ignores sigma_w^2; it must fail the claim's bar, or the grid cannot tell "
+                    "the 6 xi_c curve from a flat line"
+                ),
+                kind="consistency",
+            )
         )
-    )
     for side, rows in sides.items():
         p = predicted[rows]
         out.append(
@@ -721,7 +761,7 @@ SIZES = Sizes(
         phase_grid=dict(W_grid=np.linspace(0.5, 4.0, 12), b_grid=np.linspace(0.0, 1.0, 9)),
         phase_net=dict(depth=20, width=256, num_nets=4),
         train_grid=dict(
-            W_grid=np.array([0.55, 0.9, 1.2, 6.0, 30.0]),
+            W_grid=np.array([0.45, 0.9, 1.2, 1.4, 2.5, 6.0, 30.0]),
             depths=np.array([6, 12, 24, 48]),
             width=64,
             seeds=2,
@@ -943,8 +983,9 @@ def run(cfg: Config) -> Result:
     ba = [f"{c['measured']:.2f}" for c in checks if "balanced accuracy" in c["name"]]
     passed = sum(c["pass"] for c in checks)
     summary = (
-        f"{passed}/{len(checks)} checks pass; L < 6 xi_c balanced accuracy (ordered, chaotic, "
-        f"always-trainable) = {', '.join(ba)}; max |z|: q {checks[0]['measured']:.1f}, "
+        f"{passed}/{len(checks)} checks pass; L < 6 xi_c balanced accuracy (ordered, chaotic; "
+        f"best sigma_w^2-blind cutoff ordered, chaotic) = {', '.join(ba)}; "
+        f"max |z|: q {checks[0]['measured']:.1f}, "
         f"c {checks[1]['measured']:.1f}, chi_1 {checks[5]['measured']:.1f}, "
         f"ReLU rate {checks[-2]['measured']:.1f}"
     )

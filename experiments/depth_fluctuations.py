@@ -73,7 +73,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Config, Result, Sizes, check, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, cli, save_figure
 
 SIZES = Sizes(
     quick=dict(
@@ -101,7 +101,7 @@ SIZES = Sizes(
 )
 
 
-def _ensemble(
+def ensemble(
     n0: int, width: int, depth: int, num: int, key: jax.Array, method: str = "features", **kw: Any
 ):
     """``(apply_fn, params)`` of ``num`` MLPs with a leading ensemble axis on ``params``.
@@ -120,7 +120,7 @@ def _ensemble(
     return fn, jax.jit(jax.vmap(init))(jax.random.split(key, num))
 
 
-def _input(key: jax.Array, n0: int) -> tuple[jax.Array, jax.Array]:
+def unit_input(key: jax.Array, n0: int) -> tuple[jax.Array, jax.Array]:
     """A point with ``|x|^2 = n0`` and a unit direction ``u ⊥ x``."""
     a, b = jax.random.normal(key, (2, n0))
     x = a / jnp.linalg.norm(a) * jnp.sqrt(n0)
@@ -137,8 +137,8 @@ def log_jacobian(n0: int, width: int, depth: int, num: int, key: jax.Array) -> n
     """
     from wideth.kernels import empirical
 
-    fn, params = _ensemble(n0, width, depth, num, key)
-    x, u = _input(jax.random.fold_in(key, 1), n0)
+    fn, params = ensemble(n0, width, depth, num, key)
+    x, u = unit_input(jax.random.fold_in(key, 1), n0)
 
     def one(p):
         along_u = lambda s, z: fn(p, z + s * u)[-1]
@@ -169,8 +169,8 @@ def ntk_diagonal(n0: int, width: int, depth: int, num: int, key: jax.Array) -> n
     """
     from wideth.kernels import empirical
 
-    fn, params = _ensemble(n0, width, depth, num, key, method="__call__", b_std=0.0)
-    x, _ = _input(jax.random.fold_in(key, 3), n0)
+    fn, params = ensemble(n0, width, depth, num, key, method="__call__", b_std=0.0)
+    x, _ = unit_input(jax.random.fold_in(key, 3), n0)
     one = lambda p: empirical.ntk(fn, p, x[None], method="jvp")[0, 0]
     return np.asarray(jax.jit(jax.vmap(one))(params), np.float64)
 
@@ -218,8 +218,8 @@ def relu_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def tanh_moments(n0: int, width: int, depth: int, num: int, key: jax.Array) -> np.ndarray:
     """Per-layer mean squared pre-activation of ``num`` tanh nets (sigma_w^2 = 1): ``(num, L)``."""
-    fn, params = _ensemble(n0, width, depth, num, key, activation="tanh", W_std=1.0, b_std=0.0)
-    x, _ = _input(jax.random.fold_in(key, 2), n0)
+    fn, params = ensemble(n0, width, depth, num, key, activation="tanh", W_std=1.0, b_std=0.0)
+    x, _ = unit_input(jax.random.fold_in(key, 2), n0)
     eps = 1e-7
 
     def one(p):

@@ -96,7 +96,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Config, Result, Sizes, check, check_max_z, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, check_max_z, cli, save_figure
 
 SIZES = Sizes(
     quick=dict(

@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import Config, Result, Sizes, check, check_max_z, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, check_max_z, cli, save_figure
 
 SIZES = Sizes(
     quick=dict(

@@ -100,7 +100,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from experiments._common import Config, Result, Sizes, check, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, cli, save_figure
 
 ALL_PEERS = ("polyak_sgd", "prodigy", "dog", "dowg", "mechanize", "cocob")
 VARIANT_NAMES = ("safeguarded", "gn_momentum", "scheduled")

@@ -84,7 +84,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import Config, Result, Sizes, check, check_max_z, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, check_max_z, cli, save_figure
 from wideth import data, functional, models, train
 from wideth.diagnostics import conditioning as cd
 from wideth.kernels import analytic, empirical

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import Config, Result, Sizes, check, cli, save_figure
+from experiments.common import Config, Result, Sizes, check, cli, save_figure
 from wideth import train
 from wideth.train import noise
 

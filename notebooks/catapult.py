@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments import catapult as cp
-from experiments._common import Config
+from experiments.common import Config
 
 QUICK = bool(os.environ.get("WIDETH_QUICK"))
 m = 500 if QUICK else 5000

@@ -235,9 +235,9 @@ def fake_run(cfg):
 
 
 def config(out):
-    from experiments import _common
+    from experiments import common
 
-    return _common.Config(name="fake", quick=True, seed=0, out=Path(out), quiet=True)
+    return common.Config(name="fake", quick=True, seed=0, out=Path(out), quiet=True)
 
 
 def nnx_linear():
@@ -1628,19 +1628,19 @@ def _io() -> None:
     V(e, "path", "below a file", lambda: io.ensure_dir(os.path.join(a_file(), "sub")))
 
 
-# --- experiments._common ----------------------------------------------------------
+# --- experiments.common ----------------------------------------------------------
 
 
 def _experiments() -> None:
-    from experiments import _common as c
+    from experiments import common as c
 
-    e = "experiments._common.check"
+    e = "experiments.common.check"
     T(e, "tolerance", "tolerance None", lambda: c.check("x", 1.0, 1.0, None))
     V(e, "tolerance", "negative tolerance", lambda: c.check("x", 1.0, 1.0, -1.0))
     T(e, "theory", "theory a string without passed=", lambda: c.check("x", "abc", 1.0, 0.1))
     T(e, "measured", "measured None", lambda: c.check("x", 1.0, None, 0.1))
     T(e, "passed", "passed a string", lambda: c.check("x", "a < b", 1.0, None, passed="yes"))
-    e = "experiments._common.Sizes"
+    e = "experiments.common.Sizes"
     V(e, "full", "quick and full with other keys", lambda: c.Sizes({"a": 1}, {"b": 2}))
     sizes = c.Sizes(
         {"n": 3, "lr": 0.1, "on": True, "names": ("a",)},
@@ -1651,7 +1651,7 @@ def _experiments() -> None:
     V(e, "--set", "--set an int size from a float", lambda: sizes(with_set(("n", "2.5"))))
     V(e, "--set", "--set a float size from a word", lambda: sizes(with_set(("lr", "fast"))))
     V(e, "--set", "--set a bool size from 'yes'", lambda: sizes(with_set(("on", "yes"))))
-    e = "experiments._common.execute"
+    e = "experiments.common.execute"
     V(e, "--out", "--out an existing file", lambda: c.execute(fake_run, config(a_file())))
     V(
         e,

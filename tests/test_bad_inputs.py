@@ -69,8 +69,8 @@ def test_case_list_covers_every_entry_point_with_enough_cases():
         "io.write_json",
         "io.save_figure",
         "io.ensure_dir",
-        "experiments._common.Sizes",
-        "experiments._common.execute",
+        "experiments.common.Sizes",
+        "experiments.common.execute",
         "conditioning.normalised_weight_variance",
         "functional.param_paths",
         "hessian.class_spectrum",
@@ -373,15 +373,13 @@ def test_cli_write_failing_mid_file_keeps_the_previous_file(tmp_path, capsys, mo
 
 
 def _fake_result():
-    from experiments import _common
+    from experiments import common
 
-    return _common.Result(
-        metrics={"x": 1.0}, checks=[_common.check("x", 1.0, 1.0, 0.1)], figures=[]
-    )
+    return common.Result(metrics={"x": 1.0}, checks=[common.check("x", 1.0, 1.0, 0.1)], figures=[])
 
 
 def test_experiment_with_unwritable_out_fails_before_running(tmp_path, capsys):
-    from experiments import _common
+    from experiments import common
 
     (tmp_path / "f").write_text("x")
     ran = []
@@ -391,24 +389,24 @@ def test_experiment_with_unwritable_out_fails_before_running(tmp_path, capsys):
         return _fake_result()
 
     for out in (tmp_path / "f", tmp_path / "f" / "sub"):
-        cfg = _common.Config(name="fake", quick=True, seed=0, out=out, quiet=True)
+        cfg = common.Config(name="fake", quick=True, seed=0, out=out, quiet=True)
         with pytest.raises(ValueError, match="^--out: "):
-            _common.execute(run, cfg)
+            common.execute(run, cfg)
     assert ran == []
     run.__module__ = __name__  # cli names the experiment after the run's module
     with pytest.raises(SystemExit) as info:
-        _common.cli(run, "fake", ["--quick", "--out", str(tmp_path / "f" / "sub")])
+        common.cli(run, "fake", ["--quick", "--out", str(tmp_path / "f" / "sub")])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and "--out" in err, err
     assert ran == [] and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
 def test_experiment_metrics_write_failing_keeps_the_previous_metrics(tmp_path, monkeypatch):
-    from experiments import _common
+    from experiments import common
     from wideth import io
 
-    cfg = _common.Config(name="fake", quick=True, seed=0, out=tmp_path / "run", quiet=True)
-    _common.execute(lambda c: _fake_result(), cfg)
+    cfg = common.Config(name="fake", quick=True, seed=0, out=tmp_path / "run", quiet=True)
+    common.execute(lambda c: _fake_result(), cfg)
     previous = (cfg.out / "metrics.json").read_text()
     real = io.write_text
 
@@ -419,7 +417,7 @@ def test_experiment_metrics_write_failing_keeps_the_previous_metrics(tmp_path, m
 
     monkeypatch.setattr(io, "write_text", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _common.execute(lambda c: _fake_result(), cfg)
+        common.execute(lambda c: _fake_result(), cfg)
     monkeypatch.setattr(io, "write_text", real)
     assert (cfg.out / "metrics.json").read_text() == previous
     assert sorted(p.name for p in cfg.out.iterdir()) == ["metrics.json"]
@@ -462,7 +460,7 @@ def test_every_write_of_the_cli_experiments_and_blocks_is_atomic():
     files = [
         root / "wideth" / "__main__.py",
         root / "wideth" / "kernels" / "blocks.py",
-        root / "experiments" / "_common.py",
+        root / "experiments" / "common.py",
         root / "experiments" / "report.py",
     ]
     writes = (".write_text(", ".savefig(", "open_memmap(", "np.save(", "json.dump(", "open(")

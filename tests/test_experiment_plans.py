@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 from experiments import EXPERIMENTS
-from experiments._common import Config, Sizes
+from experiments.common import Config, Sizes
 
 # Each experiment's own test file builds its full plan in the default run; this
 # sweep over all of them (about a minute) runs with the slow tests.

@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from experiments import bayes_deep_linear as bdl
-from experiments._common import Config
+from experiments.common import Config
 
 
 def _small():

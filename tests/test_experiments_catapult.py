@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from experiments import catapult as cp
-from experiments._common import Config
+from experiments.common import Config
 
 
 def test_classify():

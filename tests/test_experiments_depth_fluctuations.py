@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from experiments import depth_fluctuations as dfl
-from experiments._common import Config
+from experiments.common import Config
 from wideth.kernels import meanfield
 
 
@@ -80,16 +80,16 @@ def test_kernel_routes_match_a_direct_jvp_and_gradient_of_each_network():
     import optax
 
     n0, width, depth, num, key = 8, 16, 3, 5, jax.random.key(11)
-    fn, params = dfl._ensemble(n0, width, depth, num, key)
-    x, u = dfl._input(jax.random.fold_in(key, 1), n0)
+    fn, params = dfl.ensemble(n0, width, depth, num, key)
+    x, u = dfl.unit_input(jax.random.fold_in(key, 1), n0)
     lg = dfl.log_jacobian(n0, width, depth, num, key)
     for i in range(num):
         p = jax.tree.map(lambda a: a[i], params)
         _, t = jax.jvp(lambda z: fn(p, z[None])[-1][0], (x,), (u,))
         direct = np.log(float(np.sum(np.asarray(t, np.float64) ** 2)) * n0 / width)
         assert lg[i] == pytest.approx(direct, abs=1e-5)
-    fn, params = dfl._ensemble(n0, width, depth, num, key, method="__call__", b_std=0.0)
-    x, _ = dfl._input(jax.random.fold_in(key, 3), n0)
+    fn, params = dfl.ensemble(n0, width, depth, num, key, method="__call__", b_std=0.0)
+    x, _ = dfl.unit_input(jax.random.fold_in(key, 3), n0)
     theta = dfl.ntk_diagonal(n0, width, depth, num, key)
     for i in range(num):
         p = jax.tree.map(lambda a: a[i], params)

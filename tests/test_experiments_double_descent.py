@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import double_descent as dd
-from experiments._common import Config
+from experiments.common import Config
 
 
 def test_hastie_formula_published_values():

@@ -107,7 +107,7 @@ def test_label_noise_resamples_the_stated_fraction():
 
 @pytest.mark.slow
 def test_plan_builds_the_full_configuration():
-    from experiments._common import Config
+    from experiments.common import Config
 
     p = eos.plan(Config("edge_of_stability", quick=False, seed=0, out=None, quiet=True))
     assert p["sz"].n == 1000 and len(p["etas"]) == 4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import finite_width as fw
-from experiments._common import Config
+from experiments.common import Config
 from wideth.kernels import meanfield as mf
 
 

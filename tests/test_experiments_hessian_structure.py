@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import hessian_structure as hs
-from experiments._common import Config
+from experiments.common import Config
 
 C = hs.NUM_CLASSES
 

@@ -212,7 +212,7 @@ def test_spectral_gd_centred_outputs_start_at_zero_and_fit():
 
 
 def test_plan_builds_the_full_configuration():
-    from experiments._common import Config
+    from experiments.common import Config
 
     p = ib.plan(Config("implicit_bias", quick=False, seed=0, out=None, quiet=True))
     assert p["sz"].spectral["widths"][-1] == 262144 and p["sz"].logistic["decades"] == 7

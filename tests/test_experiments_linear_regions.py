@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import linear_regions as lr
-from experiments._common import Config
+from experiments.common import Config
 
 
 def test_kac_rice_without_bias_is_the_closed_form_at_every_depth():

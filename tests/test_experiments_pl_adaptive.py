@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from experiments import pl_adaptive as exp
-from experiments._common import Config
+from experiments.common import Config
 
 # ------------------------------------------------------------------ checks can fail
 

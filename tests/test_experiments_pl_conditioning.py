@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import pl_conditioning as plc
-from experiments._common import Config
+from experiments.common import Config
 from wideth.diagnostics import conditioning as cd
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import scaling_laws as sl
-from experiments._common import Config
+from experiments.common import Config
 from wideth.scaling import BESIROGLU_2024, HOFFMANN_2022, PublishedFit, datasets, fit_chinchilla
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from experiments import sgd_stationarity as sgs
-from experiments._common import Config
+from experiments.common import Config
 from wideth.train import noise
 
 

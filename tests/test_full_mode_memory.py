@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from experiments import criticality, finite_width
-from experiments._common import Config
+from experiments.common import Config
 
 BUDGET_GIB = 8.0
 
@@ -73,7 +73,7 @@ def test_finite_width_full_programs_fit():
 
 @pytest.mark.slow
 def test_finite_width_full_movement_program_fits():
-    from experiments._common import Config
+    from experiments.common import Config
 
     p = finite_width.plan(Config("finite_width", quick=False, seed=0, out=None, quiet=True))
     sz = p["sz"]

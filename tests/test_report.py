@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments import report
-from experiments._common import check
+from experiments.common import check
 
 
 def _write(tmp_path, name, checks):

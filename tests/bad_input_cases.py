@@ -1585,6 +1585,13 @@ def _functional() -> None:
     e = "functional.features"
     V(e, "module", "a module without features()", lambda: fn.features(nnx_linear()))
     T(e, "module", "a string, not a module", lambda: fn.features("mlp"))
+    e = "functional.init_params"
+    mk = lambda r: nnx_linear()
+    T(e, "build", "build not callable", lambda: fn.init_params(3, jax.random.key(0)))
+    T(e, "build", "build returning a dict", lambda: fn.init_params(lambda r: {}, jax.random.key(0)))
+    T(e, "key", "key an integer", lambda: fn.init_params(mk, 0))
+    T(e, "key", "key None", lambda: fn.init_params(mk, None))
+    V(e, "key", "a batch of keys", lambda: fn.init_params(mk, jax.random.split(jax.random.key(0))))
     e = "functional.centred"
     T(e, "apply_fn", "apply_fn not callable", lambda: fn.centred(3, params()))
     T(e, "params", "params0 None with a function", lambda: fn.centred(apply))

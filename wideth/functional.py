@@ -29,7 +29,15 @@ from flax import nnx
 
 from wideth import _checks
 
-__all__ = ["ModuleApply", "as_apply", "functional", "features", "centred", "param_paths"]
+__all__ = [
+    "ModuleApply",
+    "as_apply",
+    "functional",
+    "init_params",
+    "features",
+    "centred",
+    "param_paths",
+]
 
 ApplyFn = Callable[..., Any]
 
@@ -105,6 +113,42 @@ def functional(module: nnx.Module, method: str = "__call__") -> tuple[ModuleAppl
     # in-place changes of the module (nnx.update, training) leave `params` alone.
     params, rest = jax.tree.map(lambda a: a, (params, rest))
     return ModuleApply(graphdef, rest, method), params
+
+
+def init_params(build: Callable[[nnx.Rngs], nnx.Module], key: jax.Array) -> Any:
+    """The parameters of ``build(nnx.Rngs(key))``, as :func:`functional` returns them.
+
+    Traceable in ``key``: ``jax.vmap(lambda k: init_params(build, k))(keys)`` gives
+    an ensemble of independent initialisations with a leading axis (one compiled
+    program for a sweep over seeds), to use with the ``apply_fn`` of any one
+    instance, ``functional(build(nnx.Rngs(0)))[0]``.
+
+    Args:
+      build: ``rngs -> nnx.Module``, e.g. ``lambda r: models.MLP(8, 64, 2, rngs=r)``.
+      key: a PRNG key.
+
+    Returns:
+      The module's ``nnx.Param`` state.
+
+    Raises:
+      TypeError: ``build`` not callable or not returning an ``nnx.Module``; ``key``
+        not a PRNG key.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from wideth.models import MLP
+      >>> build = lambda r: MLP(3, 16, 1, rngs=r)
+      >>> ens = jax.vmap(lambda k: init_params(build, k))(jax.random.split(jax.random.key(0), 4))
+      >>> apply_fn = functional(build(nnx.Rngs(0)))[0]
+      >>> jax.vmap(apply_fn, in_axes=(0, None))(ens, jnp.ones((2, 3))).shape
+      (4, 2, 1)
+    """
+    _checks.callable_("build", build, "a callable rngs -> nnx.Module")
+    key = _checks.prng_key("key", key)
+    module = build(nnx.Rngs(key))
+    if not isinstance(module, nnx.Module):
+        raise TypeError(f"build: expected it to return an nnx.Module, got {type(module).__name__}")
+    return nnx.split(module, nnx.Param, ...)[1]
 
 
 def as_apply(

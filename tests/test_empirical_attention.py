@@ -57,11 +57,11 @@ def test_self_attention_projections_are_sites_and_exact(x64, n_heads):
     report = empirical.structured_report(apply_fn, params, jnp.ones((2, 5, 4)))
     rows = {s["path"]: s for s in report["sites"]}
     assert report["rest_paths"] == []
-    key, value = rows["['attention']['key'].value"], rows["['attention']['value'].value"]
+    key, value = rows["attention/key"], rows["attention/value"]
     # 5 tokens, D = in_dim 4, O = heads * key_dim (resp. heads * value_dim)
     assert (key["positions"], key["inputs"], key["outputs"]) == (5, 4, 2 * n_heads)
     assert (value["positions"], value["inputs"], value["outputs"]) == (5, 4, 3 * n_heads)
-    assert rows["['attention']['out'].value"]["bias_path"] == "['attention']['b'].value"
+    assert rows["attention/out"]["bias_path"] == "attention/b"
     _check_methods(apply_fn, params, (5, 4))
 
 
@@ -100,10 +100,10 @@ def test_forced_routes_on_multi_dimensional_sites(x64, monkeypatch, route):
     report = empirical.structured_report(apply_fn, params, jnp.ones((2, 5, 2, 3)))
     rows = {s["path"]: s for s in report["sites"]}
     assert report["rest_paths"] == []
-    assert (rows["['w1']"]["inputs"], rows["['w1']"]["outputs"]) == (6, 4)
-    assert rows["['w2']"]["bias_path"] == "['b2']"
-    assert (rows["['w2']"]["inputs"], rows["['w2']"]["outputs"]) == (5, 6)
-    assert (rows["['w3']"]["inputs"], rows["['w3']"]["outputs"]) == (6, 2)
+    assert (rows["w1"]["inputs"], rows["w1"]["outputs"]) == (6, 4)
+    assert rows["w2"]["bias_path"] == "b2"
+    assert (rows["w2"]["inputs"], rows["w2"]["outputs"]) == (5, 6)
+    assert (rows["w3"]["inputs"], rows["w3"]["outputs"]) == (6, 2)
     x1 = jax.random.normal(ks[4], (4, 5, 2, 3))
     got = empirical._ntk_jit(apply_fn, params, x1, x1, "structured", None, True, True)
     _close(got, _explicit(apply_fn, params, x1, x1))
@@ -125,7 +125,7 @@ def test_linear_bias_added_through_reshape_is_folded(x64):
     report = empirical.structured_report(apply_fn, params, jnp.ones((2, 4, 3)))
     assert report["rest_paths"] == []
     biases = {s["bias_path"] for s in report["sites"]}
-    assert biases == {"['a']['bias'].value", "['b']['bias'].value"}
+    assert biases == {"a/bias", "b/bias"}
     assert {s["inputs"] for s in report["sites"]} == {4, 6}  # D + bias column
     _check_methods(apply_fn, params, (4, 3), seed=5, quick=True)
 
@@ -145,5 +145,5 @@ def test_reshape_that_is_not_a_feature_bias_is_not_folded(x64):
         "v": jax.random.normal(ks[2], (9, 2)),
     }
     report = empirical.structured_report(apply_fn, params, jnp.ones((2, 3, 2)))
-    assert report["rest_paths"] == ["['b']"]
+    assert report["rest_paths"] == ["b"]
     _check_methods(apply_fn, params, (3, 2), seed=7, quick=True)

@@ -121,18 +121,18 @@ def test_report_lists_sites_with_paths_and_routes():
     report = empirical.structured_report(module, None, x)
     rows = {s["path"]: s for s in report["sites"]}
     assert set(rows) == {
-        "['convs'][0]['w'].value",
-        "['convs'][1]['w'].value",
-        "['readout']['w'].value",
+        "convs/0/w",
+        "convs/1/w",
+        "readout/w",
     }
-    assert all(s["bias_path"] == p.replace("['w']", "['b']") for p, s in rows.items())
+    assert all(s["bias_path"] == p.replace("w", "b") for p, s in rows.items())
     assert report["rest_paths"] == [] and report["dense_fraction"] == 1.0
-    conv = rows["['convs'][1]['w'].value"]
+    conv = rows["convs/1/w"]
     # 5x5 SAME positions, 3*3*4 patch + bias column, 4 output channels
     assert (conv["positions"], conv["inputs"], conv["outputs"]) == (25, 37, 4)
     for s in rows.values():  # the route is the cheaper estimate
         assert s["flops"][s["route"]] == min(s["flops"].values())
-    assert conv["route"] == "jacobian" and rows["['readout']['w'].value"]["route"] == "gram"
+    assert conv["route"] == "jacobian" and rows["readout/w"]["route"] == "gram"
 
 
 @pytest.mark.slow
@@ -155,8 +155,8 @@ def test_learned_gain_on_bias_is_not_folded(x64):
     }
     x = jax.random.normal(ks[4], (4, 3))
     report = empirical.structured_report(apply_fn, params, x)
-    assert sorted(report["rest_paths"]) == ["['b']", "['g']"]
-    assert [s["bias_path"] for s in report["sites"]] == [None, "['c']"]
+    assert sorted(report["rest_paths"]) == ["b", "g"]
+    assert [s["bias_path"] for s in report["sites"]] == [None, "c"]
     ref = _explicit(apply_fn, params, x, x)
     _close(empirical.ntk(apply_fn, params, x, method="structured", full=True), ref)
     wrong = lambda p, x: apply_fn(p, x) + 0.1 * p["c"]  # bias scale 0.6 instead of 0.5

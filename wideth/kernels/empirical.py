@@ -96,7 +96,7 @@ from wideth import _checks
 from wideth._compat import JaxprLiteral as _Lit
 from wideth._compat import bind_equation as _bind
 from wideth._compat import flatten_jaxpr as _flatten_jaxpr
-from wideth.functional import ModuleApply, as_apply
+from wideth.functional import ModuleApply, as_apply, param_paths
 
 __all__ = ["ntk", "nngp", "ntk_matvec", "structured_report", "METHODS"]
 
@@ -721,13 +721,14 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
 
     Returns:
       dict with ``sites`` (one dict per site: ``path`` and ``bias_path`` (parameter
-      paths as ``jax.tree_util.keystr``, ``bias_path`` ``None`` without bias),
-      ``kind`` (``"dense"``/``"conv"``), ``route``, ``positions`` T, ``inputs`` D
-      (with the bias column), ``outputs`` O and the two ``flops`` estimates),
-      ``rest_paths``, ``dense_leaves`` (indices of the dense weights), ``conv_leaves``,
-      ``bias_leaves`` (folded biases), ``rest_leaves`` (indices handled by per-row
-      Jacobians), ``dense_fraction`` (share of the parameter count handled by site
-      factors), ``num_leaves``, ``method_costs`` (estimated multiply-adds of the
+      paths as :func:`wideth.functional.param_paths` writes them, e.g.
+      ``"convs/1/w"``; ``bias_path`` ``None`` without bias), ``kind``
+      (``"dense"``/``"conv"``), ``route``, ``positions`` T, ``inputs`` D (with the
+      bias column), ``outputs`` O and the two ``flops`` estimates), ``rest_paths``
+      (leaves handled by per-row Jacobians), ``dense_paths``, ``conv_paths``,
+      ``bias_paths`` (folded biases), ``dense_fraction`` (share of the parameter
+      count handled by site factors), ``num_leaves``, ``method_costs`` (estimated
+      multiply-adds of the
       ``"structured"``, ``"jacobian"`` and ``"jvp"`` methods for the ``n x n``
       kernel, arithmetic only) and ``auto`` (the method ``method="auto"`` picks
       for these inputs: the least cost with the memory term, ``jacobian`` only
@@ -746,9 +747,8 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
 
 def _report(params, plan, n=1, full=False):
     sites, rest = plan.sites, plan.rest
-    flat, _ = jax.tree_util.tree_flatten_with_path(params)
-    paths = [jax.tree_util.keystr(p) for p, _ in flat]
-    sizes = [math.prod(jnp.shape(leaf)) for _, leaf in flat]
+    paths = param_paths(params)
+    sizes = [math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params)]
     routes = _routes(plan, n, n, full, True)
     site_rows = []
     for site, route in zip(sites, routes, strict=True):
@@ -769,11 +769,12 @@ def _report(params, plan, n=1, full=False):
     total = sum(sizes[i] for i in handled) + sum(sizes[i] for i in rest)
     return {
         "sites": site_rows,
-        "rest_paths": [paths[i] for i in rest],
-        "dense_leaves": sorted(s.leaf for s in sites if s.kind == "dense"),
-        "conv_leaves": sorted(s.leaf for s in sites if s.kind == "conv"),
-        "bias_leaves": sorted(s.bias_leaf for s in sites if s.bias_leaf is not None),
-        "rest_leaves": list(rest),
+        "rest_paths": [paths[i] for i in sorted(rest)],
+        "dense_paths": [paths[i] for i in sorted(s.leaf for s in sites if s.kind == "dense")],
+        "conv_paths": [paths[i] for i in sorted(s.leaf for s in sites if s.kind == "conv")],
+        "bias_paths": [
+            paths[i] for i in sorted(s.bias_leaf for s in sites if s.bias_leaf is not None)
+        ],
         "dense_fraction": sum(sizes[i] for i in handled) / max(total, 1),
         "num_leaves": len(sizes),
     }

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import optax
 from flax import nnx
 
 from wideth import _checks
@@ -246,7 +247,7 @@ class Centred:
     def __call__(self, params: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         f = self.apply_fn(params, x, *args, **kwargs)
         f0 = jax.lax.stop_gradient(self.apply_fn(self.params0, x, *args, **kwargs))
-        return jax.tree.map(lambda a, b: a - b, f, f0)
+        return optax.tree.sub(f, f0)
 
 
 def centred(apply_fn: Any, params0: Any = None) -> tuple[Centred, Any]:

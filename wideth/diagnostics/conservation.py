@@ -276,7 +276,7 @@ def taylor_change(
     _check_loss(loss_fn, params, new_params)
     rel_tolerance = float(_checks.scalar("rel_tolerance", rel_tolerance, 0.0))
     dtype = _float_dtype(params)
-    dw = jax.tree.map(lambda a, b: b - a, params, new_params)
+    dw = optax.tree.sub(new_params, params)
     l0 = float(loss_fn(params))
     l1 = float(loss_fn(new_params))
     g = jax.grad(loss_fn)(params)

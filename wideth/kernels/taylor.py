@@ -28,16 +28,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from wideth import _checks
 from wideth.functional import as_apply, functional
 
 __all__ = ["linearize", "taylor_expand", "monte_carlo_kernel_fn"]
-
-
-def _tree_sub(a: Any, b: Any) -> Any:
-    return jax.tree.map(lambda u, v: u - v, a, b)
 
 
 def _expansion_point(apply_fn: Any, params: Any) -> tuple[Callable[..., Any], Any]:
@@ -95,9 +92,9 @@ def linearize(apply_fn: Any, params: Any = None) -> Callable[..., Any]:
     def f_lin(params: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         _check_call(fn, params0, params, x, args, kwargs)
         f0, df = jax.jvp(
-            lambda p: fn(p, x, *args, **kwargs), (params0,), (_tree_sub(params, params0),)
+            lambda p: fn(p, x, *args, **kwargs), (params0,), (optax.tree.sub(params, params0),)
         )
-        return jax.tree.map(lambda a, b: a + b, f0, df)
+        return optax.tree.add(f0, df)
 
     return f_lin
 
@@ -149,11 +146,11 @@ def taylor_expand(apply_fn: Any, params: Any = None, degree: int = 1) -> Callabl
 
     def f_taylor(params: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         _check_call(fn, params0, params, x, args, kwargs)
-        delta = _tree_sub(params, params0)
+        delta = optax.tree.sub(params, params0)
         dtype = jnp.result_type(*jax.tree.leaves(params0))
 
         def along(s):
-            point = jax.tree.map(lambda a, d: a + s.astype(dtype) * d, params0, delta)
+            point = optax.tree.add_scale(params0, s.astype(dtype), delta)
             return fn(point, x, *args, **kwargs)
 
         terms = _line_derivatives(along, degree)

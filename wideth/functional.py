@@ -220,8 +220,8 @@ class _Last:
     def __init__(self, fn: ModuleApply):
         self.fn = fn
 
-    def __call__(self, params: Any, x: Any) -> Any:
-        h = self.fn(params, x)
+    def __call__(self, params: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        h = self.fn(params, x, *args, **kwargs)
         return h[-1] if isinstance(h, list | tuple) else h
 
     def __hash__(self) -> int:

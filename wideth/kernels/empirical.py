@@ -92,7 +92,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wideth import _checks
+from wideth import _checks, functional
 from wideth._compat import JaxprLiteral as _Lit
 from wideth._compat import bind_equation as _bind
 from wideth._compat import flatten_jaxpr as _flatten_jaxpr
@@ -1487,22 +1487,17 @@ def nngp(
     if isinstance(apply_fn, nnx.Module) and callable(getattr(apply_fn, "features", None)):
         if params is not None:
             raise TypeError("params: must be None when an nnx.Module is given (it holds them).")
-        graphdef, state = nnx.split(apply_fn)
-        if not nt_axes:
-            return _nngp_features(graphdef, state, x1, x2)
-        module = nnx.merge(graphdef, state)
-        f1 = module.features(x1, **kw1)[-1]
-        f2 = f1 if same else module.features(x2, **kw2)[-1]
+        apply_fn, params = functional.features(apply_fn)
     else:
         apply_fn, params = _as_functional(apply_fn, params)
-        if not nt_axes:
-            _check_outputs(apply_fn, params, x1)
-            return _nngp_outputs(apply_fn, params, x1, x2)
-        _checks.evaluate_shape(
-            "apply_fn", lambda p, x: apply_fn(p, x, **kw1), params, x1, what="apply_fn(params, x1)"
-        )
-        f1 = apply_fn(params, x1, **kw1)
-        f2 = f1 if same else apply_fn(params, x2, **kw2)
+    if not nt_axes:
+        _check_outputs(apply_fn, params, x1)
+        return _nngp_outputs(apply_fn, params, x1, x2)
+    _checks.evaluate_shape(
+        "apply_fn", lambda p, x: apply_fn(p, x, **kw1), params, x1, what="apply_fn(params, x1)"
+    )
+    f1 = apply_fn(params, x1, **kw1)
+    f2 = f1 if same else apply_fn(params, x2, **kw2)
     shape1, shape2 = tuple(f1.shape), tuple(f2.shape)
     if len(shape1) < 1 or shape1[0] != x1.shape[0]:
         raise ValueError(
@@ -1517,11 +1512,3 @@ def nngp(
 def _nngp_outputs(apply_fn, params, x1, x2):
     f1, f2 = _outputs(apply_fn, params, x1), _outputs(apply_fn, params, x2)
     return f1 @ f2.T / f1.shape[1]
-
-
-@jax.jit
-def _nngp_features(graphdef, state, x1, x2):
-    module = nnx.merge(graphdef, state)
-    p1 = module.features(x1)[-1].reshape(x1.shape[0], -1)
-    p2 = module.features(x2)[-1].reshape(x2.shape[0], -1)
-    return p1 @ p2.T / p1.shape[1]

@@ -14,23 +14,27 @@ Setup: a tanh MLP (standard parameterisation, depth 3, width 64, weights
 :math:`\mathcal N(0, 0.6^2/\text{fan-in})`, a small initialisation whose
 sharpness :math:`\lambda_0` starts low) on a subset of the sklearn digits,
 MSE loss :math:`L=\frac1{2n}\sum_i\|f(x_i)-y_i\|^2` with one-hot targets,
-full-batch GD with :math:`\eta = 2/(a\lambda_0)` for several :math:`a>1`, all
-step sizes in one ``vmap`` of :func:`wideth.train.run` with the sharpness
+full-batch GD with :math:`\eta = 2/(a\lambda_0)` for several :math:`a>1`, on
+several independently initialised networks on the same data (3 quick, 5
+full; each with its own :math:`\lambda_0` and steps), all (network, step size)
+pairs in one ``vmap`` of :func:`wideth.train.run` with the sharpness
 (:func:`wideth.train.probes.sharpness`, Lanczos on Hessian-vector products)
 probed inside the jitted loop. Time is compared in units of :math:`\eta t`.
 
 Checks (reproduced claims, Cohen et al. 2021):
 
-* for each :math:`\eta`, the mean sharpness over the last 30% of training is
-  :math:`2/\eta` within 10% (the band in which their Fig. 1 and App. Figs.
-  show it hovering; the measured standard error of the tail mean, from the
-  spread of the probed values, is reported beside it and is far smaller);
-* progressive sharpening: the sharpness grows from :math:`\lambda_0 = 2/(a\eta)`
-  to at least :math:`0.9\cdot 2/\eta`, i.e. by a factor :math:`\ge 0.9a`;
-* the loss still decreases at the edge (final < half the initial);
-* gradient flow, run for the same time :math:`\eta t`, sharpens beyond the
-  highest GD edge :math:`2/\eta_{\min}` by at least 20% (uncapped progressive
-  sharpening).
+* for each :math:`a`, the mean over networks of the mean sharpness over the
+  last 30% of training is :math:`2/\eta` within 10% (the band in which their
+  Fig. 1 and App. Figs. show it hovering; the standard error across networks
+  is reported beside it and is far smaller: 0.001-0.003 in quick mode);
+* progressive sharpening on every network: the sharpness grows from
+  :math:`\lambda_0 = 2/(a\eta)` to at least :math:`0.9\cdot 2/\eta`, i.e. by a
+  factor :math:`\ge 0.9a`;
+* the loss still decreases at the edge on every network (final < half the
+  initial);
+* gradient flow, run for the same time :math:`\eta t` from network 0,
+  sharpens beyond the highest GD edge :math:`2/\eta_{\min}` by at least 20%
+  (uncapped progressive sharpening).
 
 **Cross-entropy.** Cohen et al. (Sec. 3, appendix figures) see the same with
 the cross-entropy loss, with the sharpness hovering at or somewhat above
@@ -52,8 +56,10 @@ the edge amplify it); the loss keeps decreasing. Where it stops: within the
 quick run the loss only falls to ~0.1, so the late decline of the sharpness
 is not reached; full mode runs 4x longer and checks it: the median sharpness
 over the last sixth of the run lies below the hover median by more than 2 SE
-of their difference (measured on 2 CPU cores, 632 s: 0.92, 0.51, 0.60 against
-hover medians 1.09, 1.02, 0.99 x 2/eta, the loss at 0.013-0.040).
+of their difference (measured on 2 CPU cores, one network, 182 s: 0.78, 0.56,
+0.60 against hover medians 1.44, 0.94, 0.99 x 2/eta, the loss down to
+0.4-1.7% of its initial value). The cross-entropy runs use one network each:
+their checks are bands whose SE comes from the time series.
 
 References:
   Cohen, Kaur, Li, Kolter, Talwalkar, `Gradient Descent on Neural Networks
@@ -77,6 +83,7 @@ from experiments.common import Config, Result, Sizes, check, cli, save_figure
 SIZES = Sizes(
     quick=dict(
         n=500,
+        seeds=3,
         steps=1500,
         every=20,
         multiples=(2.0, 3.0, 4.0),
@@ -87,6 +94,7 @@ SIZES = Sizes(
     ),
     full=dict(
         n=1000,
+        seeds=5,
         steps=6000,
         every=20,
         multiples=(2.0, 3.0, 4.0, 6.0),
@@ -108,10 +116,13 @@ def setup(
     depth: int = DEPTH,
     w_std: float = W_STD,
     label_noise: float = 0.0,
+    init_seed: int | None = None,
 ):
     """``(apply_fn, params, (x, y))``: a tanh MLP and ``n`` digits with one-hot targets.
 
-    ``label_noise``: the fraction of labels resampled uniformly over the classes.
+    ``label_noise``: the fraction of labels resampled uniformly over the classes;
+    ``init_seed``: the network's initialisation (default ``seed``; the data subset
+    always follows ``seed``).
     """
     from flax import nnx
 
@@ -133,7 +144,7 @@ def setup(
         W_std=w_std,
         b_std=0.0,
         parameterization="standard",
-        rngs=nnx.Rngs(seed),
+        rngs=nnx.Rngs(seed if init_seed is None else init_seed),
     )
     apply_fn, params = functional.as_apply(model)
     return apply_fn, params, (x, y)
@@ -149,8 +160,12 @@ def gd_runs(
     key: jax.Array,
     loss: str = "mse",
     num_lanczos: int = LANCZOS,
+    stacked: bool = False,
 ):
     """Full-batch GD at every ``eta`` (one vmapped, jitted :func:`wideth.train.run`).
+
+    With ``stacked``, ``params`` has a leading axis of ``len(etas)`` and run ``i``
+    starts from ``params[i]`` (several networks in one program).
 
     Returns the stacked :class:`wideth.train.RunResult`: ``metrics["loss"]``
     ``(len(etas), steps)`` and ``probes["sharpness"]`` ``(len(etas), steps/every + 1)``.
@@ -161,11 +176,12 @@ def gd_runs(
     step = train.train_step(apply_fn, loss, tx, metrics=())
     probes = {"sharpness": train.probes.sharpness(step, num_steps=num_lanczos)}
 
-    def one(eta):
-        state = train.with_hyperparams(train.TrainState.create(params, tx, key), learning_rate=eta)
+    def one(p, eta):
+        state = train.with_hyperparams(train.TrainState.create(p, tx, key), learning_rate=eta)
         return train.run(step, state, batch, steps, probes=probes, every=every)
 
-    return jax.jit(jax.vmap(one))(jnp.asarray(etas, jnp.float32))
+    in_axes = (0 if stacked else None, 0)
+    return jax.jit(jax.vmap(one, in_axes=in_axes))(params, jnp.asarray(etas, jnp.float32))
 
 
 def summary(sharp: np.ndarray, loss: np.ndarray, eta: float, last: float = 0.3) -> dict[str, Any]:
@@ -197,8 +213,35 @@ def summary(sharp: np.ndarray, loss: np.ndarray, eta: float, last: float = 0.3) 
     }
 
 
+def combine(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One multiple's :func:`summary` over independent networks (seeds).
+
+    The hover statistic is the mean over networks of their tail means, with the
+    standard error across networks (std / sqrt(S)); with one network, the batch-
+    means SE of its tail. Sharpening and loss progress must hold for every
+    network: the smallest growth and the largest final/initial loss are kept.
+    """
+    tails = np.array([s["tail_mean_over_edge"] for s in per_seed])
+    worst = max(per_seed, key=lambda s: s["loss_last"] / s["loss_first"])
+    return {
+        "seeds": len(per_seed),
+        "tail_mean_over_edge": float(tails.mean()),
+        "tail_se_over_edge": (
+            float(tails.std(ddof=1) / np.sqrt(len(tails)))
+            if len(tails) > 1
+            else per_seed[0]["tail_se_over_edge"]
+        ),
+        "growth": float(min(s["growth"] for s in per_seed)),
+        "finished": all(s["finished"] for s in per_seed),
+        "loss_first": worst["loss_first"],
+        "loss_last": worst["loss_last"],
+        "per_seed": list(per_seed),
+    }
+
+
 def eos_checks(s: dict[str, Any], multiple: float) -> list[dict[str, Any]]:
-    """The three per-step-size checks of the module docstring."""
+    """The three per-step-size checks of the module docstring (``s``: :func:`summary` or
+    :func:`combine`)."""
     tag = f"eta = 2/({multiple:g} lambda_0)"
     return [
         check(
@@ -208,11 +251,12 @@ def eos_checks(s: dict[str, Any], multiple: float) -> list[dict[str, Any]]:
             0.1,
             note=(
                 "Cohen et al. 2021, Fig. 1: hovers at 2/eta; tolerance: their band; "
-                f"SE of the tail mean {s['tail_se_over_edge']:.4f}"
+                f"mean over {s.get('seeds', 1)} network(s), SE "
+                f"{s['tail_se_over_edge']:.4f}"
             ),
         ),
         check(
-            f"{tag}: progressive sharpening, max lambda / lambda_0 >= 0.9 a",
+            f"{tag}: progressive sharpening, max lambda / lambda_0 >= 0.9 a (every network)",
             0.9 * multiple,
             s["growth"],
             None,
@@ -355,23 +399,35 @@ def plot_eos(res: dict[str, Any]):
     x = res.get("xent")  # the cross-entropy panel, when given
     fig, axes = plt.subplots(1, 3 if x else 2, figsize=(16 if x else 11, 3.8))
     t_probe = np.asarray(res["probe_steps"])
-    for eta, sharp, loss in zip(res["etas"], res["sharpness"], res["loss"], strict=True):
-        (line,) = axes[0].plot(eta * t_probe, sharp, label=f"GD η = {eta:.3g}")
-        axes[0].axhline(2 / eta, color=line.get_color(), ls="--", lw=0.9)
+    etas = np.asarray(res["etas"])
+    # (networks, step sizes, probes); one network when only its sharpness is given
+    over = np.asarray(
+        res.get("sharpness_over_edge", (np.asarray(res["sharpness"]) * etas[:, None] / 2)[None])
+    )
+    for i, (eta, loss) in enumerate(zip(etas, res["loss"], strict=True)):
+        lab = f"GD η = {eta:.3g}"
+        if "multiples" in res:
+            lab = f"GD η = 2/({res['multiples'][i]:g} λ0)"
+        (line,) = axes[0].plot(eta * t_probe, over[0, i], lw=1.3, label=lab)
+        for s in range(1, over.shape[0]):  # the other networks (their own λ0 and η)
+            axes[0].plot(eta * t_probe, over[s, i], color=line.get_color(), lw=0.6, alpha=0.5)
         axes[1].plot(eta * np.arange(len(loss)), loss, color=line.get_color(), lw=0.8)
+    axes[0].axhline(1.0, color="k", ls="--", lw=0.9)
+    axes[0].axhspan(0.9, 1.1, color="0.85", zorder=0, label="±10% band (checked, tail mean)")
     f = res["flow"]
+    eta_min = min(res["etas"])
     axes[0].plot(
         f["eta"] * np.asarray(f["probe_steps"]),
-        f["sharpness"],
+        np.asarray(f["sharpness"]) * eta_min / 2,
         "k",
         lw=1.4,
-        label=f"gradient flow (η = {f['eta']:.3g})",
+        label="gradient flow, in units of 2/η_min",
     )
     axes[1].plot(f["eta"] * np.arange(len(f["loss"])), f["loss"], "k", lw=1.2)
     axes[0].set(
-        xlabel="time η·t",
-        ylabel="λ_max(Hessian)",
-        title=f"Sharpness (dashed: 2/η), tanh MLP, digits n={res['n']}",
+        xlabel="time η·t (network 0's η)",
+        ylabel="λ_max / (2/η)",
+        title=f"Sharpness / edge, {over.shape[0]} networks (thin), digits n={res['n']}",
     )
     axes[0].legend(fontsize=8)
     axes[1].set(yscale="log", xlabel="time η·t", ylabel="train loss (MSE)", title="Training loss")
@@ -399,7 +455,16 @@ def plan(cfg: Config) -> dict[str, Any]:
     apply_fn, params, batch = setup(cfg.seed, sz.n)
     key = jax.random.key(cfg.seed)
     loss = lambda p, b: train.mse(apply_fn(p, b[0]), b[1])
-    lam0 = float(hessian.sharpness(hessian.hessian(loss, params, batch), num_steps=40, key=key))
+    # network 0 is the seed's own initialisation; the others are independent draws on the
+    # same data, each with its own lambda_0 and step sizes 2/(a lambda_0)
+    nets = [params] + [
+        setup(cfg.seed, sz.n, init_seed=cfg.seed + 1000 + s)[1] for s in range(1, sz.seeds)
+    ]
+    lam0s = [
+        float(hessian.sharpness(hessian.hessian(loss, q, batch), num_steps=40, key=key))
+        for q in nets
+    ]
+    lam0 = lam0s[0]
     etas = [2.0 / (a * lam0) for a in sz.multiples]
     eta_flow = 2.0 / (sz.flow_multiple * lam0)
     x_apply, x_params, x_batch = setup(
@@ -418,6 +483,8 @@ def plan(cfg: Config) -> dict[str, Any]:
         key=key,
         lam0=lam0,
         etas=etas,
+        nets=nets,
+        lam0s=lam0s,
         eta_flow=eta_flow,
         flow_steps=flow_steps,
         xent=dict(
@@ -434,7 +501,16 @@ def run(cfg: Config) -> Result:
     """Train at several learning rates and track the sharpness; see the module docstring."""
     p = plan(cfg)
     sz, etas = p["sz"], p["etas"]
-    gd = gd_runs(p["apply_fn"], p["params"], p["batch"], etas, sz.steps, sz.every, p["key"])
+    # every (network, multiple) pair in one program: network s at eta = 2/(a lambda_0^s)
+    S, A = len(p["nets"]), len(sz.multiples)
+    pair_params = jax.tree.map(
+        lambda *leaves: jnp.stack([leaf for leaf in leaves for _ in range(A)]), *p["nets"]
+    )
+    pair_etas = [2.0 / (a * lam) for lam in p["lam0s"] for a in sz.multiples]
+    gd = gd_runs(
+        p["apply_fn"], pair_params, p["batch"], pair_etas, sz.steps, sz.every, p["key"],
+        stacked=True,
+    )  # fmt: skip
     flow_every = p["flow_steps"] // (sz.steps // sz.every)
     fl = gd_runs(
         p["apply_fn"],
@@ -445,8 +521,14 @@ def run(cfg: Config) -> Result:
         flow_every,
         p["key"],
     )
-    sharp, loss = np.asarray(gd.probes["sharpness"]), np.asarray(gd.metrics["loss"])
-    summaries = [summary(sharp[i], loss[i], eta) for i, eta in enumerate(etas)]
+    all_sharp = np.asarray(gd.probes["sharpness"]).reshape(S, A, -1)
+    all_loss = np.asarray(gd.metrics["loss"]).reshape(S, A, -1)
+    all_etas = np.asarray(pair_etas).reshape(S, A)
+    sharp, loss = all_sharp[0], all_loss[0]  # network 0, drawn in the figure's loss panel
+    summaries = [
+        combine([summary(all_sharp[s, i], all_loss[s, i], all_etas[s, i]) for s in range(S)])
+        for i in range(A)
+    ]
     checks = [c for s, a in zip(summaries, sz.multiples, strict=True) for c in eos_checks(s, a)]
     flow_sharp = np.asarray(fl.probes["sharpness"][0])
     checks.append(flow_check(flow_sharp, etas))
@@ -479,6 +561,8 @@ def run(cfg: Config) -> Result:
         "probe_steps": np.asarray(gd.probe_steps[0]),
         "sharpness": sharp,
         "loss": loss,
+        "multiples": list(sz.multiples),
+        "sharpness_over_edge": all_sharp * all_etas[..., None] / 2,
         "flow": {
             "eta": p["eta_flow"],
             "probe_steps": np.asarray(fl.probe_steps[0]),
@@ -489,9 +573,10 @@ def run(cfg: Config) -> Result:
     figures = [save_figure(plot_eos(res), cfg, "edge_of_stability")]
     metrics = {
         "lambda_0": p["lam0"],
+        "lambda_0_per_network": p["lam0s"],
         "multiples": list(sz.multiples),
         "runs": [
-            {**s, "sharpness": sharp[i], "loss_every_10": loss[i][::10]}
+            {**s, "eta": etas[i], "sharpness": sharp[i], "loss_every_10": loss[i][::10]}
             for i, s in enumerate(summaries)
         ],
         "probe_steps": res["probe_steps"],
@@ -506,9 +591,9 @@ def run(cfg: Config) -> Result:
     }
     summary_text = (
         "; ".join(
-            f"eta={s['eta']:.3g}: sharpness {s['lambda_0']:.2f} -> last-30% mean "
-            f"{s['tail_mean_over_edge']:.3f} x 2/eta"
-            for s in summaries
+            f"eta = 2/({a:g} lambda_0): last-30% mean sharpness over {S} networks "
+            f"{s['tail_mean_over_edge']:.3f} +- {s['tail_se_over_edge']:.3f} x 2/eta"
+            for s, a in zip(summaries, sz.multiples, strict=True)
         )
         + "; cross-entropy hover median / (2/eta): "
         + ", ".join(f"{s['hover_median_over_edge']:.3f}" for s in x_summaries)
@@ -523,6 +608,7 @@ def run(cfg: Config) -> Result:
         "every": sz.every,
         "lanczos_steps": LANCZOS,
         "eta_multiples_of_2_over_lambda0": list(sz.multiples),
+        "networks": S,
         "flow_eta": p["eta_flow"],
         "flow_steps": p["flow_steps"],
         "xent": {**XENT, "steps": sz.xent_steps, "multiples": list(sz.xent_multiples)},

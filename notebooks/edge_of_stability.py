@@ -85,8 +85,8 @@ fig = eos.plot_eos(
 plt.show()
 
 # %% [markdown]
-# Each sharpness curve rises from $\lambda_0$ until it meets its own dashed line $2/\eta$ and
-# then stays on it, while gradient flow (black, a small step run for the same time $\eta t$)
+# Each sharpness curve (in units of its edge $2/\eta$) rises from $\lambda_0$ until it meets
+# the dashed line and then stays on it, while gradient flow (black, a small step run for the same time $\eta t$)
 # keeps sharpening past every one of them; the larger the step, the earlier sharpening stops. The loss (right) falls
 # throughout, with small spikes once GD is at the edge — the regime classical step-size
 # rules exclude, yet where training actually happens.

@@ -144,3 +144,26 @@ def test_flow_check_needs_sharpening_past_the_highest_edge():
     assert eos.flow_check(rising, etas)["measured"] == pytest.approx(1.5)
     assert not eos.flow_check(np.linspace(1.0, 4.4, 50), etas)["pass"]  # 1.1 x edge
     assert not eos.flow_check(np.full(50, np.nan), etas)["pass"]
+
+
+def test_combine_over_networks_mean_se_and_worst_case():
+    """The hover statistic is the mean over networks with the SE across them; sharpening
+    and loss progress must hold on every network, so one bad network fails them."""
+    base = {"tail_se_over_edge": 0.01, "finished": True, "loss_first": 1.0}
+    per = [
+        {**base, "tail_mean_over_edge": t, "growth": g, "loss_last": ll}
+        for t, g, ll in ((1.0, 2.5, 0.1), (1.04, 2.2, 0.2), (1.02, 2.4, 0.05))
+    ]
+    c = eos.combine(per)
+    assert c["tail_mean_over_edge"] == pytest.approx(1.02)
+    assert c["tail_se_over_edge"] == pytest.approx(np.std([1.0, 1.04, 1.02], ddof=1) / 3**0.5)
+    assert c["growth"] == 2.2 and c["loss_last"] == 0.2 and c["seeds"] == 3
+    assert all(ch["pass"] for ch in eos.eos_checks(c, 2.0))
+    # one network that did not sharpen enough (growth 1.5 < 0.9 x 2) fails that check
+    bad = eos.combine([*per[:2], {**per[2], "growth": 1.5}])
+    assert not eos.eos_checks(bad, 2.0)[1]["pass"]
+    # one network whose loss did not halve fails the progress check
+    stuck = eos.combine([*per[:2], {**per[2], "loss_last": 0.7}])
+    assert not eos.eos_checks(stuck, 2.0)[2]["pass"]
+    # a single network keeps its own (time-block) SE
+    assert eos.combine(per[:1])["tail_se_over_edge"] == 0.01

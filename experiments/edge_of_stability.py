@@ -56,9 +56,9 @@ the edge amplify it); the loss keeps decreasing. Where it stops: within the
 quick run the loss only falls to ~0.1, so the late decline of the sharpness
 is not reached; full mode runs 4x longer and checks it: the median sharpness
 over the last sixth of the run lies below the hover median by more than 2 SE
-of their difference (measured on 2 CPU cores, one network, 182 s: 0.78, 0.56,
-0.60 against hover medians 1.44, 0.94, 0.99 x 2/eta, the loss down to
-0.4-1.7% of its initial value). The cross-entropy runs use one network each:
+of their difference (measured in a full run on 2 CPU cores: 0.78, 0.56, 0.60
+against hover medians 1.44, 0.94, 0.99 x 2/eta, the loss down to 0.4-1.7% of
+its initial value). The cross-entropy runs use one network each:
 their checks are bands whose SE comes from the time series.
 
 References:

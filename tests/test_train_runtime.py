@@ -238,3 +238,26 @@ def test_fit_stop_at_a_chunk_boundary_returns_the_state_before():
     res = train.fit(apply_fn, p0, tx, (x, y), steps=400, log_every=j, quiet=True)
     assert res.stopped_early and f"step {j}" in res.message
     np.testing.assert_allclose(res.params, probe.state.params, rtol=0, atol=0)
+
+
+def test_vmap_over_initial_parameters_equals_separate_runs():
+    """run under vmap over an ensemble of initialisations (functional.init_params) equals
+    one run per network, and the networks differ."""
+    build = lambda r: models.MLP(4, 16, 1, out_dim=2, rngs=r)
+    apply_fn, _ = functional.as_apply(build(nnx.Rngs(0)))
+    x = jax.random.normal(jax.random.key(0), (32, 4))
+    y = jax.random.normal(jax.random.key(1), (32, 2))
+    tx = optax.sgd(0.1)
+    step = train.train_step(apply_fn, "mse", tx)
+
+    def one(key):
+        params = functional.init_params(build, key)
+        return train.run(step, train.TrainState.create(params, tx), (x, y), 10)
+
+    keys = jax.random.split(jax.random.key(7), 3)
+    sweep = jax.jit(jax.vmap(one))(keys)
+    for i in range(3):
+        np.testing.assert_allclose(
+            sweep.metrics["loss"][i], jax.jit(one)(keys[i]).metrics["loss"], rtol=2e-5
+        )
+    assert float(jnp.abs(sweep.metrics["loss"][0] - sweep.metrics["loss"][1]).max()) > 1e-4

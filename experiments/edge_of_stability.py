@@ -465,7 +465,9 @@ def plan(cfg: Config) -> dict[str, Any]:
         for q in nets
     ]
     lam0 = lam0s[0]
-    etas = [2.0 / (a * lam0) for a in sz.multiples]
+    # network s runs at eta = 2/(a lambda_0^s): (networks, multiples)
+    net_etas = np.array([[2.0 / (a * lam) for a in sz.multiples] for lam in lam0s])
+    etas = [float(e) for e in net_etas[0]]
     eta_flow = 2.0 / (sz.flow_multiple * lam0)
     x_apply, x_params, x_batch = setup(
         cfg.seed, XENT["n"], XENT["width"], XENT["depth"], label_noise=XENT["label_noise"]
@@ -485,6 +487,7 @@ def plan(cfg: Config) -> dict[str, Any]:
         etas=etas,
         nets=nets,
         lam0s=lam0s,
+        net_etas=net_etas,
         eta_flow=eta_flow,
         flow_steps=flow_steps,
         xent=dict(
@@ -506,11 +509,16 @@ def run(cfg: Config) -> Result:
     pair_params = jax.tree.map(
         lambda *leaves: jnp.stack([leaf for leaf in leaves for _ in range(A)]), *p["nets"]
     )
-    pair_etas = [2.0 / (a * lam) for lam in p["lam0s"] for a in sz.multiples]
     gd = gd_runs(
-        p["apply_fn"], pair_params, p["batch"], pair_etas, sz.steps, sz.every, p["key"],
+        p["apply_fn"],
+        pair_params,
+        p["batch"],
+        p["net_etas"].ravel(),
+        sz.steps,
+        sz.every,
+        p["key"],
         stacked=True,
-    )  # fmt: skip
+    )
     flow_every = p["flow_steps"] // (sz.steps // sz.every)
     fl = gd_runs(
         p["apply_fn"],
@@ -523,7 +531,7 @@ def run(cfg: Config) -> Result:
     )
     all_sharp = np.asarray(gd.probes["sharpness"]).reshape(S, A, -1)
     all_loss = np.asarray(gd.metrics["loss"]).reshape(S, A, -1)
-    all_etas = np.asarray(pair_etas).reshape(S, A)
+    all_etas = p["net_etas"]
     sharp, loss = all_sharp[0], all_loss[0]  # network 0, drawn in the figure's loss panel
     summaries = [
         combine([summary(all_sharp[s, i], all_loss[s, i], all_etas[s, i]) for s in range(S)])

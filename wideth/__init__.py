@@ -9,7 +9,8 @@ Subpackages (imported on first access, so ``import wideth`` stays cheap):
 * :mod:`wideth.scaling` -- power-law and Chinchilla scaling-law fits;
 * :mod:`wideth.diagnostics` -- profile and conservation certificates;
 * :mod:`wideth.models`, :mod:`wideth.train`, :mod:`wideth.data`;
-* :mod:`wideth.losses` -- the one loss registry (``mse``, ``xent``, ``accuracy``);
+* :mod:`wideth.losses` -- the one loss registry (``mse``, ``xent``, ``logistic``,
+  ``accuracy``);
 * :mod:`wideth.functional` (the NNX boundary), :mod:`wideth.activations`,
   :mod:`wideth.io` (JSON, atomic writes), :mod:`wideth.environment`
   (versions, hardware), :mod:`wideth.compat` (neural-tangents on current JAX),

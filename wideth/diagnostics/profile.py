@@ -528,7 +528,7 @@ def gradient_noise(
         return out
 
     op = hessian.from_matvec(sigma_matvec, params, params, x, y)
-    top = hessian.sharpness(op, num_steps=min(num_steps, op.size), key=key)
+    top = hessian.sharpness(op, num_steps=num_steps, key=key)  # clipped to the dimension
     noise = minibatch_noise(objective, params, (x, y), 1, chunk=chunk)
     tr, g2, norm = float(noise["trace_sigma"]), float(noise["grad_sq"]), float(top)
     if tr == 0:

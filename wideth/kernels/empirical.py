@@ -728,9 +728,8 @@ def structured_report(apply_fn: Any, params: Any, x: jax.Array) -> dict[str, Any
       (leaves handled by per-row Jacobians), ``dense_paths``, ``conv_paths``,
       ``bias_paths`` (folded biases), ``dense_fraction`` (share of the parameter
       count handled by site factors), ``num_leaves``, ``method_costs`` (estimated
-      multiply-adds of the
-      ``"structured"``, ``"jacobian"`` and ``"jvp"`` methods for the ``n x n``
-      kernel, arithmetic only) and ``auto`` (the method ``method="auto"`` picks
+      multiply-adds of the ``"structured"``, ``"jacobian"`` and ``"jvp"`` methods
+      for the ``n x n`` kernel, arithmetic only) and ``auto`` (the method ``method="auto"`` picks
       for these inputs: the least cost with the memory term, ``jacobian`` only
       when its blocks fit in memory).
     """

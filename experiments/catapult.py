@@ -377,22 +377,37 @@ def lambda0(apply_fn: Callable, params: Any, x: jax.Array, key: jax.Array, steps
     return jax.vmap(one)(params) / x.shape[0]
 
 
+#: Seeds trained together under ``vmap`` by :func:`mlp_program` (the rest in sequence).
+SEEDS_PER_BATCH = 2
+
+
 def mlp_program(
     apply_fn: Callable, train_data: Any, steps: int, probes: dict[str, Any], every: int | None
 ) -> Callable:
     """``program(params (S, ...), etas (S, E), key) -> RunResult`` with ``(S, E)`` leading axes.
 
-    Full-batch GD on the mse loss (:func:`wideth.train.run`), vmapped over seeds
-    (axis 0 of ``params`` and ``etas``) and learning rates (axis 1), jitted.
+    Full-batch GD on the mse loss (:func:`wideth.train.run`), vmapped over learning
+    rates (axis 1 of ``etas``) and over seeds (axis 0 of ``params`` and ``etas``) in
+    groups of :data:`SEEDS_PER_BATCH` (``lax.map``), jitted; ``state`` is ``None`` (the
+    final parameters are not needed). Grouping changes memory, not values: at full size
+    all 8 x 19 networks at once, final parameters included, planned 23 GiB.
     """
     from wideth import train
 
     step = train.train_step(apply_fn, "mse", _sgd(), metrics=())
 
-    def one(p, eta, key):
-        return train.run(step, _state(p, eta, key), train_data, steps, probes=probes, every=every)
+    def one(p, eta, key):  # the final parameters are not used: not returned
+        res = train.run(step, _state(p, eta, key), train_data, steps, probes=probes, every=every)
+        return res._replace(state=None)
 
-    return jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0, None)), in_axes=(0, 0, None)))
+    per_seed = jax.vmap(one, in_axes=(None, 0, None))
+
+    def program(params, etas, key):
+        return jax.lax.map(
+            lambda pe: per_seed(*pe, key), (params, etas), batch_size=SEEDS_PER_BATCH
+        )
+
+    return jax.jit(program)
 
 
 def converged(res: Any) -> np.ndarray:

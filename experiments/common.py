@@ -120,7 +120,8 @@ def check(
     """One claim compared to theory or to a published number.
 
     By default ``pass = |measured - theory| <= tolerance`` (``relative=True``:
-    ``<= tolerance * |theory|``). Give ``passed`` explicitly for claims that are
+    ``<= tolerance * |theory|``); a nan anywhere (a statistic too few samples define)
+    fails the check. Give ``passed`` explicitly for claims that are
     not a distance (orderings, inequalities); then say what was compared in
     ``theory`` (a string is fine) and ``note``.
 
@@ -135,7 +136,7 @@ def check(
     if passed is None:
         t, m = _number("theory", theory), _number("measured", measured)
         tol = _number("tolerance", tolerance)
-        if not tol >= 0:
+        if tol < 0:  # nan (an SE that could not be estimated) is allowed: the check fails
             raise ValueError(f"tolerance: expected a number >= 0, got {tolerance!r}")
         scale = abs(t) if relative else 1.0
         passed = bool(math.isfinite(m) and abs(m - t) <= tol * scale)
@@ -161,6 +162,13 @@ def check_max_z(
     """A whole curve against theory: ``max |z| <= k`` over its points (``z`` in SE units)."""
     worst = float(np.max(np.abs(np.asarray(z, np.float64))))
     return check(name, f"<= {k:g}", worst, k, passed=bool(worst <= k), note=note, kind=kind)
+
+
+def measured_str(c: dict[str, Any], spec: str = ".2f") -> str:
+    """A check's measured value formatted with ``spec``; a non-number (``"nan"``, a list)
+    as stored, so a summary never fails on an undefined statistic."""
+    m = c["measured"]
+    return format(m, spec) if isinstance(m, int | float) and not isinstance(m, bool) else str(m)
 
 
 def _number(name: str, value: Any) -> float:

@@ -102,7 +102,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments.common import Config, Result, Sizes, check, check_max_z, cli, save_figure
+from experiments.common import (
+    Config,
+    Result,
+    Sizes,
+    check,
+    check_max_z,
+    cli,
+    measured_str,
+    save_figure,
+)
 from wideth import activations
 from wideth.kernels import meanfield as mf
 
@@ -980,14 +989,14 @@ def run(cfg: Config) -> Result:
         ]
         for s in (0.5, 1.0, 2.0)
     }
-    ba = [f"{c['measured']:.2f}" for c in checks if "balanced accuracy" in c["name"]]
+    ba = [measured_str(c) for c in checks if "balanced accuracy" in c["name"]]
     passed = sum(c["pass"] for c in checks)
     summary = (
         f"{passed}/{len(checks)} checks pass; L < 6 xi_c balanced accuracy (ordered, chaotic; "
         f"best sigma_w^2-blind cutoff ordered, chaotic) = {', '.join(ba)}; "
-        f"max |z|: q {checks[0]['measured']:.1f}, "
-        f"c {checks[1]['measured']:.1f}, chi_1 {checks[5]['measured']:.1f}, "
-        f"ReLU rate {checks[-2]['measured']:.1f}"
+        f"max |z|: q {measured_str(checks[0], '.1f')}, "
+        f"c {measured_str(checks[1], '.1f')}, chi_1 {measured_str(checks[5], '.1f')}, "
+        f"ReLU rate {measured_str(checks[-2], '.1f')}"
     )
     return Result(metrics, checks, figures, config, summary)
 

@@ -1054,6 +1054,12 @@ def one_blas_thread():
 def plan(cfg: Config) -> dict[str, Any]:
     """Everything :func:`run` builds before computing: sizes, keys, data, grids."""
     sz = SIZES(cfg)
+    for least, name in ((MIN_SLOPE_WIDTH, "slope"), (MIN_FIT_WIDTH, "1/width")):
+        if sum(w >= least for w in sz.widths) < 2:
+            raise ValueError(
+                f"widths: expected at least two widths >= {least} (the {name} fit), got "
+                f"{tuple(sz.widths)}"
+            )
     keys = dict(
         zip(
             ("hastie", "rf", "ridge", "gd", "ntk"),

@@ -136,6 +136,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -283,14 +284,20 @@ def bootstrap_relvar(samples: Any, key: int, reps: int = 200) -> tuple[float, fl
 
 
 def slope_through_origin(x: Any, y: Any, se: Any) -> tuple[float, float]:
-    """Weighted least-squares slope of ``y = s x`` (weights ``1/se^2``) and its SE."""
+    """Weighted least-squares slope of ``y = s x`` (weights ``1/se^2``) and its SE; nan
+    without points (then the checks built on it fail)."""
     x, y, w = (np.asarray(a, np.float64) for a in (x, y, 1 / np.asarray(se, np.float64) ** 2))
+    if x.size < 1:
+        return math.nan, math.nan
     return float(np.sum(w * x * y) / np.sum(w * x**2)), float(1 / np.sqrt(np.sum(w * x**2)))
 
 
 def quadratic_through_origin(x: Any, y: Any, se: Any) -> tuple[float, float, float, float]:
-    """Weighted least squares ``y = a x + b x^2``: ``(a, SE a, b, SE b)`` (weights ``1/se^2``)."""
+    """Weighted least squares ``y = a x + b x^2``: ``(a, SE a, b, SE b)`` (weights ``1/se^2``);
+    nan with fewer than two points (then the checks built on it fail)."""
     x, y, w = (np.asarray(a, np.float64) for a in (x, y, 1 / np.asarray(se, np.float64) ** 2))
+    if x.size < 2:
+        return (math.nan,) * 4
     X = np.stack([x, x**2], 1)
     cov = np.linalg.inv(X.T @ (w[:, None] * X))
     a, b = cov @ X.T @ (w * y)
@@ -515,7 +522,12 @@ def prop3_fit(p: dict[str, Any]) -> dict[str, Any]:
 def prop3_checks(p: dict[str, Any]) -> list[dict[str, Any]]:
     """Claims of docstring 2b: K-hat grows at n log(1+5/n), Theta at the independent-layer rate."""
     f = np.asarray(p["fitted"])
-    window = f"beta in [{p['beta'][f].min():.3g}, {p['beta'][f].max():.3g}], n={p['width']}"
+    fitted = np.asarray(p["beta"])[f]
+    window = (
+        f"beta in [{fitted.min():.3g}, {fitted.max():.3g}], n={p['width']}"
+        if fitted.size
+        else f"no depth with estimator SE <= {TAIL_SE:g}, n={p['width']}"
+    )
     z5 = (p["ntk_slope"] - 5.0) / p["ntk_slope_se"]
     return [
         check(

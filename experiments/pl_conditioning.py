@@ -320,37 +320,39 @@ def analytic_errors(x: jax.Array, inf: dict[str, Any]) -> list[float]:
     return errs
 
 
+def kappa_program(x: jax.Array, activation: str, depth: int, width: int, w_var: float):
+    r"""Jitted ``keys (S,) -> (kappa NTK (S,), kappa last-layer NNGP (S,))`` of finite MLPs.
+
+    Network ``s`` is ``models.MLP(..., rngs=nnx.Rngs(keys[s]))``. Parameters are drawn
+    inside ``lax.map``, 4 seeds at a time: 32 deep, wide full-mode networks held at once
+    (and stacked) took 17 GB of host memory before anything ran.
+    """
+    from flax import nnx
+
+    build = lambda rngs: models.MLP(
+        x.shape[1], width, depth, activation=activation, W_std=w_var**0.5, b_std=0.0, rngs=rngs
+    )
+    apply_fn, _ = functional.as_apply(build(nnx.Rngs(0)))
+    feat_fn, _ = functional.as_apply(build(nnx.Rngs(0)), method="features")
+
+    def kappas(key):
+        p = functional.init_params(build, key)
+        k = empirical.ntk(apply_fn, p, x)
+        f = feat_fn(p, x)[-1]
+        return cd.condition_number(k), cd.condition_number(f @ f.T / f.shape[1])
+
+    return jax.jit(lambda keys: jax.lax.map(kappas, keys, batch_size=4))
+
+
 def finite_width(
     x: jax.Array, activation: str, depths, width: int, seeds: int, w_var: float, seed: int = 0
 ) -> dict[str, Any]:
-    """Per-seed kappa of the empirical NTK and last-layer NNGP of finite MLPs, mean and SE."""
-    from flax import nnx
-
+    """Per-seed kappa of the empirical NTK and last-layer NNGP of finite MLPs, mean and SE
+    (seed ``s`` is ``nnx.Rngs(1000 seed + s)``; :func:`kappa_program`)."""
     rows = {"ntk": [], "nngp": []}
+    keys = jnp.stack([jax.random.key(1000 * seed + s) for s in range(seeds)])
     for d in depths:
-        nets = [
-            models.MLP(
-                x.shape[1],
-                width,
-                d,
-                activation=activation,
-                W_std=w_var**0.5,
-                b_std=0.0,
-                rngs=nnx.Rngs(1000 * seed + s),
-            )
-            for s in range(seeds)
-        ]
-        apply_fn, _ = functional.as_apply(nets[0])
-        feat_fn, _ = functional.as_apply(nets[0], method="features")
-        ps = jax.tree.map(lambda *a: jnp.stack(a), *[functional.as_apply(n)[1] for n in nets])
-
-        def kappas(p, apply_fn=apply_fn, feat_fn=feat_fn):
-            k = empirical.ntk(apply_fn, p, x)
-            f = feat_fn(p, x)[-1]
-            return cd.condition_number(k), cd.condition_number(f @ f.T / f.shape[1])
-
-        # lax.map in batches of 4 seeds bounds the memory of deep, wide full-mode networks.
-        out = jax.jit(lambda q: jax.lax.map(lambda p: kappas(p), q, batch_size=4))(ps)
+        out = kappa_program(x, activation, d, width, w_var)(keys)
         kn, kg = (np.asarray(a, np.float64) for a in out)
         for name, k in (("ntk", kn), ("nngp", kg)):
             rows[name].append((float(k.mean()), float(k.std(ddof=1) / np.sqrt(seeds))))

@@ -193,9 +193,7 @@ def least_squares_part(sz, key: jax.Array) -> list[dict[str, Any]]:
         )
         for i, lr in enumerate(lrs):
             st = theory_by.setdefault((lr, b), noise.least_squares_stationary(x, y, lr, b))
-            burn = (
-                2000 // sz.ls_every
-            )  # the runs start at theta*: the spread builds up in ~1/(eta mu)
+            burn = LS_BURN // sz.ls_every
             excess = np.asarray(out["loss"][i], np.float64)[:, burn:] - st["loss_star"]
             m, se = pooled_average(excess)
             rows.append(dict(lr=lr, batch_size=b, theory=st["excess_loss"], measured=m, se=se))
@@ -342,9 +340,20 @@ def plot(ls_rows, mlp_rows, traces):
     return fig
 
 
+#: Burn-in steps of the least-squares runs: they start at theta*, and the spread builds
+#: up in ~1/(eta mu) steps.
+LS_BURN = 2000
+
+
 def plan(cfg: Config) -> dict[str, Any]:
     """Sizes, key and the stationary laws of the least-squares grid (cheap)."""
     sz = SIZES(cfg)
+    least = LS_BURN + 20 * sz.ls_every  # 20 batch means after the burn-in
+    if sz.ls_steps < least:
+        raise ValueError(
+            f"ls_steps: expected at least {least} (burn-in {LS_BURN} + 20 x ls_every), "
+            f"got {sz.ls_steps}"
+        )
     key = jax.random.key(cfg.seed)
     x, y = regression_data(key, sz.ls_n, sz.ls_d)
     laws = {(lr, b): noise.least_squares_stationary(x, y, lr, b) for lr, b in sz.ls_grid}

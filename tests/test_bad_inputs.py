@@ -102,27 +102,48 @@ def test_bad_input_gets_a_named_error_from_wideth(case):
 
 
 def test_min_quad_accuracy_as_documented(x64):
-    """At MIN_QUAD the tanh moments are accurate to the documented bounds; far below, not."""
+    """At MIN_QUAD the tanh moments are accurate to the documented bounds; far below, not.
+
+    The rule (Gauss-weighted trapezoid on [-Z_MAX, Z_MAX]) is written here in NumPy; the
+    public maps at MIN_QUAD must agree with it, so the numbers below are meanfield's.
+    """
     from wideth.kernels import meanfield as mf
 
+    def grid(n):
+        z = np.linspace(-mf.Z_MAX, mf.Z_MAX, n)
+        w = np.exp(-0.5 * z**2)
+        return z, w / w.sum()
+
+    d = lambda u: 1 - np.tanh(u) ** 2
+
+    def one_d(n, q):  # E[tanh^2], E[tanh'^2]
+        z, w = grid(n)
+        return np.array(
+            [
+                np.sum(w * f(np.sqrt(q) * z))
+                for f in (lambda u: np.tanh(u) ** 2, lambda u: d(u) ** 2)
+            ]
+        )
+
+    def two_d(n, q, c):  # E[tanh tanh], E[tanh' tanh']
+        z, w = grid(n)
+        u, v = np.sqrt(q) * z, np.sqrt(q) * (c * z[:, None] + np.sqrt(1 - c**2) * z[None, :])
+        return np.array([(w * f(u)) @ (f(v) @ w) for f in (np.tanh, d)])
+
+    n1, n2 = mf.MIN_QUAD
+    q_map = mf.variance_map(20.0, "tanh", 1.0, 0.0, quad=mf.MIN_QUAD)  # E[tanh^2] at q = 20
+    np.testing.assert_allclose(float(q_map), one_d(n1, 20.0)[0], rtol=1e-12)
+    c_map = mf.correlation_map(0.5, "tanh", 1.0, 0.0, q=3.0, quad=mf.MIN_QUAD)  # E[tanh tanh]/q'
+    q3 = float(mf.variance_map(3.0, "tanh", 1.0, 0.0, quad=mf.MIN_QUAD))
+    np.testing.assert_allclose(float(c_map) * q3, two_d(n2, 3.0, 0.5)[0], rtol=1e-12)
+
     fine = mf.QUAD  # converged to ~1e-13 against adaptive quadrature (module docstring)
-
-    d = lambda u: 1 - jnp.tanh(u) ** 2
-
-    def one_d(quad, q):  # E[tanh^2], E[tanh'^2]
-        f = (lambda u: jnp.tanh(u) ** 2, lambda u: d(u) ** 2)
-        return np.array([float(mf._gauss1(g, jnp.asarray(q), quad)) for g in f])
-
-    def two_d(quad, q, c):  # E[tanh tanh], E[tanh' tanh']
-        q, c = jnp.asarray(q), jnp.asarray(c)
-        return np.array([float(mf._gauss2(g, g, q, c, quad)) for g in (jnp.tanh, d)])
-
     rel = lambda a, b: float(np.max(np.abs(a - b) / np.abs(b)))
-    ref1, ref2 = one_d(fine, 20.0), two_d(fine, 3.0, 0.5)
-    assert rel(one_d(mf.MIN_QUAD, 20.0), ref1) <= 1.3e-6
-    assert rel(two_d(mf.MIN_QUAD, 3.0, 0.5), ref2) <= 1.3e-9
-    assert rel(one_d((41, 21), 20.0), ref1) > 0.5  # 70% (module docstring)
-    assert rel(two_d((41, 21), 3.0, 0.5), ref2) > 0.1  # 17% at c = 0.5 (35% at worst c)
+    ref1, ref2 = one_d(fine[0], 20.0), two_d(fine[1], 3.0, 0.5)
+    assert rel(one_d(n1, 20.0), ref1) <= 1.3e-6
+    assert rel(two_d(n2, 3.0, 0.5), ref2) <= 1.3e-9
+    assert rel(one_d(41, 20.0), ref1) > 0.5  # 70% (module docstring)
+    assert rel(two_d(21, 3.0, 0.5), ref2) > 0.1  # 17% at c = 0.5 (35% at worst c)
 
 
 def test_bounded_activation_at_zero_variance_is_the_limit(x64):

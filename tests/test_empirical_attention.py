@@ -105,7 +105,7 @@ def test_forced_routes_on_multi_dimensional_sites(x64, monkeypatch, route):
     assert (rows["w2"]["inputs"], rows["w2"]["outputs"]) == (5, 6)
     assert (rows["w3"]["inputs"], rows["w3"]["outputs"]) == (6, 2)
     x1 = jax.random.normal(ks[4], (4, 5, 2, 3))
-    got = empirical._ntk_jit(apply_fn, params, x1, x1, "structured", None, True, True)
+    got = empirical.ntk(apply_fn, params, x1, method="structured", full=True)
     _close(got, _explicit(apply_fn, params, x1, x1))
 
 

@@ -1,6 +1,6 @@
 """``method="auto"`` against measured timings on the benchmark architectures.
 
-``auto`` picks a method from a FLOP/memory cost model (``empirical._choose``).
+``auto`` picks a method from a FLOP/memory cost model (``structured_report(...)["auto"]``).
 Here every method is timed on the networks of ``benchmarks/kernels_structured.py``
 at its ``--quick`` sizes (float32), and the chosen method must be within 20% of
 the fastest. On a shared CPU, timings are taken interleaved (one call of each
@@ -55,7 +55,7 @@ def _interleaved_minima(calls, rounds, best):
 def test_auto_is_within_20_percent_of_the_fastest_method(name):
     module, x = _network(name)
     apply_fn, params = functional.functional(module)
-    chosen = empirical._choose(apply_fn, params, x, x.shape[0])
+    chosen = empirical.structured_report(apply_fn, params, x)["auto"]
     assert chosen in empirical.METHODS and chosen != "auto"
     methods = [m for m in empirical.METHODS if m != "auto"]
     calls = {m: (lambda m=m: empirical.ntk(apply_fn, params, x, method=m)) for m in methods}

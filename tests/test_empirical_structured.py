@@ -99,7 +99,7 @@ def test_each_site_route_is_exact(x64, monkeypatch, route):
         apply_fn, params = _functional(module)
         x1 = jax.random.normal(jax.random.PRNGKey(3), (4, *shape))
         x2 = jax.random.normal(jax.random.PRNGKey(4), (3, *shape))
-        got = empirical._ntk_jit(apply_fn, params, x1, x2, "structured", None, True, False)
+        got = empirical.ntk(apply_fn, params, x1, x2, "structured", full=True)
         _close(got, _explicit(apply_fn, params, x1, x2))
 
 
@@ -110,7 +110,7 @@ def test_blocks_that_do_not_fit_are_recomputed(x64, monkeypatch):
     module, shape = _nets()["cnn"]
     apply_fn, params = _functional(module)
     x1 = jax.random.normal(jax.random.PRNGKey(5), (7, *shape))
-    got = empirical._ntk_jit(apply_fn, params, x1, x1, "structured", None, True, True)
+    got = empirical.ntk(apply_fn, params, x1, method="structured", full=True)
     _close(got, _explicit(apply_fn, params, x1, x1))
 
 
@@ -172,7 +172,9 @@ def test_auto_picks_structured_where_the_cost_model_says(x64):
         module, shape = _nets()[name]
         apply_fn, params = _functional(module)
         x = jnp.ones((32, *shape))
-        assert empirical._choose(apply_fn, params, x, 32) == "structured", name
+        assert empirical.structured_report(apply_fn, params, x)["auto"] == "structured", name
     # no weight product at all: structured is not eligible
     f = lambda p, x: jnp.tanh(x * p["a"]).sum(-1, keepdims=True)
-    assert empirical._choose(f, {"a": jnp.ones(3)}, jnp.ones((4, 3)), 4) != "structured"
+    assert (
+        empirical.structured_report(f, {"a": jnp.ones(3)}, jnp.ones((4, 3)))["auto"] != "structured"
+    )

@@ -130,6 +130,22 @@ def test_uv_peak_slope_check_fails_for_m_squared():
     assert abs(peaks["slope"] - 2.0) > 3 * peaks["slope_se"]
 
 
+def test_seeds_in_groups_equal_seeds_at_once(monkeypatch):
+    # mlp_program maps over groups of SEEDS_PER_BATCH seeds: memory changes, values do not
+    setup = cp.mlp_setup(0, 3, 16, 32, 2)
+    etas = jnp.array([[0.5, 2.0], [1.0, 4.0], [0.2, 3.0]], jnp.float32)
+    runs = []
+    for group in (1, 3):
+        monkeypatch.setattr(cp, "SEEDS_PER_BATCH", group)
+        prog = cp.mlp_program(setup["apply_fn"], setup["train"], 20, {}, None)
+        runs.append(prog(setup["params"], etas, jax.random.key(0)))
+    assert runs[0].state is None
+    loss = np.asarray(runs[0].metrics["loss"])[..., -1]
+    assert np.unique(loss.round(6)).size == loss.size  # every (seed, eta) its own run
+    for a, b in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1]), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_plan_full_mode_builds(tmp_path):
     cfg = Config(name="catapult", quick=False, seed=0, out=tmp_path, quiet=True)

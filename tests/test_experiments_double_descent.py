@@ -163,6 +163,12 @@ def test_plan_builds_the_full_configuration():
     assert p["rf_data"][0].shape == (1000, 784) and p["ntk_data"][0].shape == (512, 784)
 
 
+def test_plan_rejects_widths_too_few_for_the_fits():
+    cfg = Config("double_descent", True, 0, None, True, overrides=(("widths", "64,256,1024"),))
+    with pytest.raises(ValueError, match=r"^widths: expected at least two widths >= 1024"):
+        dd.plan(cfg)
+
+
 @pytest.mark.slow
 def test_main_quick_smoke(tmp_path):
     res = dd.main(["--quick", "--quiet", "--out", str(tmp_path)])

@@ -80,6 +80,27 @@ def test_cross_entropy_checks_pass_on_hovering_and_fail_without_it():
     assert not collapse[0]["pass"] and not collapse[1]["pass"]
 
 
+def test_cross_entropy_networks_combine_with_the_spread_across_them():
+    eta, t = 0.5, np.arange(60)
+    edge = 2 / eta
+    loss = np.linspace(2.3, 0.1, 2000)
+    ramp = np.minimum(0.3 + t / 10, 1.0)
+    nets = [eos.xent_summary(edge * ramp * h, loss, eta) for h in (0.95, 1.0, 1.1)]
+    c = eos.xent_combine(nets)
+    hov = np.array([n["hover_median_over_edge"] for n in nets])
+    assert c["seeds"] == 3 and c["hover_median_over_edge"] == pytest.approx(hov.mean())
+    assert c["hover_se_over_edge"] == pytest.approx(hov.std(ddof=1) / np.sqrt(3))
+    assert all(x["pass"] for x in eos.xent_checks(c, 3.0))
+    # one network that never reaches the edge fails "reaches" for all of them
+    flat = eos.xent_summary(edge * 0.5 * np.ones(60), loss, eta)
+    assert not eos.xent_checks(eos.xent_combine([*nets, flat]), 3.0)[0]["pass"]
+    # one network whose loss does not fall fails "loss keeps decreasing"
+    stuck = eos.xent_summary(edge * ramp, np.full(2000, 2.3), eta)
+    assert not eos.xent_checks(eos.xent_combine([*nets, stuck]), 3.0)[2]["pass"]
+    # one network: its own series' SE
+    assert eos.xent_combine(nets[:1])["hover_se_over_edge"] == nets[0]["hover_se_over_edge"]
+
+
 def test_median_se_by_batch_medians():
     rng = np.random.default_rng(0)
     # Independent draws: the batch-median SE estimates the median's SE

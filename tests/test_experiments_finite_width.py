@@ -132,6 +132,11 @@ def test_weighted_slopes_recover_known_lines():
     assert s == pytest.approx(-2) and se > 0
     s0, _ = fw.slope_through_origin(x, 5 * x, np.array([1.0, 2.0, 3.0]))
     assert s0 == pytest.approx(5)
+    a, _, b, _ = fw.quadratic_through_origin(x, 2 * x - 0.5 * x**2, np.ones(3))
+    assert (a, b) == (pytest.approx(2), pytest.approx(-0.5))
+    # too few fitted depths (an unlucky tail): nan, so the checks fail instead of a crash
+    assert all(np.isnan(fw.quadratic_through_origin(x[:1], x[:1], np.ones(1))))
+    assert all(np.isnan(fw.slope_through_origin(x[:0], x[:0], np.ones(0))))
 
 
 @pytest.mark.slow

@@ -62,3 +62,9 @@ def test_plan_builds_the_full_configuration():
 def test_main_quick_smoke(tmp_path):
     res = sgs.main(["--quick", "--quiet", "--out", str(tmp_path)])
     assert all(c["pass"] for c in res.checks), [c for c in res.checks if not c["pass"]]
+
+
+def test_plan_rejects_runs_shorter_than_the_burn_in():
+    cfg = Config("sgd_stationarity", True, 0, None, True, overrides=(("ls_steps", "2000"),))
+    with pytest.raises(ValueError, match=r"^ls_steps: expected at least 2200"):
+        sgs.plan(cfg)

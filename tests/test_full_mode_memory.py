@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import criticality, finite_width
+from experiments import catapult, criticality, finite_width, pl_conditioning
 from experiments.common import Config
 
 BUDGET_GIB = 8.0
@@ -82,6 +82,32 @@ def test_finite_width_full_movement_program_fits():
         apply_fn, init, p["batch"], p["probe"], sz.mv_steps, sz.mv_lr, centred=True
     )
     planned = _planned_gib(prog, _keys(sz.mv_seeds))
+    assert planned < BUDGET_GIB, planned
+
+
+@pytest.mark.slow
+def test_catapult_full_programs_fit():
+    # 8 seeds x 19 step sizes of a 64-2048x3-10 MLP: 23 GiB when every network (and its
+    # final parameters) was in flight at once
+    p = catapult.plan(Config("catapult", quick=False, seed=0, out=None, quiet=True))
+    sz, progs, params, key = p["sz"], p["programs"], p["params"], p["key"]
+    etas = lambda e: jnp.zeros((sz.seeds, e), jnp.float32)
+    planned = {
+        "sweep": _planned_gib(progs["sweep"], params, etas(len(sz.grid)), key),
+        "bisect": _planned_gib(progs["bisect"], params, etas(1), key),
+        "trajectory": _planned_gib(progs["trajectory"], params, etas(len(sz.traj)), key),
+        "lambda0": _planned_gib(progs["lambda0"], params, key),
+    }
+    assert max(planned.values()) < BUDGET_GIB, planned
+
+
+@pytest.mark.slow
+def test_pl_conditioning_full_kappa_program_fits():
+    # the deepest, widest empirical NTKs of the depth part: 32 seeds of 2048 x 16 MLPs
+    full = pl_conditioning.SIZES.full
+    x = jnp.zeros((full["depth_n"], 64))  # digits
+    prog = pl_conditioning.kappa_program(x, "relu", max(full["depths"]), full["depth_width"], 2.0)
+    planned = _planned_gib(prog, _keys(full["depth_seeds"]))
     assert planned < BUDGET_GIB, planned
 
 

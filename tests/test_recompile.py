@@ -1,43 +1,14 @@
 """Second calls with the same functions and new data of the same shapes compile nothing."""
 
-import contextlib
-import logging
-
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
+from compiles import count_compiles
 from flax import nnx
 
 from wideth import functional, hessian, models, train
 from wideth.kernels import empirical
-
-
-@contextlib.contextmanager
-def count_compiles():
-    """Count XLA compilations (JAX's compile log) inside the block."""
-    records: list[str] = []
-
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            msg = record.getMessage()
-            if msg.startswith("Compiling"):
-                records.append(msg)
-
-    handler = Handler(level=logging.DEBUG)
-    loggers = [logging.getLogger(n) for n in ("jax", "jax._src")]
-    old = [(lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.DEBUG)
-    try:
-        with jax.log_compiles(True):
-            yield records
-    finally:
-        for lg, (level, prop) in zip(loggers, old, strict=True):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-            lg.propagate = prop
 
 
 @pytest.fixture(scope="module")

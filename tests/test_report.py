@@ -36,6 +36,13 @@ def test_metrics_without_kinds_count_as_claims(tmp_path):
     assert "| [old](#old) | 1/1 | 0/0 |" in text
 
 
+def test_undefined_statistics_fail_their_check():
+    nan = float("nan")
+    assert not check("x", 1.0, 1.0, nan)["pass"]  # an SE from too few samples
+    assert not check("x", nan, 1.0, 0.1)["pass"] and not check("x", 1.0, nan, 0.1)["pass"]
+    assert check("x", 1.0, 1.05, 0.1)["pass"]
+
+
 def test_check_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="^kind: expected one of"):
         check("x", 1.0, 1.0, 0.1, kind="sanity")

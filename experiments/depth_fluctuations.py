@@ -101,13 +101,8 @@ SIZES = Sizes(
 )
 
 
-def ensemble(
-    n0: int, width: int, depth: int, num: int, key: jax.Array, method: str = "features", **kw: Any
-):
-    """``(apply_fn, params)`` of ``num`` MLPs with a leading ensemble axis on ``params``.
-
-    ``method="features"`` gives the per-layer post-activations, ``"__call__"`` the output.
-    """
+def _ensemble_init(n0: int, width: int, depth: int, method: str, **kw: Any):
+    """``(apply_fn, init)``: ``init(key)`` draws one MLP's parameters (traceable in the key)."""
     from flax import nnx
 
     from wideth import functional, models
@@ -117,7 +112,45 @@ def ensemble(
         return nnx.split(net, nnx.Param)[1]
 
     fn, _ = functional.as_apply(models.MLP(n0, width, depth, rngs=nnx.Rngs(0), **kw), method=method)
+    return fn, init
+
+
+def ensemble(
+    n0: int, width: int, depth: int, num: int, key: jax.Array, method: str = "features", **kw: Any
+):
+    """``(apply_fn, params)`` of ``num`` MLPs with a leading ensemble axis on ``params``.
+
+    ``method="features"`` gives the per-layer post-activations, ``"__call__"`` the output.
+    Network ``i`` is drawn from ``jax.random.split(key, num)[i]``.
+    """
+    fn, init = _ensemble_init(n0, width, depth, method, **kw)
     return fn, jax.jit(jax.vmap(init))(jax.random.split(key, num))
+
+
+#: Networks drawn and evaluated together under ``vmap`` by :func:`ensemble_map` (the
+#: groups run in sequence): full mode's 8,000 networks at once held 17-33 GB of parameters.
+NETS_PER_BATCH = 500
+
+
+def ensemble_map(
+    one: Any,
+    n0: int,
+    width: int,
+    depth: int,
+    num: int,
+    key: jax.Array,
+    method: str = "features",
+    **kw: Any,
+) -> np.ndarray:
+    """``one(apply_fn, params)`` of each network of :func:`ensemble` (same keys), float64.
+
+    Each network is drawn from its key inside ``lax.map``, :data:`NETS_PER_BATCH` at a
+    time, so the ensemble's parameters are never all in memory at once.
+    """
+    fn, init = _ensemble_init(n0, width, depth, method, **kw)
+    batch = min(NETS_PER_BATCH, num)
+    prog = jax.jit(lambda ks: jax.lax.map(lambda k: one(fn, init(k)), ks, batch_size=batch))
+    return np.asarray(prog(jax.random.split(key, num)), np.float64)
 
 
 def unit_input(key: jax.Array, n0: int) -> tuple[jax.Array, jax.Array]:
@@ -137,14 +170,13 @@ def log_jacobian(n0: int, width: int, depth: int, num: int, key: jax.Array) -> n
     """
     from wideth.kernels import empirical
 
-    fn, params = ensemble(n0, width, depth, num, key)
     x, u = unit_input(jax.random.fold_in(key, 1), n0)
 
-    def one(p):
+    def one(fn, p):
         along_u = lambda s, z: fn(p, z + s * u)[-1]
         return jnp.log(empirical.ntk(along_u, jnp.zeros(()), x[None], method="jvp")[0, 0] * n0)
 
-    return np.asarray(jax.jit(jax.vmap(one))(params), np.float64)
+    return ensemble_map(one, n0, width, depth, num, key)
 
 
 def exact_log_moments(width: int, depth: int) -> tuple[float, float]:
@@ -169,10 +201,9 @@ def ntk_diagonal(n0: int, width: int, depth: int, num: int, key: jax.Array) -> n
     """
     from wideth.kernels import empirical
 
-    fn, params = ensemble(n0, width, depth, num, key, method="__call__", b_std=0.0)
     x, _ = unit_input(jax.random.fold_in(key, 3), n0)
-    one = lambda p: empirical.ntk(fn, p, x[None], method="jvp")[0, 0]
-    return np.asarray(jax.jit(jax.vmap(one))(params), np.float64)
+    one = lambda fn, p: empirical.ntk(fn, p, x[None], method="jvp")[0, 0]
+    return ensemble_map(one, n0, width, depth, num, key, method="__call__", b_std=0.0)
 
 
 def ntk_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -218,16 +249,16 @@ def relu_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def tanh_moments(n0: int, width: int, depth: int, num: int, key: jax.Array) -> np.ndarray:
     """Per-layer mean squared pre-activation of ``num`` tanh nets (sigma_w^2 = 1): ``(num, L)``."""
-    fn, params = ensemble(n0, width, depth, num, key, activation="tanh", W_std=1.0, b_std=0.0)
     x, _ = unit_input(jax.random.fold_in(key, 2), n0)
     eps = 1e-7
 
-    def one(p):
+    def one(fn, p):
         return jnp.stack(
             [jnp.mean(jnp.arctanh(jnp.clip(h[0], -1 + eps, 1 - eps)) ** 2) for h in fn(p, x[None])]
         )
 
-    return np.asarray(jax.jit(jax.vmap(one))(params), np.float64)
+    kw = dict(activation="tanh", W_std=1.0, b_std=0.0)
+    return ensemble_map(one, n0, width, depth, num, key, **kw)
 
 
 def extrapolate(

@@ -1,6 +1,7 @@
 """Depth-fluctuation experiment: exact one-layer law, checks that fail on wrong inputs."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -122,3 +123,15 @@ def test_plan_builds_the_full_configuration():
 def test_main_quick_smoke(tmp_path):
     res = dfl.main(["--quick", "--quiet", "--out", str(tmp_path)])
     assert all(c["pass"] for c in res.checks), [c for c in res.checks if not c["pass"]]
+
+
+def test_ensemble_map_draws_the_ensembles_networks_in_groups(monkeypatch):
+    # network i of ensemble_map is network i of ensemble (same key), in any group size
+    n0, width, depth, num, key = 6, 12, 3, 9, jax.random.key(4)
+    fn, params = dfl.ensemble(n0, width, depth, num, key, method="__call__")
+    x = jnp.ones((1, n0))
+    want = np.asarray(jax.vmap(lambda p: fn(p, x)[0, 0])(params))
+    monkeypatch.setattr(dfl, "NETS_PER_BATCH", 4)  # groups of 4, 4 and 1
+    got = dfl.ensemble_map(lambda f, p: f(p, x)[0, 0], n0, width, depth, num, key, "__call__")
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert np.unique(np.round(got, 6)).size == num  # nine different networks

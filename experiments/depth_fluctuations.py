@@ -130,6 +130,9 @@ def ensemble(
 #: Networks drawn and evaluated together under ``vmap`` by :func:`ensemble_map` (the
 #: groups run in sequence): full mode's 8,000 networks at once held 17-33 GB of parameters.
 NETS_PER_BATCH = 500
+#: ... and at most this many parameters per group (400 tanh networks of 1024 x 50 are
+#: 21 billion: the full run asked for 42 GB).
+PARAMS_PER_BATCH = 2**27
 
 
 def ensemble_map(
@@ -145,10 +148,12 @@ def ensemble_map(
     """``one(apply_fn, params)`` of each network of :func:`ensemble` (same keys), float64.
 
     Each network is drawn from its key inside ``lax.map``, :data:`NETS_PER_BATCH` at a
-    time, so the ensemble's parameters are never all in memory at once.
+    time (fewer if they would hold more than :data:`PARAMS_PER_BATCH` parameters), so
+    the ensemble's parameters are never all in memory at once.
     """
     fn, init = _ensemble_init(n0, width, depth, method, **kw)
-    batch = min(NETS_PER_BATCH, num)
+    per_net = n0 * width + (depth - 1) * width**2 + depth * width + width  # weights, biases
+    batch = max(1, min(NETS_PER_BATCH, num, PARAMS_PER_BATCH // per_net))
     prog = jax.jit(lambda ks: jax.lax.map(lambda k: one(fn, init(k)), ks, batch_size=batch))
     return np.asarray(prog(jax.random.split(key, num)), np.float64)
 

@@ -56,7 +56,10 @@ the edge amplify it); the loss keeps decreasing. Like the MSE runs, each step
 size runs on several independently initialised networks (3 quick, 5 full),
 each at its own :math:`2/(a\lambda_0)`: the medians are means over networks with
 the standard error across them, and reaching the edge and loss progress must
-hold on every network. Where it stops: within the
+hold on every network; every step size runs for the same time :math:`\eta t`
+(``xent_steps`` at the largest, proportionally more steps at the smaller ones,
+:func:`xent_steps`), since the sharpening from :math:`\lambda_0 = 2/(a\eta)` to the
+edge takes longer the larger :math:`a`. Where it stops: within the
 quick run the loss only falls to ~0.1, so the late decline of the sharpness
 is not reached; full mode runs 4x longer and checks it: the median sharpness
 over the last sixth of the run lies below the hover median by more than 2 SE
@@ -347,6 +350,23 @@ def median_se(window: np.ndarray, blocks: int = 5) -> float:
     return float(meds.std(ddof=1) / np.sqrt(blocks))
 
 
+def xent_steps(steps: int, multiples: Sequence[float], every: int) -> list[int]:
+    r"""Steps of each cross-entropy run: ``steps`` at the largest step size (the smallest
+    multiple ``a``), ``steps * a / min(a)`` at the others, so every run covers the same
+    time :math:`\eta t` (the sharpening from :math:`2/(a\eta)` to the edge takes a time
+    that grows with ``a``)."""
+    out = []
+    for a in multiples:
+        n = steps * a / min(multiples)
+        if n != int(n) or int(n) % every:
+            raise ValueError(
+                f"xent_steps: expected steps x a/min(a) to be a multiple of every={every}, got "
+                f"{n:g} for a={a:g}"
+            )
+        out.append(int(n))
+    return out
+
+
 def xent_combine(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One multiple's :func:`xent_summary` over independent networks (seeds).
 
@@ -481,15 +501,12 @@ def plot_eos(res: dict[str, Any]):
     axes[0].legend(fontsize=8)
     axes[1].set(yscale="log", xlabel="time η·t", ylabel="train loss (MSE)", title="Training loss")
     if x:
-        t_x = np.asarray(x["probe_steps"])
-        x_etas = np.asarray(x["etas"])
-        x_over = np.asarray(  # (networks, step sizes, probes), as for the MSE panel
-            x.get("sharpness_over_edge", (np.asarray(x["sharpness"]) * x_etas[:, None] / 2)[None])
-        )
-        for i, eta in enumerate(x_etas):
-            (line,) = axes[2].plot(eta * t_x, x_over[0, i], label=f"GD η = {eta:.3g}")
-            for s in range(1, x_over.shape[0]):  # the other networks (their own λ0 and η)
-                axes[2].plot(eta * t_x, x_over[s, i], color=line.get_color(), lw=0.6, alpha=0.5)
+        for run in x:  # one step size: (networks, probes) in units of each network's edge
+            t_x, over_x = np.asarray(run["probe_steps"]), np.asarray(run["over_edge"])
+            lab = f"GD η = {run['eta']:.3g}"
+            (line,) = axes[2].plot(run["eta"] * t_x, over_x[0], label=lab)
+            for s in range(1, over_x.shape[0]):  # the other networks (their own λ0 and η)
+                axes[2].plot(run["eta"] * t_x, over_x[s], color=line.get_color(), lw=0.6, alpha=0.5)
         axes[2].axhline(1.0, color="k", ls="--", lw=0.9)
         axes[2].axhspan(0.85, 1.3, color="0.85", zorder=0, label="[0.85, 1.3] band (checked)")
         axes[2].set(
@@ -563,6 +580,7 @@ def plan(cfg: Config) -> dict[str, Any]:
             lam0s=x_lam0s,
             etas=[2.0 / (a * x_lam0) for a in sz.xent_multiples],
             net_etas=np.array([[2.0 / (a * lam) for a in sz.xent_multiples] for lam in x_lam0s]),
+            steps=xent_steps(sz.xent_steps, sz.xent_multiples, XENT["every"]),
         ),
     )
 
@@ -608,31 +626,31 @@ def run(cfg: Config) -> Result:
     flow_sharp = np.asarray(fl.probes["sharpness"][0])
     checks.append(flow_check(flow_sharp, etas))
     px = p["xent"]
-    XA = len(sz.xent_multiples)
-    xr = gd_runs(
-        px["apply_fn"],
-        jax.tree.map(
-            lambda *leaves: jnp.stack([leaf for leaf in leaves for _ in range(XA)]), *px["nets"]
-        ),
-        px["batch"],
-        px["net_etas"].ravel(),
-        sz.xent_steps,
-        XENT["every"],
-        p["key"],
-        loss="xent",
-        stacked=True,
-    )
-    all_x_sharp = np.asarray(xr.probes["sharpness"]).reshape(S, XA, -1)
-    all_x_loss = np.asarray(xr.metrics["loss"]).reshape(S, XA, -1)
-    x_sharp, x_loss = all_x_sharp[0], all_x_loss[0]  # network 0, drawn in the figure
+    # one program per step size (each runs for the same time eta t: its own step count)
+    x_runs = [
+        gd_runs(
+            px["apply_fn"],
+            jax.tree.map(lambda *leaves: jnp.stack(leaves), *px["nets"]),
+            px["batch"],
+            px["net_etas"][:, i],
+            n_steps,
+            XENT["every"],
+            p["key"],
+            loss="xent",
+            stacked=True,
+        )
+        for i, n_steps in enumerate(px["steps"])
+    ]
+    all_x_sharp = [np.asarray(r.probes["sharpness"]) for r in x_runs]  # (S, T_i) each
+    all_x_loss = [np.asarray(r.metrics["loss"]) for r in x_runs]
     x_summaries = [
         xent_combine(
             [
-                xent_summary(all_x_sharp[s, i], all_x_loss[s, i], px["net_etas"][s, i])
+                xent_summary(all_x_sharp[i][s], all_x_loss[i][s], px["net_etas"][s, i])
                 for s in range(S)
             ]
         )
-        for i in range(XA)
+        for i in range(len(x_runs))
     ]
     checks += [
         c
@@ -641,12 +659,14 @@ def run(cfg: Config) -> Result:
     ]
     res = {
         "n": sz.n,
-        "xent": {
-            "etas": px["etas"],
-            "probe_steps": np.asarray(xr.probe_steps[0]),
-            "sharpness": x_sharp,
-            "sharpness_over_edge": all_x_sharp * px["net_etas"][..., None] / 2,
-        },
+        "xent": [
+            {
+                "eta": px["etas"][i],
+                "probe_steps": np.asarray(r.probe_steps[0]),
+                "over_edge": all_x_sharp[i] * px["net_etas"][:, i, None] / 2,  # (S, T_i)
+            }
+            for i, r in enumerate(x_runs)
+        ],
         "etas": etas,
         "probe_steps": np.asarray(gd.probe_steps[0]),
         "sharpness": sharp,
@@ -675,7 +695,12 @@ def run(cfg: Config) -> Result:
             "lambda_0": px["lam0"],
             "lambda_0_per_network": px["lam0s"],
             "runs": [
-                {**s, "sharpness": x_sharp[i], "loss_every_50": x_loss[i][::50]}
+                {
+                    **s,
+                    "steps": px["steps"][i],
+                    "sharpness": all_x_sharp[i][0],
+                    "loss_every_50": all_x_loss[i][0][::50],
+                }
                 for i, s in enumerate(x_summaries)
             ],
         },
@@ -705,7 +730,7 @@ def run(cfg: Config) -> Result:
         "networks": S,
         "flow_eta": p["eta_flow"],
         "flow_steps": p["flow_steps"],
-        "xent": {**XENT, "steps": sz.xent_steps, "multiples": list(sz.xent_multiples)},
+        "xent": {**XENT, "steps": px["steps"], "multiples": list(sz.xent_multiples)},
     }
     return Result(
         metrics=metrics, checks=checks, figures=figures, config=config, summary=summary_text

@@ -101,6 +101,13 @@ def test_cross_entropy_networks_combine_with_the_spread_across_them():
     assert eos.xent_combine(nets[:1])["hover_se_over_edge"] == nets[0]["hover_se_over_edge"]
 
 
+def test_cross_entropy_runs_cover_the_same_time_eta_t():
+    steps = eos.xent_steps(2000, (3.0, 6.0, 12.0), 50)
+    assert steps == [2000, 4000, 8000]  # eta_i * steps_i is the same for eta = 2/(a lambda_0)
+    with pytest.raises(ValueError, match=r"^xent_steps: expected steps x a/min\(a\)"):
+        eos.xent_steps(2000, (3.0, 4.0), 50)  # 2666.7 steps
+
+
 def test_median_se_by_batch_medians():
     rng = np.random.default_rng(0)
     # Independent draws: the batch-median SE estimates the median's SE

@@ -17,6 +17,10 @@ mode, every check with a verdict and a kind, and every figure written.
 
 import importlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +29,8 @@ from experiments import EXPERIMENTS
 from experiments.common import KINDS, Config, Sizes, execute
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: per experiment, the work-sizing entries replaced in its full sizes
 SMALL = {
@@ -154,18 +160,32 @@ def test_every_experiment_has_small_full_sizes():
         assert set(small) <= set(full), (name, sorted(set(small) - set(full)))
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_full_mode_paths_run(name, tmp_path, monkeypatch):
+def run_small_full(name: str, out: str) -> None:
+    """``name``'s ``run`` in full mode with :data:`SMALL` sizes, writing into ``out``."""
     module = importlib.import_module(f"experiments.{name}")
-    sizes = Sizes(quick=module.SIZES.quick, full={**module.SIZES.full, **SMALL[name]})
-    monkeypatch.setattr(module, "SIZES", sizes)
-    cfg = Config(name, quick=False, seed=0, out=tmp_path, quiet=True)
-    result = execute(module.run, cfg, module.__doc__ or "")
+    module.SIZES = Sizes(quick=module.SIZES.quick, full={**module.SIZES.full, **SMALL[name]})
+    cfg = Config(name, quick=False, seed=0, out=Path(out), quiet=True)
+    execute(module.run, cfg, module.__doc__ or "")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_full_mode_paths_run(name, tmp_path):
+    # In a fresh process: these are whole experiment runs, kept out of the test worker's
+    # memory and compilation caches.
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import test_experiments_full_paths as t; t.run_small_full({name!r}, {str(tmp_path)!r})"
+    )
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
     payload = json.loads((tmp_path / "metrics.json").read_text())
     assert payload["mode"] == "full"
     assert payload["checks"], "no checks recorded"
     for c in payload["checks"]:
         assert isinstance(c["pass"], bool) and c["kind"] in KINDS, c
-    assert result.figures, "no figures written"
-    for fig in result.figures:
+    assert payload["figures"], "no figures written"
+    for fig in payload["figures"]:
         assert (tmp_path / fig).stat().st_size > 0, fig

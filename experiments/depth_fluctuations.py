@@ -67,6 +67,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -152,7 +153,8 @@ def ensemble_map(
     the ensemble's parameters are never all in memory at once.
     """
     fn, init = _ensemble_init(n0, width, depth, method, **kw)
-    per_net = n0 * width + (depth - 1) * width**2 + depth * width + width  # weights, biases
+    shapes = jax.eval_shape(init, key)  # one network's parameters, traced, not drawn
+    per_net = sum(math.prod(a.shape) for a in jax.tree.leaves(shapes))
     batch = max(1, min(NETS_PER_BATCH, num, PARAMS_PER_BATCH // per_net))
     prog = jax.jit(lambda ks: jax.lax.map(lambda k: one(fn, init(k)), ks, batch_size=batch))
     return np.asarray(prog(jax.random.split(key, num)), np.float64)

@@ -574,7 +574,6 @@ def plan(cfg: Config) -> dict[str, Any]:
         flow_steps=flow_steps,
         xent=dict(
             apply_fn=x_apply,
-            params=x_params,
             batch=x_batch,
             nets=x_nets,
             lam0=x_lam0,

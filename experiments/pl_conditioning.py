@@ -332,8 +332,9 @@ def kappa_program(x: jax.Array, activation: str, depth: int, width: int, w_var: 
     build = lambda rngs: models.MLP(
         x.shape[1], width, depth, activation=activation, W_std=w_var**0.5, b_std=0.0, rngs=rngs
     )
-    apply_fn, _ = functional.as_apply(build(nnx.Rngs(0)))
-    feat_fn, _ = functional.as_apply(build(nnx.Rngs(0)), method="features")
+    net = build(nnx.Rngs(0))  # only for the functions: its parameters are not used
+    apply_fn, _ = functional.as_apply(net)
+    feat_fn, _ = functional.as_apply(net, method="features")
 
     def kappas(key):
         p = functional.init_params(build, key)

@@ -164,7 +164,11 @@ def sgd_runs(
     return jax.vmap(lambda lr: jax.vmap(lambda k: one(lr, k))(keys))(lrs)
 
 
-def pooled_average(series: np.ndarray, num_batches: int = 20) -> tuple[float, float]:
+#: Batch means per series in :func:`pooled_average` (by default).
+NUM_BATCHES = 20
+
+
+def pooled_average(series: np.ndarray, num_batches: int = NUM_BATCHES) -> tuple[float, float]:
     """Mean over seeds of per-seed batch-means averages, with its SE (``series``: seeds x T)."""
     stats = np.array([noise.time_average(s, num_batches) for s in series])
     return float(stats[:, 0].mean()), float(np.sqrt(np.sum(stats[:, 1] ** 2)) / len(stats))
@@ -348,10 +352,10 @@ LS_BURN = 2000
 def plan(cfg: Config) -> dict[str, Any]:
     """Sizes, key and the stationary laws of the least-squares grid (cheap)."""
     sz = SIZES(cfg)
-    least = LS_BURN + 20 * sz.ls_every  # 20 batch means after the burn-in
+    least = LS_BURN + NUM_BATCHES * sz.ls_every  # one sample per batch mean after the burn-in
     if sz.ls_steps < least:
         raise ValueError(
-            f"ls_steps: expected at least {least} (burn-in {LS_BURN} + 20 x ls_every), "
+            f"ls_steps: expected at least {least} (burn-in {LS_BURN} + {NUM_BATCHES} x ls_every), "
             f"got {sz.ls_steps}"
         )
     key = jax.random.key(cfg.seed)
